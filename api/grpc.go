@@ -1,0 +1,55 @@
+package api
+
+import (
+	"math"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/keeldb/keel/member"
+)
+
+// grpcOverheadBytes is the room etcd leaves above --max-request-bytes for
+// gRPC framing, so that a request slightly over the limit reaches the server
+// and gets etcd's "request is too large" rather than a transport error.
+const grpcOverheadBytes = 512 * 1024
+
+// GRPCConfig tunes the client gRPC server.
+type GRPCConfig struct {
+	MaxRequestBytes uint
+	MaxTxnOps       uint
+}
+
+// GRPCServer is the client-facing gRPC server with etcd's services.
+type GRPCServer struct {
+	*grpc.Server
+	health *health.Server
+}
+
+// NewGRPCServer registers KV, Maintenance, Cluster and the gRPC health
+// service for m. Health reports NOT_SERVING until SetServing is called.
+func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
+	gs := grpc.NewServer(
+		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)+grpcOverheadBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+	)
+	pb.RegisterKVServer(gs, &kvServer{m: m, maxTxnOps: int(cfg.MaxTxnOps)})
+	pb.RegisterMaintenanceServer(gs, &maintenanceServer{m: m})
+	pb.RegisterClusterServer(gs, &clusterServer{m: m})
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	return &GRPCServer{Server: gs, health: hs}
+}
+
+// SetServing marks the server as serving in the gRPC health service.
+func (s *GRPCServer) SetServing() {
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+}

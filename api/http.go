@@ -1,0 +1,78 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
+
+	"github.com/keeldb/keel/member"
+	"github.com/keeldb/keel/version"
+)
+
+// health is the body of /health, in etcd's format.
+type healthStatus struct {
+	Health string `json:"health"`
+	Reason string `json:"reason"`
+}
+
+// healthCheckTimeout bounds the read /health makes.
+const healthCheckTimeout = 5 * time.Second
+
+// NewHTTPHandler returns the handler of the client port's HTTP endpoints.
+func NewHTTPHandler(m *member.Member, lg *zap.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		serializable := r.URL.Query().Get("serializable") == "true"
+		h := checkHealth(r.Context(), m, serializable)
+		body, _ := json.Marshal(h)
+		if h.Health != "true" {
+			lg.Warn("/health error", zap.String("output", string(body)), zap.Int("status-code", http.StatusServiceUnavailable))
+			http.Error(w, string(body), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})
+	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		body, _ := json.Marshal(struct {
+			Server  string `json:"etcdserver"`
+			Cluster string `json:"etcdcluster"`
+			Storage string `json:"storage"`
+			Keel    string `json:"keel"`
+		}{version.Etcd, version.Cluster, version.Storage, version.Version})
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})
+	return mux
+}
+
+// checkHealth is etcd's /health: a leader must be known (unless the check
+// is serializable) and a read through the member must succeed.
+func checkHealth(ctx context.Context, m *member.Member, serializable bool) healthStatus {
+	if !serializable && m.Leader() == 0 {
+		return healthStatus{Health: "false", Reason: "RAFT NO LEADER"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, healthCheckTimeout)
+	defer cancel()
+	_, err := m.Range(ctx, &pb.RangeRequest{Key: []byte("health"), KeysOnly: true, Limit: 1, Serializable: serializable})
+	if err != nil {
+		return healthStatus{Health: "false", Reason: fmt.Sprintf("RANGE ERROR:%s", strings.TrimSpace(err.Error()))}
+	}
+	return healthStatus{Health: "true"}
+}

@@ -1,0 +1,42 @@
+package api
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/keeldb/keel/member"
+	"github.com/keeldb/keel/version"
+)
+
+// DefaultQuotaBytes is the backend quota etcd reports when none is set.
+const DefaultQuotaBytes = 2 << 30
+
+type maintenanceServer struct {
+	pb.UnimplementedMaintenanceServer
+	m *member.Member
+}
+
+func (s *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
+	st := s.m.Status()
+	resp := &pb.StatusResponse{
+		Header:           &pb.ResponseHeader{},
+		Version:          version.Etcd,
+		DbSize:           st.DBSize,
+		DbSizeInUse:      st.DBSizeInUse,
+		Leader:           st.Leader,
+		RaftIndex:        st.RaftIndex,
+		RaftTerm:         st.RaftTerm,
+		RaftAppliedIndex: st.RaftAppliedIndex,
+		IsLearner:        st.IsLearner,
+		DbSizeQuota:      DefaultQuotaBytes,
+		StorageVersion:   version.Storage,
+		DowngradeInfo:    &pb.DowngradeInfo{},
+	}
+	fillHeader(s.m, resp.Header)
+	if st.Leader == 0 {
+		resp.Errors = append(resp.Errors, rpctypes.ErrNoLeader.Error())
+	}
+	return resp, nil
+}

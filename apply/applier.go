@@ -1,0 +1,145 @@
+// Package apply is keel's deterministic applier: it turns a committed Raft
+// entry into changes of the MVCC store and the membership, and computes the
+// response the proposer gets. Given the same state and the same entry it
+// always does the same thing; it reads no clock and does no I/O beyond the
+// batch it is handed.
+//
+// It also holds etcd's request semantics shared by the read path (Range,
+// ReadTxn), so reads served without Raft answer exactly like applied ones.
+package apply
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/keeldb/keel/membership"
+	"github.com/keeldb/keel/mvcc"
+)
+
+// Result is the outcome of applying one request.
+type Result struct {
+	// Resp is the response for the proposer; nil when Err is set.
+	Resp proto.Message
+	// Err is a request error for the proposer (an etcd rpctypes error or an
+	// mvcc error); the entry was still applied (it changed nothing).
+	Err error
+	// Compaction is set for compaction requests: the proposer of a physical
+	// compaction waits for the store's compactions after the batch commits.
+	Compaction bool
+}
+
+// Applier applies committed entries. It is used by the apply loop only.
+type Applier struct {
+	kv      *mvcc.Store
+	cluster *membership.Cluster
+	lessor  Lessor
+}
+
+// New returns an applier over the given state.
+func New(kv *mvcc.Store, cluster *membership.Cluster, lessor Lessor) *Applier {
+	return &Applier{kv: kv, cluster: cluster, lessor: lessor}
+}
+
+// Apply applies one request through w (and b for non-KV state). A returned
+// error means the batch can no longer be trusted (storage failure): the
+// member must stop. Request errors are in Result.Err.
+func (a *Applier) Apply(ctx context.Context, w *mvcc.Writer, b *pebble.Batch, r *pb.InternalRaftRequest) (*Result, error) {
+	switch {
+	case r.Put != nil:
+		return a.put(ctx, w, r.Put)
+	case r.DeleteRange != nil:
+		tx := w.Txn()
+		defer tx.End()
+		resp, err := deleteRange(ctx, tx, r.DeleteRange)
+		if err != nil {
+			return nil, err
+		}
+		return &Result{Resp: resp}, nil
+	case r.Txn != nil:
+		tx := w.Txn()
+		defer tx.End()
+		resp, err := runTxn(ctx, tx, r.Txn, a.lessor)
+		if err != nil {
+			if tx.Changed() {
+				return nil, fmt.Errorf("txn failed after writing: %w", err)
+			}
+			if isRequestError(err) {
+				return &Result{Err: err}, nil
+			}
+			return nil, err
+		}
+		return &Result{Resp: resp}, nil
+	case r.Compaction != nil:
+		res := &Result{Compaction: true}
+		if err := w.Compact(r.Compaction.Revision); err != nil {
+			if !isRequestError(err) {
+				return nil, err
+			}
+			res.Err = err
+			return res, nil
+		}
+		res.Resp = &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: w.Rev()}}
+		return res, nil
+	case r.ClusterMemberAttrSet != nil:
+		attr := r.ClusterMemberAttrSet.MemberAttributes
+		if err := a.cluster.SetAttributes(b, r.ClusterMemberAttrSet.Member_ID, attr.GetName(), attr.GetClientUrls()); err != nil {
+			return &Result{Err: err}, nil
+		}
+		return &Result{}, nil
+	case r.ClusterVersionSet != nil:
+		return &Result{}, nil
+	}
+	return &Result{Err: fmt.Errorf("unsupported request %v", r)}, nil
+}
+
+func (a *Applier) put(ctx context.Context, w *mvcc.Writer, p *pb.PutRequest) (*Result, error) {
+	tx := w.Txn()
+	defer tx.End()
+	prev, err := checkPut(ctx, tx, a.lessor, p)
+	if err != nil {
+		if isRequestError(err) {
+			return &Result{Err: err}, nil
+		}
+		return nil, err
+	}
+	resp, err := put(tx, p, prev)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Resp: resp}, nil
+}
+
+// ApplyConfChange records the membership effect of a committed conf change.
+// Adding a member carries the member, encoded as JSON, in the context.
+func (a *Applier) ApplyConfChange(b *pebble.Batch, cc *raftpb.ConfChange) error {
+	switch cc.GetType() {
+	case raftpb.ConfChangeType_ConfChangeAddNode, raftpb.ConfChangeType_ConfChangeAddLearnerNode:
+		m := &membership.Member{}
+		if err := json.Unmarshal(cc.Context, m); err != nil {
+			return fmt.Errorf("conf change adding member %x carries no member: %w", cc.GetNodeId(), err)
+		}
+		if m.ID != cc.GetNodeId() {
+			return fmt.Errorf("conf change adds member %x but carries member %x", cc.GetNodeId(), m.ID)
+		}
+		return a.cluster.Add(b, m)
+	}
+	return fmt.Errorf("conf change %v is not supported yet", cc.GetType())
+}
+
+// isRequestError tells request errors (reported to the client, nothing
+// changed) from storage failures.
+func isRequestError(err error) bool {
+	if errors.Is(err, mvcc.ErrCompacted) || errors.Is(err, mvcc.ErrFutureRev) {
+		return true
+	}
+	_, ok := status.FromError(err)
+	return ok
+}

@@ -1,0 +1,91 @@
+// Package config turns a keel command line and its ETCD_* environment into a
+// validated Config, exactly as etcd parses its own flags, so that systemd
+// units, static-pod manifests and scripts written for etcd start keel unchanged.
+//
+// Parsing never touches the disk: a bad flag or value is reported before
+// anything is created or written.
+package config
+
+import (
+	"net/url"
+	"time"
+)
+
+// Config is the whole configuration of one keel member. The zero value is not
+// usable; start from Default() or Parse().
+type Config struct {
+	// Name is the human-readable name of this member (--name).
+	Name string
+	// DataDir is the directory holding all of the member's state
+	// (--data-dir, default "<name>.keel").
+	DataDir string
+
+	// ListenClientURLs are the addresses the client port binds
+	// (--listen-client-urls). A port of 0 binds a free port.
+	ListenClientURLs []url.URL
+	// AdvertiseClientURLs are the client URLs published to the cluster
+	// (--advertise-client-urls). A port of 0 is replaced by the port the
+	// matching listener bound.
+	AdvertiseClientURLs []url.URL
+	// ListenPeerURLs are the addresses the peer port binds (--listen-peer-urls).
+	ListenPeerURLs []url.URL
+	// InitialAdvertisePeerURLs are this member's peer URLs as published to the
+	// cluster at bootstrap (--initial-advertise-peer-urls).
+	InitialAdvertisePeerURLs []url.URL
+
+	// InitialCluster is the bootstrap membership, "name=url,name=url,..."
+	// (--initial-cluster). Ignored once the data dir is initialised.
+	InitialCluster string
+	// InitialClusterState is "new" or "existing" (--initial-cluster-state).
+	InitialClusterState string
+	// InitialClusterToken distinguishes clusters bootstrapped from the same
+	// configuration (--initial-cluster-token).
+	InitialClusterToken string
+
+	// SnapshotCount is the number of applied entries between two Raft
+	// snapshots, after which the Raft log is compacted (--snapshot-count).
+	SnapshotCount uint64
+	// SnapshotCatchUpEntries is the number of entries kept behind a snapshot
+	// for slow followers (--snapshot-catchup-entries).
+	SnapshotCatchUpEntries uint64
+
+	// MaxTxnOps is the maximum number of operations in one txn (--max-txn-ops).
+	MaxTxnOps uint
+	// MaxRequestBytes is the maximum size of a client request as proposed to
+	// Raft (--max-request-bytes).
+	MaxRequestBytes uint
+
+	// HeartbeatInterval and ElectionTimeout drive the Raft ticks
+	// (--heartbeat-interval and --election-timeout, in milliseconds).
+	HeartbeatInterval time.Duration
+	ElectionTimeout   time.Duration
+
+	// LogLevel is debug, info, warn, error, dpanic, panic or fatal
+	// (--log-level, any case; "warning" is warn and "" is info).
+	LogLevel string
+	// LogOutputs are "default", "stderr", "stdout", "systemd/journal" or file
+	// paths (--log-outputs), sorted and without duplicates. Parse does not
+	// open the files: etcd fails flag verification when one cannot be
+	// opened, so the logger must be built right after Parse.
+	LogOutputs []string
+	// LogFormat is "json" or "console" (--log-format).
+	LogFormat string
+
+	// Notices are things parsing found worth a warning but not an error:
+	// accepted flags whose feature keel does not have yet, ETCD_* variables
+	// that name no flag, deprecated flags. The server logs each at start.
+	Notices []Notice
+	// EnvUsed lists the ETCD_* variables that set a flag, in flag order, Key
+	// being the variable. etcd logs each at info level with Msg
+	// ("recognized and used environment variable").
+	EnvUsed []Notice
+}
+
+// Notice is one start-up warning produced while parsing.
+type Notice struct {
+	// Msg is the log message, in etcd's wording where etcd has one.
+	Msg string
+	// Key and Value name the flag or variable the notice is about.
+	Key   string
+	Value string
+}

@@ -1,0 +1,363 @@
+// Package server wires one keel member together: configuration, storage,
+// the member (Raft, apply loop, request processing) and the client-facing
+// services. It owns their lifecycle and holds no request logic of its own.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	"go.uber.org/zap"
+
+	"github.com/keeldb/keel/api"
+	"github.com/keeldb/keel/config"
+	"github.com/keeldb/keel/member"
+	"github.com/keeldb/keel/membership"
+	"github.com/keeldb/keel/storage"
+)
+
+// Server is one running keel member.
+type Server struct {
+	cfg *config.Config
+	lg  *zap.Logger
+
+	clientLs   []net.Listener
+	peerLs     []net.Listener
+	clientURLs []string // advertised, port 0 resolved
+	bound      []string // the URLs the client listeners bound
+
+	engine *storage.Engine
+	member *member.Member
+	grpc   *api.GRPCServer
+	http   *http.Server
+
+	readyc   chan struct{}
+	stopc    chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// Start opens (or bootstraps) the member described by cfg and returns once it
+// serves client requests. lg receives the server's logs.
+func Start(cfg *config.Config, lg *zap.Logger) (*Server, error) {
+	s, err := New(cfg, lg)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-s.ReadyNotify():
+		return s, nil
+	case <-s.member.Done():
+		err := s.member.Err()
+		s.Stop()
+		return nil, fmt.Errorf("member stopped before serving: %w", err)
+	}
+}
+
+// New starts the member described by cfg: it binds the listeners (so a port
+// in use is reported before anything is written), opens or bootstraps the
+// data dir, starts the member, and starts serving clients once the member is
+// ready (see ReadyNotify).
+func New(cfg *config.Config, lg *zap.Logger) (s *Server, err error) {
+	s = &Server{cfg: cfg, lg: lg, readyc: make(chan struct{}), stopc: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.closeResources()
+		}
+	}()
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	if err := s.openMember(); err != nil {
+		return nil, err
+	}
+	s.grpc = api.NewGRPCServer(s.member, api.GRPCConfig{MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps})
+	s.http = &http.Server{Handler: api.NewHTTPHandler(s.member, lg), ReadHeaderTimeout: 10 * time.Second}
+	lg.Info("now serving peer/client/metrics",
+		zap.String("local-member-id", fmt.Sprintf("%x", s.member.ID())),
+		zap.Strings("initial-advertise-peer-urls", urlStrings(cfg.InitialAdvertisePeerURLs)),
+		zap.Strings("listen-peer-urls", urlStrings(cfg.ListenPeerURLs)),
+		zap.Strings("advertise-client-urls", s.clientURLs),
+		zap.Strings("listen-client-urls", urlStrings(cfg.ListenClientURLs)))
+	s.wg.Add(1)
+	go s.serveWhenReady()
+	return s, nil
+}
+
+// listen binds every client and peer listener.
+func (s *Server) listen() error {
+	s.lg.Info("configuring peer listeners", zap.Strings("listen-peer-urls", urlStrings(s.cfg.ListenPeerURLs)))
+	for _, u := range s.cfg.ListenPeerURLs {
+		if u.Scheme != "http" {
+			return fmt.Errorf("listen-peer-urls %s: only http peer URLs are supported so far", u.String())
+		}
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			return fmt.Errorf("listen on peer URL %s: %w", u.String(), err)
+		}
+		s.peerLs = append(s.peerLs, l)
+	}
+	s.lg.Info("configuring client listeners", zap.Strings("listen-client-urls", urlStrings(s.cfg.ListenClientURLs)))
+	for _, u := range s.cfg.ListenClientURLs {
+		if u.Scheme != "http" {
+			return fmt.Errorf("listen-client-urls %s: only http client URLs are supported so far (TLS comes with the security work)", u.String())
+		}
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			return fmt.Errorf("listen on client URL %s: %w", u.String(), err)
+		}
+		s.clientLs = append(s.clientLs, l)
+		s.bound = append(s.bound, "http://"+l.Addr().String())
+	}
+	s.clientURLs = resolvePorts(s.cfg.AdvertiseClientURLs, s.cfg.ListenClientURLs, s.clientLs)
+	return nil
+}
+
+// resolvePorts replaces port 0 in advertised URLs by the port the listener
+// for the same host bound (or the first listener's), so tests can ask for
+// free ports.
+func resolvePorts(advertise, listen []url.URL, ls []net.Listener) []string {
+	out := make([]string, 0, len(advertise))
+	for _, a := range advertise {
+		if a.Port() == "0" && len(ls) > 0 {
+			port := ls[0].Addr().(*net.TCPAddr).Port
+			for i, l := range listen {
+				if l.Hostname() == a.Hostname() {
+					port = ls[i].Addr().(*net.TCPAddr).Port
+					break
+				}
+			}
+			a.Host = net.JoinHostPort(a.Hostname(), strconv.Itoa(port))
+		}
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func urlStrings(us []url.URL) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.String()
+	}
+	return out
+}
+
+// openMember opens the data dir and starts the member: from its own state
+// when the data dir is initialised, else by bootstrapping a new cluster from
+// the --initial-cluster flags.
+func (s *Server) openMember() error {
+	cfg := s.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("cannot access data directory: %w", err)
+	}
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm() != 0o700 {
+		s.lg.Warn("check file permission", zap.String("data-dir", cfg.DataDir),
+			zap.String("error", fmt.Sprintf("directory %q exist, but the permission is %q. The recommended permission is \"-rwx------\" to prevent possible unprivileged access to the data", cfg.DataDir, fi.Mode().Perm())))
+	}
+	engine, err := storage.Open(storage.DBDir(cfg.DataDir), storage.Options{Logger: s.lg})
+	if err != nil {
+		return err
+	}
+	s.engine = engine
+	ident, initialised, err := engine.Identity()
+	if err != nil {
+		return err
+	}
+	var peers []raft.Peer
+	if initialised {
+		s.lg.Info("restarting local member", zap.String("data-dir", cfg.DataDir),
+			zap.String("local-member-id", fmt.Sprintf("%x", ident.MemberID)), zap.String("cluster-id", fmt.Sprintf("%x", ident.ClusterID)))
+	} else {
+		if ident, peers, err = s.bootstrap(); err != nil {
+			return err
+		}
+	}
+	s.lg.Info("starting local member", zap.String("local-member-id", fmt.Sprintf("%x", ident.MemberID)), zap.String("cluster-id", fmt.Sprintf("%x", ident.ClusterID)))
+	s.member, err = member.Start(member.Config{
+		ID:                     ident.MemberID,
+		ClusterID:              ident.ClusterID,
+		Name:                   cfg.Name,
+		ClientURLs:             s.clientURLs,
+		Engine:                 engine,
+		Peers:                  peers,
+		TickInterval:           cfg.HeartbeatInterval,
+		ElectionTicks:          int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
+		SnapshotCount:          cfg.SnapshotCount,
+		SnapshotCatchUpEntries: cfg.SnapshotCatchUpEntries,
+		MaxRequestBytes:        cfg.MaxRequestBytes,
+		Logger:                 s.lg,
+	})
+	return err
+}
+
+// bootstrap initialises an empty data dir as a member of a new cluster.
+func (s *Server) bootstrap() (storage.Identity, []raft.Peer, error) {
+	cfg := s.cfg
+	if cfg.InitialClusterState == "existing" {
+		return storage.Identity{}, nil, errors.New("joining an existing cluster (--initial-cluster-state=existing) is not supported yet")
+	}
+	if err := cfg.VerifyBootstrap(); err != nil {
+		return storage.Identity{}, nil, err
+	}
+	initial, err := cfg.InitialClusterMap()
+	if err != nil {
+		return storage.Identity{}, nil, err
+	}
+	if len(initial) > 1 {
+		return storage.Identity{}, nil, fmt.Errorf("--initial-cluster names %d members; clusters of more than one member are not supported yet", len(initial))
+	}
+	names := make([]string, 0, len(initial))
+	for n := range initial {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var (
+		members []*membership.Member
+		local   *membership.Member
+	)
+	for _, n := range names {
+		m := membership.NewMember(n, urlStrings(initial[n]), cfg.InitialClusterToken)
+		members = append(members, m)
+		if n == cfg.Name {
+			local = m
+		}
+	}
+	ident := storage.Identity{MemberID: local.ID, ClusterID: membership.ClusterID(members, cfg.InitialClusterToken)}
+	peers := make([]raft.Peer, len(members))
+	for i, m := range members {
+		ctx, err := m.Marshal()
+		if err != nil {
+			return storage.Identity{}, nil, err
+		}
+		peers[i] = raft.Peer{ID: m.ID, Context: ctx}
+	}
+	b := s.engine.DB().NewBatch()
+	defer b.Close()
+	if err := storage.SetIdentity(b, ident); err != nil {
+		return storage.Identity{}, nil, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return storage.Identity{}, nil, fmt.Errorf("initialise data dir: %w", err)
+	}
+	s.lg.Info("bootstrapping a new cluster", zap.String("data-dir", cfg.DataDir), zap.String("initial-cluster-token", cfg.InitialClusterToken),
+		zap.String("local-member-id", fmt.Sprintf("%x", ident.MemberID)), zap.String("cluster-id", fmt.Sprintf("%x", ident.ClusterID)))
+	return ident, peers, nil
+}
+
+// serveWhenReady starts serving clients once the member has published itself.
+func (s *Server) serveWhenReady() {
+	defer s.wg.Done()
+	select {
+	case <-s.member.ReadyNotify():
+	case <-s.stopc:
+		return
+	case <-s.member.Done():
+		return
+	}
+	s.grpc.SetServing()
+	for _, l := range s.clientLs {
+		grpcL, httpL := api.Split(l)
+		s.wg.Add(2)
+		go func() {
+			defer s.wg.Done()
+			if err := s.grpc.Serve(grpcL); err != nil && !errors.Is(err, net.ErrClosed) {
+				s.lg.Warn("stopped serving gRPC", zap.String("address", l.Addr().String()), zap.Error(err))
+			}
+		}()
+		go func() {
+			defer s.wg.Done()
+			if err := s.http.Serve(httpL); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				s.lg.Warn("stopped serving HTTP", zap.String("address", l.Addr().String()), zap.Error(err))
+			}
+		}()
+		s.lg.Info("serving client traffic insecurely; this is strongly discouraged!", zap.String("traffic", "grpc+http"), zap.String("address", l.Addr().String()))
+	}
+	for _, l := range s.peerLs {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.lg.Info("serving peer traffic", zap.String("address", l.Addr().String()))
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close() // the peer transport comes with clustering
+			}
+		}()
+	}
+	s.lg.Info("ready to serve client requests")
+	close(s.readyc)
+}
+
+// ReadyNotify is closed once the member serves client requests.
+func (s *Server) ReadyNotify() <-chan struct{} { return s.readyc }
+
+// Done is closed when the member stopped on its own after a failure; Err
+// says why.
+func (s *Server) Done() <-chan struct{} { return s.member.Done() }
+
+// Err returns why the member stopped on its own.
+func (s *Server) Err() error { return s.member.Err() }
+
+// ClientURLs returns the URLs the client listeners actually bound, with port
+// 0 resolved, e.g. "http://127.0.0.1:41234".
+func (s *Server) ClientURLs() []string { return slices.Clone(s.bound) }
+
+// MemberID returns this member's ID.
+func (s *Server) MemberID() uint64 { return s.member.ID() }
+
+// Stop shuts the member down gracefully and waits until every goroutine it
+// started has returned.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		s.lg.Info("closing etcd server", zap.String("name", s.cfg.Name), zap.String("data-dir", s.cfg.DataDir),
+			zap.Strings("advertise-client-urls", s.clientURLs))
+		close(s.stopc)
+		if s.grpc != nil {
+			done := make(chan struct{})
+			go func() { s.grpc.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(2 * time.Second):
+				s.grpc.Stop()
+				<-done
+			}
+		}
+		if s.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s.http.Shutdown(ctx)
+			cancel()
+		}
+		s.closeResources()
+		s.wg.Wait()
+		s.lg.Info("closed etcd server", zap.String("name", s.cfg.Name), zap.String("data-dir", s.cfg.DataDir),
+			zap.Strings("advertise-client-urls", s.clientURLs))
+	})
+}
+
+// closeResources closes listeners, stops the member and closes the engine.
+func (s *Server) closeResources() {
+	for _, l := range append(slices.Clone(s.clientLs), s.peerLs...) {
+		l.Close()
+	}
+	if s.member != nil {
+		s.member.Stop()
+	}
+	if s.engine != nil {
+		if err := s.engine.Close(); err != nil {
+			s.lg.Warn("failed to close the database", zap.Error(err))
+		}
+	}
+}

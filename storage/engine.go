@@ -1,0 +1,120 @@
+// Package storage owns the member's single Pebble database: it opens it,
+// allocates the key namespaces every other package writes under, and stores
+// the Raft log, the Raft hard state and the member's metadata.
+//
+// Everything a member keeps lives in one Pebble database so that a committed
+// entry's effects and the applied index that records them are written in one
+// atomic batch (see DESIGN.md, decision 2).
+package storage
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+)
+
+// Top-level key namespaces. Each package that stores data owns exactly one
+// prefix (mvcc owns three); nothing else writes under them.
+const (
+	// PrefixRaft holds the Raft log, hard state and snapshot metadata (this package).
+	PrefixRaft byte = 'r'
+	// PrefixMeta holds the applied index, conf state and member identity (this package).
+	PrefixMeta byte = 'm'
+	// PrefixKV holds the MVCC key versions (package mvcc).
+	PrefixKV byte = 'k'
+	// PrefixRevLog holds the by-revision log of changes (package mvcc).
+	PrefixRevLog byte = 'v'
+	// PrefixMVCCMeta holds the current and compacted revisions (package mvcc).
+	PrefixMVCCMeta byte = 'x'
+	// PrefixMembers holds the cluster membership (package membership).
+	PrefixMembers byte = 'c'
+)
+
+// FormatVersion is the Pebble on-disk format keel writes. It is pinned so a
+// Pebble upgrade never silently changes the format of existing data dirs.
+const FormatVersion = pebble.FormatValueSeparation
+
+// Options tune how the engine is opened.
+type Options struct {
+	// FS is the filesystem Pebble runs on; nil means the real one. Tests pass
+	// vfs.NewMem() or a crashable FS.
+	FS vfs.FS
+	// CacheSize bounds the block cache in bytes; 0 means 64 MiB.
+	CacheSize int64
+	// Logger receives Pebble's own messages; nil means zap.NewNop().
+	Logger *zap.Logger
+}
+
+// Engine is the member's Pebble database.
+type Engine struct {
+	db  *pebble.DB
+	dir string
+}
+
+// Open opens (creating if needed) the Pebble database in dir.
+func Open(dir string, opts Options) (*Engine, error) {
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create database directory %s: %w", dir, err)
+	}
+	cacheSize := opts.CacheSize
+	if cacheSize == 0 {
+		cacheSize = 64 << 20
+	}
+	lg := opts.Logger
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	cache := pebble.NewCache(cacheSize)
+	defer cache.Unref()
+	po := &pebble.Options{
+		FS:                 fs,
+		Cache:              cache,
+		FormatMajorVersion: FormatVersion,
+		MemTableSize:       64 << 20,
+		Logger:             pebbleLogger{lg.Named("pebble").Sugar()},
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("open database at %s: %w", dir, err)
+	}
+	return &Engine{db: db, dir: dir}, nil
+}
+
+// DB returns the underlying Pebble database. Packages that own a key prefix
+// read and write through it; nobody else should.
+func (e *Engine) DB() *pebble.DB { return e.db }
+
+// Dir returns the directory the database lives in.
+func (e *Engine) Dir() string { return e.dir }
+
+// Close flushes nothing extra (every acknowledged write is already in the
+// synced WAL) and closes the database.
+func (e *Engine) Close() error { return e.db.Close() }
+
+// Size returns the bytes the database occupies on disk and an estimate of the
+// bytes holding live data (the rest is garbage that compactions reclaim).
+func (e *Engine) Size() (total, inUse int64) {
+	m := e.db.Metrics()
+	total = int64(m.DiskSpaceUsage())
+	inUse = m.Total().TablesSize + int64(m.WAL.Size)
+	if inUse > total {
+		inUse = total
+	}
+	return total, inUse
+}
+
+// DBDir is where the Pebble database lives inside a data dir.
+func DBDir(dataDir string) string { return filepath.Join(dataDir, "member", "db") }
+
+type pebbleLogger struct{ s *zap.SugaredLogger }
+
+func (l pebbleLogger) Infof(format string, args ...interface{})  { l.s.Debugf(format, args...) }
+func (l pebbleLogger) Errorf(format string, args ...interface{}) { l.s.Errorf(format, args...) }
+func (l pebbleLogger) Fatalf(format string, args ...interface{}) { l.s.Fatalf(format, args...) }
