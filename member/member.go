@@ -337,6 +337,7 @@ func (m *Member) applyEntries(ents []*raftpb.Entry) error {
 	b := m.engine.DB().NewIndexedBatch()
 	defer b.Close()
 	w := m.kv.NewWriter(b)
+	defer w.Release()
 	var (
 		done      []outcome
 		confState *raftpb.ConfState

@@ -50,17 +50,24 @@ func (w *Writer) Rev() int64 { return w.rev }
 // Finish records the new current revision in the batch and releases the
 // Writer's iterator. Call it before committing the batch.
 func (w *Writer) Finish() error {
-	if w.it != nil {
-		err := w.it.Close()
-		w.it = nil
-		if err != nil {
-			return err
-		}
+	if err := w.Release(); err != nil {
+		return err
 	}
 	if w.rev != w.startRev {
 		return putInt(w.b, keyCurrentRev, w.rev)
 	}
 	return nil
+}
+
+// Release frees the Writer's resources; safe to call more than once, and
+// needed when a batch is abandoned without Finish.
+func (w *Writer) Release() error {
+	if w.it == nil {
+		return nil
+	}
+	err := w.it.Close()
+	w.it = nil
+	return err
 }
 
 // Committed publishes what w wrote, once its batch is committed: readers see

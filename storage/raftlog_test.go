@@ -1,0 +1,151 @@
+package storage
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+func ent(index, term uint64, data string) *raftpb.Entry {
+	return &raftpb.Entry{Index: new(index), Term: new(term), Type: raftpb.EntryType_EntryNormal.Enum(), Data: []byte(data)}
+}
+
+func openLog(t *testing.T, fs vfs.FS) (*Engine, *RaftLog) {
+	t.Helper()
+	e, err := Open("db", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := OpenRaftLog(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, l
+}
+
+func terms(t *testing.T, l *RaftLog, lo, hi uint64) []uint64 {
+	t.Helper()
+	ents, err := l.Entries(lo, hi, 1<<30)
+	if err != nil {
+		t.Fatalf("Entries(%d, %d): %v", lo, hi, err)
+	}
+	var out []uint64
+	for i, e := range ents {
+		if e.GetIndex() != lo+uint64(i) {
+			t.Fatalf("entry %d has index %d", lo+uint64(i), e.GetIndex())
+		}
+		out = append(out, e.GetTerm())
+	}
+	return out
+}
+
+func TestRaftLogAppendOverwriteAndReopen(t *testing.T) {
+	fs := vfs.NewMem()
+	e, l := openLog(t, fs)
+	hs := &raftpb.HardState{Term: new(uint64(2)), Vote: new(uint64(7)), Commit: new(uint64(3))}
+	if err := l.Save(hs, []*raftpb.Entry{ent(1, 1, "a"), ent(2, 1, "b"), ent(3, 2, "c"), ent(4, 2, "d")}, true); err != nil {
+		t.Fatal(err)
+	}
+	// A new leader overwrites the conflicting suffix from index 3.
+	if err := l.Save(nil, []*raftpb.Entry{ent(3, 3, "x")}, true); err != nil {
+		t.Fatal(err)
+	}
+	if last, _ := l.LastIndex(); last != 3 {
+		t.Fatalf("last index %d after overwrite, want 3", last)
+	}
+	if got := terms(t, l, 1, 4); len(got) != 3 || got[2] != 3 {
+		t.Fatalf("terms after overwrite: %v", got)
+	}
+	if _, err := l.Term(4); !errors.Is(err, raft.ErrUnavailable) {
+		t.Fatalf("Term of a dropped entry: %v", err)
+	}
+	if err := l.Save(nil, []*raftpb.Entry{ent(5, 3, "gap")}, true); err == nil {
+		t.Fatal("appending after a gap succeeded")
+	}
+	e.Close()
+
+	e, l = openLog(t, fs)
+	defer e.Close()
+	gotHS, _, _ := l.InitialState()
+	if !proto.Equal(gotHS, hs) {
+		t.Fatalf("hard state after reopen: %v, want %v", gotHS, hs)
+	}
+	if last, _ := l.LastIndex(); last != 3 {
+		t.Fatalf("last index after reopen: %d", last)
+	}
+	ents, _ := l.Entries(3, 4, 1<<30)
+	if string(ents[0].Data) != "x" {
+		t.Fatalf("entry 3 after reopen: %q", ents[0].Data)
+	}
+}
+
+func TestRaftLogEntriesRespectsMaxSize(t *testing.T) {
+	e, l := openLog(t, vfs.NewMem())
+	defer e.Close()
+	var ents []*raftpb.Entry
+	for i := uint64(1); i <= 10; i++ {
+		ents = append(ents, ent(i, 1, "0123456789"))
+	}
+	if err := l.Save(nil, ents, true); err != nil {
+		t.Fatal(err)
+	}
+	one := uint64(proto.Size(ents[0]))
+	got, err := l.Entries(1, 11, 3*one)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("with room for 3: %d entries, %v", len(got), err)
+	}
+	got, err = l.Entries(1, 11, 0)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("with no room: %d entries (want at least one), %v", len(got), err)
+	}
+}
+
+func TestRaftLogCompactionBehindSnapshot(t *testing.T) {
+	fs := vfs.NewMem()
+	e, l := openLog(t, fs)
+	var ents []*raftpb.Entry
+	for i := uint64(1); i <= 20; i++ {
+		ents = append(ents, ent(i, 1+i/10, "e"))
+	}
+	if err := l.Save(nil, ents, true); err != nil {
+		t.Fatal(err)
+	}
+	cs := &raftpb.ConfState{Voters: []uint64{1}}
+	if err := l.CreateSnapshot(15, 2, cs, 12); err != nil {
+		t.Fatal(err)
+	}
+	check := func(l *RaftLog) {
+		t.Helper()
+		if first, _ := l.FirstIndex(); first != 13 {
+			t.Fatalf("first index %d, want 13", first)
+		}
+		if term, err := l.Term(12); err != nil || term != 2 {
+			t.Fatalf("term of the compaction point: %d, %v", term, err)
+		}
+		if _, err := l.Term(11); !errors.Is(err, raft.ErrCompacted) {
+			t.Fatalf("term of a compacted entry: %v", err)
+		}
+		if _, err := l.Entries(12, 14, 1<<30); !errors.Is(err, raft.ErrCompacted) {
+			t.Fatalf("entries from a compacted index: %v", err)
+		}
+		snap, _ := l.Snapshot()
+		if snap.GetMetadata().GetIndex() != 15 || snap.GetMetadata().GetTerm() != 2 || !proto.Equal(snap.GetMetadata().GetConfState(), cs) {
+			t.Fatalf("snapshot metadata: %v", snap.GetMetadata())
+		}
+		if got := terms(t, l, 13, 21); len(got) != 8 {
+			t.Fatalf("entries left: %v", got)
+		}
+	}
+	check(l)
+	if err := l.CreateSnapshot(15, 2, cs, 16); err == nil {
+		t.Fatal("compacting past the snapshot succeeded")
+	}
+	e.Close()
+	e, l = openLog(t, fs)
+	defer e.Close()
+	check(l)
+}
