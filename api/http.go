@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,7 +35,7 @@ func NewHTTPHandler(m *member.Member, lg *zap.Logger) http.Handler {
 			return
 		}
 		serializable := r.URL.Query().Get("serializable") == "true"
-		h := checkHealth(r.Context(), m, serializable)
+		h := checkHealth(r.Context(), m, serializable, r.URL.Query()["exclude"])
 		body, _ := json.Marshal(h)
 		if h.Health != "true" {
 			lg.Warn("/health error", zap.String("output", string(body)), zap.Int("status-code", http.StatusServiceUnavailable))
@@ -62,9 +63,23 @@ func NewHTTPHandler(m *member.Member, lg *zap.Logger) http.Handler {
 	return mux
 }
 
-// checkHealth is etcd's /health: a leader must be known (unless the check
-// is serializable) and a read through the member must succeed.
-func checkHealth(ctx context.Context, m *member.Member, serializable bool) healthStatus {
+// checkHealth is etcd's /health: no alarm may be raised (except those
+// excluded), a leader must be known (unless the check is serializable) and a
+// read through the member must succeed.
+func checkHealth(ctx context.Context, m *member.Member, serializable bool, exclude []string) healthStatus {
+	for _, a := range m.Alarms() {
+		if slices.Contains(exclude, a.Alarm.String()) {
+			continue
+		}
+		switch a.Alarm {
+		case pb.AlarmType_NOSPACE:
+			return healthStatus{Health: "false", Reason: "ALARM NOSPACE"}
+		case pb.AlarmType_CORRUPT:
+			return healthStatus{Health: "false", Reason: "ALARM CORRUPT"}
+		default:
+			return healthStatus{Health: "false", Reason: "ALARM UNKNOWN"}
+		}
+	}
 	if !serializable && m.Leader() == 0 {
 		return healthStatus{Health: "false", Reason: "RAFT NO LEADER"}
 	}

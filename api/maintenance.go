@@ -38,5 +38,20 @@ func (s *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*p
 	if st.Leader == 0 {
 		resp.Errors = append(resp.Errors, rpctypes.ErrNoLeader.Error())
 	}
+	for _, a := range s.m.Alarms() {
+		resp.Errors = append(resp.Errors, a.String())
+	}
+	return resp, nil
+}
+
+func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	resp, err := s.m.Alarm(ctx, r)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	if resp.Header == nil {
+		resp.Header = &pb.ResponseHeader{}
+	}
+	fillHeader(s.m, resp.Header)
 	return resp, nil
 }

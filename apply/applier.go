@@ -16,10 +16,12 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/keeldb/keel/alarm"
 	"github.com/keeldb/keel/membership"
 	"github.com/keeldb/keel/mvcc"
 )
@@ -40,18 +42,22 @@ type Result struct {
 type Applier struct {
 	kv      *mvcc.Store
 	cluster *membership.Cluster
+	alarms  *alarm.Store
 	lessor  Lessor
 }
 
 // New returns an applier over the given state.
-func New(kv *mvcc.Store, cluster *membership.Cluster, lessor Lessor) *Applier {
-	return &Applier{kv: kv, cluster: cluster, lessor: lessor}
+func New(kv *mvcc.Store, cluster *membership.Cluster, alarms *alarm.Store, lessor Lessor) *Applier {
+	return &Applier{kv: kv, cluster: cluster, alarms: alarms, lessor: lessor}
 }
 
 // Apply applies one request through w (and b for non-KV state). A returned
 // error means the batch can no longer be trusted (storage failure): the
 // member must stop. Request errors are in Result.Err.
 func (a *Applier) Apply(ctx context.Context, w *mvcc.Writer, b *pebble.Batch, r *pb.InternalRaftRequest) (*Result, error) {
+	if err := a.refusedByAlarm(r); err != nil {
+		return &Result{Err: err, Compaction: r.Compaction != nil}, nil
+	}
 	switch {
 	case r.Put != nil:
 		return a.put(ctx, w, r.Put)
@@ -88,6 +94,12 @@ func (a *Applier) Apply(ctx context.Context, w *mvcc.Writer, b *pebble.Batch, r 
 		}
 		res.Resp = &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: w.Rev()}}
 		return res, nil
+	case r.Alarm != nil:
+		resp, err := a.alarm(b, r.Alarm)
+		if err != nil {
+			return nil, err
+		}
+		return &Result{Resp: resp}, nil
 	case r.ClusterMemberAttrSet != nil:
 		attr := r.ClusterMemberAttrSet.MemberAttributes
 		if err := a.cluster.SetAttributes(b, r.ClusterMemberAttrSet.Member_ID, attr.GetName(), attr.GetClientUrls()); err != nil {
@@ -115,6 +127,60 @@ func (a *Applier) put(ctx context.Context, w *mvcc.Writer, p *pb.PutRequest) (*R
 		return nil, err
 	}
 	return &Result{Resp: resp}, nil
+}
+
+// refusedByAlarm applies etcd's alarm rules: with CORRUPT raised no KV
+// request is applied; with NOSPACE no request that adds data is.
+func (a *Applier) refusedByAlarm(r *pb.InternalRaftRequest) error {
+	if a.alarms.Active(pb.AlarmType_CORRUPT) && (r.Put != nil || r.DeleteRange != nil || r.Txn != nil || r.Compaction != nil) {
+		return rpctypes.ErrGRPCCorrupt
+	}
+	if a.alarms.Active(pb.AlarmType_NOSPACE) && (r.Put != nil || (r.Txn != nil && TxnPuts(r.Txn))) {
+		return rpctypes.ErrGRPCNoSpace
+	}
+	return nil
+}
+
+// TxnPuts reports whether any branch of r, nested txns included, puts.
+func TxnPuts(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			if op.GetRequestPut() != nil {
+				return true
+			}
+			if t := op.GetRequestTxn(); t != nil && TxnPuts(t) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// alarm gets, raises or clears alarms.
+func (a *Applier) alarm(b *pebble.Batch, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	resp := &pb.AlarmResponse{}
+	switch r.Action {
+	case pb.AlarmRequest_GET:
+		resp.Alarms = a.alarms.Get(r.Alarm)
+	case pb.AlarmRequest_ACTIVATE:
+		if r.Alarm == pb.AlarmType_NONE {
+			break
+		}
+		m, err := a.alarms.Activate(b, r.MemberID, r.Alarm)
+		if err != nil {
+			return nil, err
+		}
+		resp.Alarms = []*pb.AlarmMember{m}
+	case pb.AlarmRequest_DEACTIVATE:
+		m, err := a.alarms.Deactivate(b, r.MemberID, r.Alarm)
+		if err != nil {
+			return nil, err
+		}
+		if m != nil {
+			resp.Alarms = []*pb.AlarmMember{m}
+		}
+	}
+	return resp, nil
 }
 
 // ApplyConfChange records the membership effect of a committed conf change.

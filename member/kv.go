@@ -169,6 +169,18 @@ func (m *Member) write(ctx context.Context, r *pb.InternalRaftRequest) (proto.Me
 	return res.Resp, nil
 }
 
+// Alarm gets, raises or clears alarms, through Raft as etcd does.
+func (m *Member) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	resp, err := m.write(ctx, &pb.InternalRaftRequest{Alarm: r})
+	if err != nil {
+		return nil, err
+	}
+	return resp.(*pb.AlarmResponse), nil
+}
+
+// Alarms returns the active alarms as this member knows them.
+func (m *Member) Alarms() []*pb.AlarmMember { return m.alarms.Get(pb.AlarmType_NONE) }
+
 // Status is the member's view of itself, for Maintenance.Status.
 type Status struct {
 	Leader           uint64

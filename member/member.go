@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/keeldb/keel/alarm"
 	"github.com/keeldb/keel/apply"
 	"github.com/keeldb/keel/membership"
 	"github.com/keeldb/keel/mvcc"
@@ -62,6 +63,7 @@ type Member struct {
 	log     *storage.RaftLog
 	kv      *mvcc.Store
 	cluster *membership.Cluster
+	alarms  *alarm.Store
 	applier *apply.Applier
 	raft    *raftnode.Node
 
@@ -132,7 +134,11 @@ func Start(cfg Config) (*Member, error) {
 		m.kv.Close()
 		return nil, err
 	}
-	m.applier = apply.New(m.kv, m.cluster, apply.NoLeases{})
+	if m.alarms, err = alarm.Load(cfg.Engine.DB()); err != nil {
+		m.kv.Close()
+		return nil, err
+	}
+	m.applier = apply.New(m.kv, m.cluster, m.alarms, apply.NoLeases{})
 	m.raft, err = raftnode.Start(raftnode.Config{
 		ID:            cfg.ID,
 		Log:           m.log,

@@ -167,7 +167,9 @@ func (n *Node) run() {
 		case rd := <-n.rn.Ready():
 			if err := n.handle(rd); err != nil {
 				n.err = err
-				n.lg.Error("raft loop stopped", zap.Error(err))
+				if !errors.Is(err, errStopping) {
+					n.lg.Error("raft loop stopped", zap.Error(err))
+				}
 				n.rn.Stop()
 				return
 			}

@@ -10,13 +10,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3"
 	"go.uber.org/zap"
 
@@ -31,6 +31,7 @@ import (
 type Server struct {
 	cfg *config.Config
 	lg  *zap.Logger
+	fs  vfs.FS
 
 	clientLs   []net.Listener
 	peerLs     []net.Listener
@@ -48,10 +49,21 @@ type Server struct {
 	wg       sync.WaitGroup
 }
 
+// Option adjusts how a server runs, beyond its configuration.
+type Option func(*options)
+
+type options struct {
+	fs vfs.FS
+}
+
+// WithFS runs the member's database on fs instead of the real filesystem;
+// crash tests pass an in-memory filesystem that can forget unsynced writes.
+func WithFS(fs vfs.FS) Option { return func(o *options) { o.fs = fs } }
+
 // Start opens (or bootstraps) the member described by cfg and returns once it
 // serves client requests. lg receives the server's logs.
-func Start(cfg *config.Config, lg *zap.Logger) (*Server, error) {
-	s, err := New(cfg, lg)
+func Start(cfg *config.Config, lg *zap.Logger, opts ...Option) (*Server, error) {
+	s, err := New(cfg, lg, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -69,8 +81,15 @@ func Start(cfg *config.Config, lg *zap.Logger) (*Server, error) {
 // in use is reported before anything is written), opens or bootstraps the
 // data dir, starts the member, and starts serving clients once the member is
 // ready (see ReadyNotify).
-func New(cfg *config.Config, lg *zap.Logger) (s *Server, err error) {
-	s = &Server{cfg: cfg, lg: lg, readyc: make(chan struct{}), stopc: make(chan struct{})}
+func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (s *Server, err error) {
+	s = &Server{cfg: cfg, lg: lg, fs: vfs.Default, readyc: make(chan struct{}), stopc: make(chan struct{})}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.fs != nil {
+		s.fs = o.fs
+	}
 	defer func() {
 		if err != nil {
 			s.closeResources()
@@ -158,21 +177,31 @@ func urlStrings(us []url.URL) []string {
 // the --initial-cluster flags.
 func (s *Server) openMember() error {
 	cfg := s.cfg
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("cannot access data directory: %w", err)
-	}
-	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm() != 0o700 {
+	if fi, err := s.fs.Stat(cfg.DataDir); err == nil && fi.Mode().Perm() != 0o700 {
 		s.lg.Warn("check file permission", zap.String("data-dir", cfg.DataDir),
 			zap.String("error", fmt.Sprintf("directory %q exist, but the permission is %q. The recommended permission is \"-rwx------\" to prevent possible unprivileged access to the data", cfg.DataDir, fi.Mode().Perm())))
 	}
-	engine, err := storage.Open(storage.DBDir(cfg.DataDir), storage.Options{Logger: s.lg})
+	engine, err := storage.Open(storage.DBDir(cfg.DataDir), storage.Options{FS: s.fs, Logger: s.lg})
 	if err != nil {
 		return err
 	}
 	s.engine = engine
-	ident, initialised, err := engine.Identity()
+	ident, haveIdent, err := engine.Identity()
 	if err != nil {
 		return err
+	}
+	haveRaft, err := engine.HasRaftState()
+	if err != nil {
+		return err
+	}
+	initialised := haveIdent && haveRaft
+	switch {
+	case haveRaft && !haveIdent:
+		return fmt.Errorf("data dir %s holds Raft state but no member identity: it is damaged; restore it from a snapshot", cfg.DataDir)
+	case haveIdent && !haveRaft:
+		// The bootstrap stopped between recording the identity and Raft's
+		// first save: nothing can have been acknowledged, so start over.
+		s.lg.Warn("data dir holds a member identity but no Raft state (an interrupted bootstrap); bootstrapping again", zap.String("data-dir", cfg.DataDir))
 	}
 	var peers []raft.Peer
 	if initialised {

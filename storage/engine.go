@@ -8,7 +8,9 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -31,6 +33,8 @@ const (
 	PrefixMVCCMeta byte = 'x'
 	// PrefixMembers holds the cluster membership (package membership).
 	PrefixMembers byte = 'c'
+	// PrefixAlarms holds the active alarms (package alarm).
+	PrefixAlarms byte = 'A'
 )
 
 // FormatVersion is the Pebble on-disk format keel writes. It is pinned so a
@@ -60,7 +64,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
-	if err := fs.MkdirAll(dir, 0o700); err != nil {
+	if err := mkdirAllDurable(fs, dir); err != nil {
 		return nil, fmt.Errorf("create database directory %s: %w", dir, err)
 	}
 	cacheSize := opts.CacheSize
@@ -108,6 +112,49 @@ func (e *Engine) Size() (total, inUse int64) {
 		inUse = total
 	}
 	return total, inUse
+}
+
+// mkdirAllDurable creates dir and its missing parents with mode 0700 and
+// syncs each new directory's entry into its parent, so that a power loss
+// right after bootstrap cannot make the whole data dir vanish (Pebble syncs
+// only the entries inside its own directory).
+func mkdirAllDurable(fs vfs.FS, dir string) error {
+	var missing []string
+	for d := dir; ; {
+		if _, err := fs.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+		parent := fs.PathDir(d)
+		if parent == d || parent == "" {
+			break
+		}
+		d = parent
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		d := missing[i]
+		if err := fs.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+		if err := syncDir(fs, fs.PathDir(d)); err != nil {
+			return fmt.Errorf("sync directory %s: %w", fs.PathDir(d), err)
+		}
+	}
+	return nil
+}
+
+func syncDir(fs vfs.FS, dir string) error {
+	f, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // DBDir is where the Pebble database lives inside a data dir.

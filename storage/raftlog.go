@@ -113,6 +113,23 @@ func OpenRaftLog(e *Engine) (*RaftLog, error) {
 	return l, nil
 }
 
+// HasRaftState reports whether the engine holds any Raft state: a hard
+// state, a snapshot or a log entry. A data dir whose bootstrap was
+// interrupted before Raft saved its first Ready has none.
+func (e *Engine) HasRaftState() (bool, error) {
+	for _, k := range [][]byte{keyHardState, keySnapshot} {
+		if _, ok, err := get(e.db, k); err != nil || ok {
+			return ok, err
+		}
+	}
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: logKey(0), UpperBound: logKey(1<<64 - 1)})
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	return it.First(), it.Error()
+}
+
 // InitialState implements raft.Storage. The conf state is the one recorded
 // with the applied index, so that it matches Config.Applied.
 func (l *RaftLog) InitialState() (*raftpb.HardState, *raftpb.ConfState, error) {
