@@ -42,7 +42,6 @@ func NewHTTPHandler(m *member.Member, lg *zap.Logger) http.Handler {
 			http.Error(w, string(body), http.StatusServiceUnavailable)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
 		w.Write(body)
 	})
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
@@ -60,7 +59,22 @@ func NewHTTPHandler(m *member.Member, lg *zap.Logger) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(body)
 	})
-	return mux
+	return withCORS(mux)
+}
+
+// withCORS adds the CORS headers etcd sends with its default --cors "*",
+// and answers preflight requests.
+func withCORS(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE")
+		w.Header().Add("Access-Control-Allow-Origin", "*")
+		w.Header().Add("Access-Control-Allow-Headers", "accept, content-type, authorization")
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // checkHealth is etcd's /health: no alarm may be raised (except those

@@ -42,8 +42,11 @@ func (m *Member) RangeStream(ctx context.Context, r *pb.RangeRequest, send func(
 		}
 		return send(&pb.RangeResponse{Header: &pb.ResponseHeader{Revision: resp.Header.Revision}, Count: resp.Count})
 	}
+	// As in etcd, only 0 means "no limit" here; a negative limit becomes the
+	// first chunk's limit, which a range reads as unlimited, so everything
+	// comes in one chunk.
 	total := r.Limit
-	if total <= 0 {
+	if total == 0 {
 		total = math.MaxInt64
 	}
 	r.Limit = min(int64(initialStreamChunk), total)
