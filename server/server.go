@@ -81,8 +81,8 @@ func Start(cfg *config.Config, lg *zap.Logger, opts ...Option) (*Server, error) 
 // in use is reported before anything is written), opens or bootstraps the
 // data dir, starts the member, and starts serving clients once the member is
 // ready (see ReadyNotify).
-func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (s *Server, err error) {
-	s = &Server{cfg: cfg, lg: lg, fs: vfs.Default, readyc: make(chan struct{}), stopc: make(chan struct{})}
+func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err error) {
+	s := &Server{cfg: cfg, lg: lg, fs: vfs.Default, readyc: make(chan struct{}), stopc: make(chan struct{})}
 	var o options
 	for _, opt := range opts {
 		opt(&o)
