@@ -2,6 +2,7 @@ package apply
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 
@@ -135,13 +136,13 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 	case pb.Compare_VALUE:
 		res = bytes.Compare(kv.Value, c.GetValue())
 	case pb.Compare_CREATE:
-		res = cmpInt(kv.CreateRevision, c.GetCreateRevision())
+		res = cmp.Compare(kv.CreateRevision, c.GetCreateRevision())
 	case pb.Compare_MOD:
-		res = cmpInt(kv.ModRevision, c.GetModRevision())
+		res = cmp.Compare(kv.ModRevision, c.GetModRevision())
 	case pb.Compare_VERSION:
-		res = cmpInt(kv.Version, c.GetVersion())
+		res = cmp.Compare(kv.Version, c.GetVersion())
 	case pb.Compare_LEASE:
-		res = cmpInt(kv.Lease, c.GetLease())
+		res = cmp.Compare(kv.Lease, c.GetLease())
 	}
 	switch c.Result {
 	case pb.Compare_EQUAL:
@@ -154,16 +155,6 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 		return res < 0
 	}
 	return true
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // checkTxn validates the operations on the executed path against the state

@@ -2,6 +2,7 @@ package compat
 
 import (
 	"bytes"
+	stdcmp "cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -195,11 +196,11 @@ func sortedBy(r *pb.RangeRequest, kvs []*mvccpb.KeyValue) bool {
 	var cmpKV func(x, y *mvccpb.KeyValue) int
 	switch r.SortTarget {
 	case pb.RangeRequest_VERSION:
-		cmpKV = func(x, y *mvccpb.KeyValue) int { return cmpInt(x.Version, y.Version) }
+		cmpKV = func(x, y *mvccpb.KeyValue) int { return stdcmp.Compare(x.Version, y.Version) }
 	case pb.RangeRequest_CREATE:
-		cmpKV = func(x, y *mvccpb.KeyValue) int { return cmpInt(x.CreateRevision, y.CreateRevision) }
+		cmpKV = func(x, y *mvccpb.KeyValue) int { return stdcmp.Compare(x.CreateRevision, y.CreateRevision) }
 	case pb.RangeRequest_MOD:
-		cmpKV = func(x, y *mvccpb.KeyValue) int { return cmpInt(x.ModRevision, y.ModRevision) }
+		cmpKV = func(x, y *mvccpb.KeyValue) int { return stdcmp.Compare(x.ModRevision, y.ModRevision) }
 	case pb.RangeRequest_VALUE:
 		cmpKV = func(x, y *mvccpb.KeyValue) int { return bytes.Compare(x.Value, y.Value) }
 	default:
@@ -212,14 +213,4 @@ func sortedBy(r *pb.RangeRequest, kvs []*mvccpb.KeyValue) bool {
 		}
 	}
 	return order == pb.RangeRequest_ASCEND || order == pb.RangeRequest_DESCEND
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
