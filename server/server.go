@@ -181,6 +181,13 @@ func (s *Server) openMember() error {
 		s.lg.Warn("check file permission", zap.String("data-dir", cfg.DataDir),
 			zap.String("error", fmt.Sprintf("directory %q exist, but the permission is %q. The recommended permission is \"-rwx------\" to prevent possible unprivileged access to the data", cfg.DataDir, fi.Mode().Perm())))
 	}
+	if _, err := s.fs.Stat(storage.DBDir(cfg.DataDir)); err != nil {
+		// A new data dir: refuse a configuration that cannot bootstrap
+		// before anything is created.
+		if _, err := s.bootstrapMembers(); err != nil {
+			return err
+		}
+	}
 	engine, err := storage.Open(storage.DBDir(cfg.DataDir), storage.Options{FS: s.fs, Logger: s.lg})
 	if err != nil {
 		return err
@@ -230,39 +237,48 @@ func (s *Server) openMember() error {
 	return err
 }
 
-// bootstrap initialises an empty data dir as a member of a new cluster.
-func (s *Server) bootstrap() (storage.Identity, []raft.Peer, error) {
+// bootstrapMembers checks that the configuration can bootstrap a new
+// cluster and returns its members, the local one first.
+func (s *Server) bootstrapMembers() ([]*membership.Member, error) {
 	cfg := s.cfg
 	if cfg.InitialClusterState == "existing" {
-		return storage.Identity{}, nil, errors.New("joining an existing cluster (--initial-cluster-state=existing) is not supported yet")
+		return nil, errors.New("joining an existing cluster (--initial-cluster-state=existing) is not supported yet")
 	}
 	if err := cfg.VerifyBootstrap(); err != nil {
-		return storage.Identity{}, nil, err
+		return nil, err
 	}
 	initial, err := cfg.InitialClusterMap()
 	if err != nil {
-		return storage.Identity{}, nil, err
+		return nil, err
 	}
 	if len(initial) > 1 {
-		return storage.Identity{}, nil, fmt.Errorf("--initial-cluster names %d members; clusters of more than one member are not supported yet", len(initial))
+		return nil, fmt.Errorf("--initial-cluster names %d members; clusters of more than one member are not supported yet", len(initial))
 	}
 	names := make([]string, 0, len(initial))
 	for n := range initial {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	var (
-		members []*membership.Member
-		local   *membership.Member
-	)
+	var members []*membership.Member
 	for _, n := range names {
 		m := membership.NewMember(n, urlStrings(initial[n]), cfg.InitialClusterToken)
-		members = append(members, m)
 		if n == cfg.Name {
-			local = m
+			members = append([]*membership.Member{m}, members...)
+		} else {
+			members = append(members, m)
 		}
 	}
-	ident := storage.Identity{MemberID: local.ID, ClusterID: membership.ClusterID(members, cfg.InitialClusterToken)}
+	return members, nil
+}
+
+// bootstrap initialises an empty data dir as a member of a new cluster.
+func (s *Server) bootstrap() (storage.Identity, []raft.Peer, error) {
+	cfg := s.cfg
+	members, err := s.bootstrapMembers()
+	if err != nil {
+		return storage.Identity{}, nil, err
+	}
+	ident := storage.Identity{MemberID: members[0].ID, ClusterID: membership.ClusterID(members, cfg.InitialClusterToken)}
 	peers := make([]raft.Peer, len(members))
 	for i, m := range members {
 		ctx, err := m.Marshal()

@@ -140,3 +140,24 @@ func TestBusyPortFailsBeforeTheDataDirIsCreated(t *testing.T) {
 		t.Fatal("the data dir was created")
 	}
 }
+
+// TestBootstrapConfigurationErrorsLeaveNoDataDir checks that a
+// configuration that cannot bootstrap is refused before the data dir exists.
+func TestBootstrapConfigurationErrorsLeaveNoDataDir(t *testing.T) {
+	for name, edit := range map[string]func(*config.Config){
+		"name missing from the initial cluster": func(c *config.Config) { c.Name = "m2" },
+		"joining an existing cluster":           func(c *config.Config) { c.InitialClusterState = "existing" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			fs := vfs.NewMem()
+			cfg := testConfig(t, "/data")
+			edit(cfg)
+			if _, err := Start(cfg, zap.NewNop(), WithFS(fs)); err == nil {
+				t.Fatal("started")
+			}
+			if _, err := fs.Stat("/data"); err == nil {
+				t.Fatal("the data dir was created")
+			}
+		})
+	}
+}
