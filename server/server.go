@@ -181,10 +181,11 @@ func (s *Server) openMember() error {
 		s.lg.Warn("check file permission", zap.String("data-dir", cfg.DataDir),
 			zap.String("error", fmt.Sprintf("directory %q exist, but the permission is %q. The recommended permission is \"-rwx------\" to prevent possible unprivileged access to the data", cfg.DataDir, fi.Mode().Perm())))
 	}
+	var members []*membership.Member
 	if _, err := s.fs.Stat(storage.DBDir(cfg.DataDir)); err != nil {
 		// A new data dir: refuse a configuration that cannot bootstrap
 		// before anything is created.
-		if _, err := s.bootstrapMembers(); err != nil {
+		if members, err = s.bootstrapMembers(); err != nil {
 			return err
 		}
 	}
@@ -215,7 +216,13 @@ func (s *Server) openMember() error {
 		s.lg.Info("restarting local member", zap.String("data-dir", cfg.DataDir),
 			zap.String("local-member-id", fmt.Sprintf("%x", ident.MemberID)), zap.String("cluster-id", fmt.Sprintf("%x", ident.ClusterID)))
 	} else {
-		if ident, peers, err = s.bootstrap(); err != nil {
+		if members == nil {
+			// An interrupted bootstrap left the directory behind.
+			if members, err = s.bootstrapMembers(); err != nil {
+				return err
+			}
+		}
+		if ident, peers, err = s.bootstrap(members); err != nil {
 			return err
 		}
 	}
@@ -271,13 +278,10 @@ func (s *Server) bootstrapMembers() ([]*membership.Member, error) {
 	return members, nil
 }
 
-// bootstrap initialises an empty data dir as a member of a new cluster.
-func (s *Server) bootstrap() (storage.Identity, []raft.Peer, error) {
+// bootstrap initialises an empty data dir as a member of a new cluster
+// made of members (from bootstrapMembers, the local one first).
+func (s *Server) bootstrap(members []*membership.Member) (storage.Identity, []raft.Peer, error) {
 	cfg := s.cfg
-	members, err := s.bootstrapMembers()
-	if err != nil {
-		return storage.Identity{}, nil, err
-	}
 	ident := storage.Identity{MemberID: members[0].ID, ClusterID: membership.ClusterID(members, cfg.InitialClusterToken)}
 	peers := make([]raft.Peer, len(members))
 	for i, m := range members {
