@@ -5,6 +5,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -22,6 +23,7 @@ const grpcOverheadBytes = 512 * 1024
 type GRPCConfig struct {
 	MaxRequestBytes uint
 	MaxTxnOps       uint
+	Logger          *zap.Logger
 }
 
 // GRPCServer is the client-facing gRPC server with etcd's services.
@@ -43,6 +45,7 @@ func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
 	pb.RegisterKVServer(gs, &kvServer{m: m, maxTxnOps: int(cfg.MaxTxnOps)})
 	pb.RegisterMaintenanceServer(gs, &maintenanceServer{m: m})
 	pb.RegisterClusterServer(gs, &clusterServer{m: m})
+	pb.RegisterWatchServer(gs, &watchServer{m: m, lg: cfg.Logger})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)

@@ -60,6 +60,11 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
 
+	// WatchProgressNotifyInterval is how often watchers that asked for
+	// progress notifications get one (--watch-progress-notify-interval);
+	// 0 means etcd's default of 10 minutes.
+	WatchProgressNotifyInterval time.Duration
+
 	// LogLevel is debug, info, warn, error, dpanic, panic or fatal
 	// (--log-level, any case; "warning" is warn and "" is info).
 	LogLevel string

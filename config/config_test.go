@@ -510,13 +510,15 @@ func TestKubeadmStaticPodCommandLine(t *testing.T) {
 		urlsText(c.ListenClientURLs) != "https://10.0.0.1:2379,https://127.0.0.1:2379" {
 		t.Errorf("got %+v", c)
 	}
+	if c.WatchProgressNotifyInterval != 5*time.Second {
+		t.Errorf("watch progress notify interval %v, want 5s", c.WatchProgressNotifyInterval)
+	}
 	var ignored []string
 	for _, n := range c.Notices {
 		ignored = append(ignored, n.Key)
 	}
 	want := []string{"--cert-file", "--client-cert-auth", "--feature-gates", "--key-file", "--listen-metrics-urls",
-		"--peer-cert-file", "--peer-client-cert-auth", "--peer-key-file", "--peer-trusted-ca-file", "--trusted-ca-file",
-		"--watch-progress-notify-interval"}
+		"--peer-cert-file", "--peer-client-cert-auth", "--peer-key-file", "--peer-trusted-ca-file", "--trusted-ca-file"}
 	if !reflect.DeepEqual(ignored, want) {
 		t.Errorf("notices for %q, want %q", ignored, want)
 	}

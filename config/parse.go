@@ -390,6 +390,7 @@ func (p *parser) build() *Config {
 	// Checked against overflow in validate, before the Config is returned.
 	c.HeartbeatInterval = time.Duration(p.value("heartbeat-interval").(uint)) * time.Millisecond
 	c.ElectionTimeout = time.Duration(p.value("election-timeout").(uint)) * time.Millisecond
+	c.WatchProgressNotifyInterval = p.value("watch-progress-notify-interval").(time.Duration)
 
 	if c.SnapshotCount == 0 {
 		c.Notices = append(c.Notices, Notice{Msg: msgSnapshotCount, Key: "--snapshot-count", Value: "0"})

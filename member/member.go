@@ -31,6 +31,7 @@ import (
 	"github.com/keeldb/keel/mvcc"
 	"github.com/keeldb/keel/raftnode"
 	"github.com/keeldb/keel/storage"
+	"github.com/keeldb/keel/watch"
 )
 
 // Config describes the member to start.
@@ -52,7 +53,10 @@ type Config struct {
 	SnapshotCatchUpEntries uint64
 	// MaxRequestBytes bounds the size of a proposal.
 	MaxRequestBytes uint
-	Logger          *zap.Logger
+	// WatchProgressInterval is the interval of watch progress
+	// notifications (0: etcd's default).
+	WatchProgressInterval time.Duration
+	Logger                *zap.Logger
 }
 
 // Member is a running member.
@@ -66,6 +70,7 @@ type Member struct {
 	alarms  *alarm.Store
 	applier *apply.Applier
 	raft    *raftnode.Node
+	watch   *watch.Hub
 
 	reqIDs idGenerator
 	wait   waitRegistry
@@ -139,6 +144,11 @@ func Start(cfg Config) (*Member, error) {
 		return nil, err
 	}
 	m.applier = apply.New(m.kv, m.cluster, m.alarms, apply.NoLeases{})
+	m.watch = watch.NewHub(m.kv, watch.Config{
+		ProgressInterval: cfg.WatchProgressInterval,
+		MaxRequestBytes:  int(cfg.MaxRequestBytes),
+		Logger:           lg,
+	})
 	m.raft, err = raftnode.Start(raftnode.Config{
 		ID:            cfg.ID,
 		Log:           m.log,
@@ -149,6 +159,7 @@ func Start(cfg Config) (*Member, error) {
 		Logger:        lg,
 	})
 	if err != nil {
+		m.watch.Stop()
 		m.kv.Close()
 		return nil, err
 	}
@@ -206,6 +217,7 @@ func (m *Member) watchRaft() {
 	case <-m.stopc:
 	}
 	m.raft.Stop()
+	m.watch.Stop()
 	m.kv.Close()
 }
 
@@ -217,6 +229,9 @@ func (m *Member) ClusterID() uint64 { return m.cfg.ClusterID }
 
 // Term returns the current Raft term.
 func (m *Member) Term() uint64 { return m.raft.Term() }
+
+// Watch returns the member's watcher hub.
+func (m *Member) Watch() *watch.Hub { return m.watch }
 
 // Rev returns the current store revision.
 func (m *Member) Rev() int64 { return m.kv.Rev() }
@@ -410,6 +425,9 @@ func (m *Member) applyEntries(ents []*raftpb.Entry) error {
 		return fmt.Errorf("commit apply batch: %w", err)
 	}
 	m.kv.Committed(w)
+	if evs := w.Events(); len(evs) > 0 {
+		m.watch.Notify(w.Rev(), evs)
+	}
 	if confState != nil {
 		m.log.ConfStateApplied(confState)
 	}

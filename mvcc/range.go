@@ -73,7 +73,7 @@ func scan(ctx context.Context, it *pebble.Iterator, key, end []byte, rev int64, 
 			res.Count++
 			if !ro.CountOnly && !limitReached {
 				_, r := splitVersionKey(it.Key())
-				kv, err := toKeyValue(prefix, r, rec, ro.KeysOnly)
+				kv, err := toKeyValue(prefix, r, rec, ro)
 				if err != nil {
 					return nil, err
 				}
@@ -116,7 +116,7 @@ func scanOne(it *pebble.Iterator, key []byte, rev int64, ro RangeOptions) (*Rang
 		return res, nil
 	}
 	_, r := splitVersionKey(it.Key())
-	kv, err := toKeyValue(prefix, r, rec, ro.KeysOnly)
+	kv, err := toKeyValue(prefix, r, rec, ro)
 	if err != nil {
 		return nil, err
 	}
@@ -124,14 +124,16 @@ func scanOne(it *pebble.Iterator, key []byte, rev int64, ro RangeOptions) (*Rang
 	return res, nil
 }
 
-func toKeyValue(prefix []byte, r Revision, rec record, keysOnly bool) (*mvccpb.KeyValue, error) {
+func toKeyValue(prefix []byte, r Revision, rec record, ro RangeOptions) (*mvccpb.KeyValue, error) {
 	k, err := decodeUserKey(prefix)
 	if err != nil {
 		return nil, err
 	}
 	kv := &mvccpb.KeyValue{Key: k, CreateRevision: rec.create, ModRevision: r.Main, Version: rec.version}
-	if !keysOnly {
+	if !ro.KeysOnly || ro.withLease {
 		kv.Lease = rec.lease
+	}
+	if !ro.KeysOnly {
 		if len(rec.value) > 0 {
 			kv.Value = append([]byte(nil), rec.value...)
 		}

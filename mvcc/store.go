@@ -98,6 +98,9 @@ type RangeOptions struct {
 	CountOnly bool
 	// KeysOnly omits values and leases (etcd's fast keys-only path).
 	KeysOnly bool
+	// withLease keeps the lease in a KeysOnly read (deletes need it for
+	// their events).
+	withLease bool
 	// WithTotalCount counts every key in the range even past Limit.
 	WithTotalCount bool
 }

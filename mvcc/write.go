@@ -18,6 +18,7 @@ type Writer struct {
 	startRev   int64
 	compactRev int64
 	compacts   []int64 // compactions to start once the batch is committed
+	events     []Event // changes made so far, in revision order
 	it         *pebble.Iterator
 	itOpts     pebble.IterOptions
 }
@@ -82,6 +83,11 @@ func (s *Store) Committed(w *Writer) {
 	}
 	w.compacts = nil
 }
+
+// Events returns the changes written through w so far, in revision order.
+// The slice and the KeyValues belong to the caller once the batch is
+// committed; w does not touch them again.
+func (w *Writer) Events() []Event { return w.events }
 
 // Compact schedules a compaction to rev, as etcd does: a revision at or
 // below the compacted one is ErrCompacted, one beyond the current revision
@@ -186,6 +192,12 @@ func (t *Txn) Put(key, value []byte, lease int64) (int64, error) {
 	if err := t.w.b.Set(revLogKey(rev), append([]byte{logPut}, key...), nil); err != nil {
 		return 0, err
 	}
+	ev := Event{Type: mvccpb.PUT, KV: &mvccpb.KeyValue{Key: key, Value: value, Lease: lease,
+		CreateRevision: create, ModRevision: rev.Main, Version: version}}
+	if ok && !prev.tombstone {
+		ev.PrevLease = prev.lease
+	}
+	t.w.events = append(t.w.events, ev)
 	t.changes++
 	return rev.Main, nil
 }
@@ -193,7 +205,7 @@ func (t *Txn) Put(key, value []byte, lease int64) (int64, error) {
 // DeleteRange deletes the keys in [key, end) (end as in Range) and returns
 // how many it deleted and the revision of the response header.
 func (t *Txn) DeleteRange(ctx context.Context, key, end []byte) (int64, int64, error) {
-	res, err := t.Range(ctx, key, end, RangeOptions{KeysOnly: true})
+	res, err := t.Range(ctx, key, end, RangeOptions{KeysOnly: true, withLease: true})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -217,6 +229,8 @@ func (t *Txn) deleteKey(kv *mvccpb.KeyValue) error {
 	if err := t.w.b.Set(revLogKey(rev), append([]byte{logDelete}, kv.Key...), nil); err != nil {
 		return err
 	}
+	t.w.events = append(t.w.events, Event{Type: mvccpb.DELETE,
+		KV: &mvccpb.KeyValue{Key: kv.Key, ModRevision: rev.Main}, PrevLease: kv.Lease})
 	t.changes++
 	return nil
 }

@@ -101,7 +101,7 @@ func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err err
 	if err := s.openMember(); err != nil {
 		return nil, err
 	}
-	s.grpc = api.NewGRPCServer(s.member, api.GRPCConfig{MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps})
+	s.grpc = api.NewGRPCServer(s.member, api.GRPCConfig{MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps, Logger: lg})
 	s.http = &http.Server{Handler: api.NewHTTPHandler(s.member, lg), ReadHeaderTimeout: 10 * time.Second}
 	lg.Info("now serving peer/client/metrics",
 		zap.String("local-member-id", fmt.Sprintf("%x", s.member.ID())),
@@ -239,6 +239,7 @@ func (s *Server) openMember() error {
 		SnapshotCount:          cfg.SnapshotCount,
 		SnapshotCatchUpEntries: cfg.SnapshotCatchUpEntries,
 		MaxRequestBytes:        cfg.MaxRequestBytes,
+		WatchProgressInterval:  cfg.WatchProgressNotifyInterval,
 		Logger:                 s.lg,
 	})
 	return err

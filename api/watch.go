@@ -1,0 +1,112 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/keeldb/keel/member"
+	"github.com/keeldb/keel/watch"
+)
+
+type watchServer struct {
+	pb.UnimplementedWatchServer
+	m  *member.Member
+	lg *zap.Logger
+}
+
+// Watch serves one client watch stream: requests are read in one goroutine
+// and handed to the hub's stream, responses are sent from this one.
+func (s *watchServer) Watch(gs pb.Watch_WatchServer) error {
+	ctx, cancel := context.WithCancel(gs.Context())
+	defer cancel()
+	if requiresLeader(ctx) && s.m.Leader() == 0 {
+		return rpctypes.ErrGRPCNoLeader
+	}
+	ws := s.m.Watch().NewStream(func(rev int64) *pb.ResponseHeader {
+		h := &pb.ResponseHeader{Revision: rev}
+		fillHeader(s.m, h)
+		return h
+	})
+	defer ws.Close()
+
+	recvErr := make(chan error, 1)
+	go func() {
+		// A client that closes its sending side still gets its events, as
+		// with etcd; only a failed stream ends the watch.
+		if err := recvWatchRequests(gs, ws); err != nil {
+			recvErr <- err
+			cancel()
+		}
+	}()
+	for {
+		resps, err := ws.Next(ctx)
+		if err != nil {
+			select {
+			case rerr := <-recvErr:
+				if errors.Is(rerr, context.Canceled) {
+					return rpctypes.ErrGRPCWatchCanceled
+				}
+				return rerr
+			default:
+			}
+			if gs.Context().Err() != nil {
+				return rpctypes.ErrGRPCWatchCanceled
+			}
+			// The hub stopped: the member is shutting down.
+			return rpctypes.ErrGRPCStopped
+		}
+		for _, r := range resps {
+			if err := gs.Send(r); err != nil {
+				s.lg.Debug("failed to send watch response to gRPC stream", zap.Error(err))
+				return err
+			}
+		}
+	}
+}
+
+// recvWatchRequests hands the client's requests to ws until the client
+// closes its side (nil) or the stream fails.
+func recvWatchRequests(gs pb.Watch_WatchServer, ws *watch.Stream) error {
+	for {
+		req, err := gs.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch u := req.RequestUnion.(type) {
+		case *pb.WatchRequest_CreateRequest:
+			if u.CreateRequest != nil {
+				ws.Create(u.CreateRequest)
+			}
+		case *pb.WatchRequest_CancelRequest:
+			if u.CancelRequest != nil {
+				ws.Cancel(u.CancelRequest.WatchId)
+			}
+		case *pb.WatchRequest_ProgressRequest:
+			if u.ProgressRequest != nil {
+				ws.RequestProgress()
+			}
+		}
+		// Unknown request kinds are ignored, as etcd does, rather than
+		// ending every watcher of the stream.
+	}
+}
+
+// requiresLeader reports whether the client asked, through etcd's metadata,
+// to be refused when the member has no leader.
+func requiresLeader(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return false
+	}
+	v := md.Get(rpctypes.MetadataRequireLeaderKey)
+	return len(v) > 0 && v[0] == rpctypes.MetadataHasLeader
+}
