@@ -45,6 +45,7 @@ func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
 	pb.RegisterKVServer(gs, &kvServer{m: m, maxTxnOps: int(cfg.MaxTxnOps)})
 	pb.RegisterMaintenanceServer(gs, &maintenanceServer{m: m})
 	pb.RegisterClusterServer(gs, &clusterServer{m: m})
+	pb.RegisterLeaseServer(gs, &leaseServer{m: m, lg: orNop(cfg.Logger)})
 	pb.RegisterWatchServer(gs, &watchServer{m: m, lg: cfg.Logger})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

@@ -29,9 +29,8 @@ func (s *watchServer) Watch(gs pb.Watch_WatchServer) error {
 		return rpctypes.ErrGRPCNoLeader
 	}
 	ws := s.m.Watch().NewStream(func(rev int64) *pb.ResponseHeader {
-		h := &pb.ResponseHeader{Revision: rev}
-		fillHeader(s.m, h)
-		return h
+		// The revision as given, even 0: etcd's compacted response says 0.
+		return &pb.ResponseHeader{ClusterId: s.m.ClusterID(), MemberId: s.m.ID(), RaftTerm: s.m.Term(), Revision: rev}
 	})
 	defer ws.Close()
 

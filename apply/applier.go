@@ -54,10 +54,27 @@ func New(kv *mvcc.Store, cluster *membership.Cluster, alarms *alarm.Store, lesso
 // Apply applies one request through w (and b for non-KV state). A returned
 // error means the batch can no longer be trusted (storage failure): the
 // member must stop. Request errors are in Result.Err.
+//
+// Every key change the request makes is also reflected in the lease
+// attachments before Apply returns.
 func (a *Applier) Apply(ctx context.Context, w *mvcc.Writer, b *pebble.Batch, r *pb.InternalRaftRequest) (*Result, error) {
 	if err := a.refusedByAlarm(r); err != nil {
 		return &Result{Err: err, Compaction: r.Compaction != nil}, nil
 	}
+	n := len(w.Events())
+	res, err := a.apply(ctx, w, b, r)
+	if err != nil {
+		return nil, err
+	}
+	if evs := w.Events(); len(evs) > n {
+		if err := a.trackLeases(b, evs[n:]); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (a *Applier) apply(ctx context.Context, w *mvcc.Writer, b *pebble.Batch, r *pb.InternalRaftRequest) (*Result, error) {
 	switch {
 	case r.Put != nil:
 		return a.put(ctx, w, r.Put)
@@ -108,6 +125,12 @@ func (a *Applier) Apply(ctx context.Context, w *mvcc.Writer, b *pebble.Batch, r 
 		return &Result{}, nil
 	case r.ClusterVersionSet != nil:
 		return &Result{}, nil
+	case r.LeaseGrant != nil:
+		return a.leaseGrant(w, b, r.LeaseGrant)
+	case r.LeaseRevoke != nil:
+		return a.leaseRevoke(ctx, w, b, r.LeaseRevoke)
+	case r.LeaseCheckpoint != nil:
+		return a.leaseCheckpoint(w, b, r.LeaseCheckpoint)
 	}
 	return &Result{Err: fmt.Errorf("unsupported request %v", r)}, nil
 }
@@ -130,12 +153,14 @@ func (a *Applier) put(ctx context.Context, w *mvcc.Writer, p *pb.PutRequest) (*R
 }
 
 // refusedByAlarm applies etcd's alarm rules: with CORRUPT raised no KV
-// request is applied; with NOSPACE no request that adds data is.
+// request, lease grant or lease revoke is applied; with NOSPACE no request
+// that adds data is (puts and lease grants).
 func (a *Applier) refusedByAlarm(r *pb.InternalRaftRequest) error {
-	if a.alarms.Active(pb.AlarmType_CORRUPT) && (r.Put != nil || r.DeleteRange != nil || r.Txn != nil || r.Compaction != nil) {
+	if a.alarms.Active(pb.AlarmType_CORRUPT) && (r.Put != nil || r.DeleteRange != nil || r.Txn != nil || r.Compaction != nil ||
+		r.LeaseGrant != nil || r.LeaseRevoke != nil) {
 		return rpctypes.ErrGRPCCorrupt
 	}
-	if a.alarms.Active(pb.AlarmType_NOSPACE) && (r.Put != nil || (r.Txn != nil && TxnPuts(r.Txn))) {
+	if a.alarms.Active(pb.AlarmType_NOSPACE) && (r.Put != nil || (r.Txn != nil && TxnPuts(r.Txn)) || r.LeaseGrant != nil) {
 		return rpctypes.ErrGRPCNoSpace
 	}
 	return nil

@@ -13,17 +13,17 @@ import (
 	"github.com/keeldb/keel/mvcc"
 )
 
-// Lessor is what the KV semantics need to know about leases.
-type Lessor interface {
+// LeaseChecker is what the KV semantics need to know about leases.
+type LeaseChecker interface {
 	// Exists reports whether the lease with id is granted.
 	Exists(id int64) bool
 }
 
-// NoLeases is the Lessor of a member without a lease service: every lease is
-// unknown, so a put with a lease fails with etcd's "requested lease not found".
+// NoLeases is the LeaseChecker of read-only requests: every lease is
+// unknown (read-only requests never check one).
 type NoLeases struct{}
 
-// Exists implements Lessor.
+// Exists implements LeaseChecker.
 func (NoLeases) Exists(int64) bool { return false }
 
 // gteRange turns etcd's "\x00" range end (every key from key on) into the
@@ -157,7 +157,7 @@ type writeView interface {
 
 // checkPut validates a put against the state before it: a known lease, and a
 // previous value when ignore_value or ignore_lease asks to keep it.
-func checkPut(ctx context.Context, rd mvcc.Reader, lessor Lessor, p *pb.PutRequest) (*mvcc.RangeResult, error) {
+func checkPut(ctx context.Context, rd mvcc.Reader, lessor LeaseChecker, p *pb.PutRequest) (*mvcc.RangeResult, error) {
 	if p.Lease != 0 && !lessor.Exists(p.Lease) {
 		return nil, rpctypes.ErrGRPCLeaseNotFound
 	}

@@ -59,7 +59,7 @@ func (readOnly) Changed() bool { return false }
 // runTxn evaluates the compares of every txn on the chosen path first (all
 // against the state before the txn), checks the chosen operations, and only
 // then executes them, as etcd does.
-func runTxn(ctx context.Context, w writeView, r *pb.TxnRequest, lessor Lessor) (*pb.TxnResponse, error) {
+func runTxn(ctx context.Context, w writeView, r *pb.TxnRequest, lessor LeaseChecker) (*pb.TxnResponse, error) {
 	path := comparePath(ctx, w, r)
 	if _, err := checkTxn(ctx, w, r, lessor, path); err != nil {
 		return nil, err
@@ -161,7 +161,7 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 // before the txn: ranges must be within the live revisions, puts must name a
 // known lease and find the previous value they keep. It returns how many
 // nested txns it consumed from path.
-func checkTxn(ctx context.Context, rd mvcc.Reader, r *pb.TxnRequest, lessor Lessor, path []bool) (int, error) {
+func checkTxn(ctx context.Context, rd mvcc.Reader, r *pb.TxnRequest, lessor LeaseChecker, path []bool) (int, error) {
 	nested := 0
 	for _, op := range branch(r, path[0]) {
 		var err error

@@ -27,6 +27,7 @@ import (
 
 	"github.com/keeldb/keel/alarm"
 	"github.com/keeldb/keel/apply"
+	"github.com/keeldb/keel/lease"
 	"github.com/keeldb/keel/membership"
 	"github.com/keeldb/keel/mvcc"
 	"github.com/keeldb/keel/raftnode"
@@ -53,6 +54,12 @@ type Config struct {
 	SnapshotCatchUpEntries uint64
 	// MaxRequestBytes bounds the size of a proposal.
 	MaxRequestBytes uint
+	// LeaseCheckpointInterval is how often the leader checkpoints the
+	// remaining TTL of long leases (0: etcd's default, 5 minutes).
+	LeaseCheckpointInterval time.Duration
+	// LeaseClock is the lessor's time source; nil means the wall clock.
+	// Tests pass a lease.FakeClock.
+	LeaseClock lease.Clock
 	// WatchProgressInterval is the interval of watch progress
 	// notifications (0: etcd's default).
 	WatchProgressInterval time.Duration
@@ -70,6 +77,7 @@ type Member struct {
 	alarms  *alarm.Store
 	applier *apply.Applier
 	raft    *raftnode.Node
+	lessor  *lease.Lessor
 	watch   *watch.Hub
 
 	reqIDs idGenerator
@@ -143,11 +151,16 @@ func Start(cfg Config) (*Member, error) {
 		m.kv.Close()
 		return nil, err
 	}
-	m.applier = apply.New(m.kv, m.cluster, m.alarms, apply.NoLeases{})
+	if m.lessor, err = m.newLessor(); err != nil {
+		m.kv.Close()
+		return nil, err
+	}
+	m.applier = apply.New(m.kv, m.cluster, m.alarms, m.lessor)
 	m.watch = watch.NewHub(m.kv, watch.Config{
 		ProgressInterval: cfg.WatchProgressInterval,
-		MaxRequestBytes:  int(cfg.MaxRequestBytes),
-		Logger:           lg,
+		// etcd fragments at the request limit plus its gRPC overhead allowance.
+		MaxRequestBytes: int(cfg.MaxRequestBytes) + 512*1024,
+		Logger:          lg,
 	})
 	m.raft, err = raftnode.Start(raftnode.Config{
 		ID:            cfg.ID,
@@ -168,6 +181,7 @@ func Start(cfg Config) (*Member, error) {
 	go m.readLoop()
 	go m.publish()
 	go m.watchRaft()
+	m.startLeases()
 	go func() { m.wg.Wait(); close(m.donec) }()
 	return m, nil
 }

@@ -375,6 +375,11 @@ func (s *Server) Stop() {
 		s.lg.Info("closing etcd server", zap.String("name", s.cfg.Name), zap.String("data-dir", s.cfg.DataDir),
 			zap.Strings("advertise-client-urls", s.clientURLs))
 		close(s.stopc)
+		if s.member != nil {
+			// Watch streams last as long as their clients: end them first,
+			// or the graceful stop below would wait for them in vain.
+			s.member.Watch().Stop()
+		}
 		if s.grpc != nil {
 			done := make(chan struct{})
 			go func() { s.grpc.GracefulStop(); close(done) }()

@@ -35,6 +35,8 @@ const (
 	PrefixMembers byte = 'c'
 	// PrefixAlarms holds the active alarms (package alarm).
 	PrefixAlarms byte = 'A'
+	// PrefixLease holds the leases and the keys attached to them (package lease).
+	PrefixLease byte = 'L'
 )
 
 // FormatVersion is the Pebble on-disk format keel writes. It is pinned so a
