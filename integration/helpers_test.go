@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/keeldb/keel/config"
 	"github.com/keeldb/keel/internal/keeltest"
 )
 
@@ -47,6 +48,8 @@ type memberOpts struct {
 	snapshotCount   uint64
 	maxTxnOps       uint
 	maxRequestBytes uint
+	// watchProgressNotifyInterval is --watch-progress-notify-interval.
+	watchProgressNotifyInterval time.Duration
 }
 
 type memberOpt func(*memberOpts)
@@ -54,6 +57,9 @@ type memberOpt func(*memberOpts)
 func withSnapshotCount(n uint64) memberOpt { return func(o *memberOpts) { o.snapshotCount = n } }
 func withMaxTxnOps(n uint) memberOpt       { return func(o *memberOpts) { o.maxTxnOps = n } }
 func withMaxRequestBytes(n uint) memberOpt { return func(o *memberOpts) { o.maxRequestBytes = n } }
+func withWatchProgressNotifyInterval(d time.Duration) memberOpt {
+	return func(o *memberOpts) { o.watchProgressNotifyInterval = d }
+}
 
 func (o memberOpts) keelOptions() []keeltest.Option {
 	var out []keeltest.Option
@@ -65,6 +71,9 @@ func (o memberOpts) keelOptions() []keeltest.Option {
 	}
 	if o.maxRequestBytes != 0 {
 		out = append(out, keeltest.WithMaxRequestBytes(o.maxRequestBytes))
+	}
+	if d := o.watchProgressNotifyInterval; d != 0 {
+		out = append(out, keeltest.WithConfig(func(c *config.Config) { c.WatchProgressNotifyInterval = d }))
 	}
 	return out
 }
@@ -181,6 +190,9 @@ func startEtcd(t *testing.T, bin string, o memberOpts) *etcdProcess {
 		}
 		if o.maxRequestBytes != 0 {
 			args = append(args, "--max-request-bytes", strconv.FormatUint(uint64(o.maxRequestBytes), 10))
+		}
+		if o.watchProgressNotifyInterval != 0 {
+			args = append(args, "--watch-progress-notify-interval", o.watchProgressNotifyInterval.String())
 		}
 		e := &etcdProcess{t: t, bin: bin, args: args, endpoint: client, peer: peer}
 		t.Cleanup(e.stop)
