@@ -277,7 +277,8 @@ func (h *Hub) syncOnce() bool {
 			// revision, and the client reports ErrCompacted.
 			h.remove(w)
 			w.stream.dropWatcher(w)
-			w.stream.push(&pending{watchID: w.id, rev: h.notified, canceled: true, compactRev: compactRev})
+			// etcd's compacted response has no header revision.
+			w.stream.push(&pending{watchID: w.id, canceled: true, compactRev: compactRev})
 			continue
 		}
 		chosen = append(chosen, w)
