@@ -28,9 +28,11 @@ import (
 )
 
 const (
-	// recentEvents bounds the in-memory window of recent changes the syncer
-	// catches watchers up from without reading the store.
+	// recentEvents and recentBytes bound the in-memory window of recent
+	// changes the syncer catches watchers up from without reading the
+	// store. The window is trimmed to them once it holds twice as much.
 	recentEvents = 8192
+	recentBytes  = 16 << 20
 	// historyEvents bounds the changes one catch-up pass reads from the
 	// store.
 	historyEvents = 10000
@@ -76,6 +78,7 @@ type Hub struct {
 	// recent holds every change of revisions recentFrom..notified.
 	recent     []*event
 	recentFrom int64
+	recentSize int // bytes of keys and values in recent
 	recentMax  int // recentEvents; smaller in tests
 	streams    map[*Stream]struct{}
 
@@ -157,20 +160,29 @@ func (h *Hub) Notify(rev int64, evs []mvcc.Event) {
 	h.notified = rev
 }
 
-// remember adds items to the window of recent changes and trims it to
-// recentMax events, dropping whole revisions from its start.
+// remember adds items to the window of recent changes. Once the window
+// holds twice recentMax events or recentBytes bytes, it drops whole
+// revisions from its start until it is back within those bounds; trimming
+// in halves keeps the cost per change constant.
 func (h *Hub) remember(items []*event, rev int64) {
 	h.recent = append(h.recent, items...)
-	if len(h.recent) <= h.recentMax {
+	for _, it := range items {
+		h.recentSize += it.size()
+	}
+	if len(h.recent) <= 2*h.recentMax && h.recentSize <= 2*recentBytes {
 		return
 	}
-	cut := len(h.recent) - h.recentMax
-	// Never split a revision: advance the cut to a revision boundary.
-	for cut < len(h.recent) && cut > 0 && h.recent[cut].rev() == h.recent[cut-1].rev() {
-		cut++
+	cut := 0
+	for cut < len(h.recent) && (len(h.recent)-cut > h.recentMax || h.recentSize > recentBytes) {
+		// Never split a revision: drop all of its changes together.
+		r := h.recent[cut].rev()
+		for cut < len(h.recent) && h.recent[cut].rev() == r {
+			h.recentSize -= h.recent[cut].size()
+			cut++
+		}
 	}
-	if cut >= len(h.recent) {
-		h.recent = nil
+	if cut == len(h.recent) {
+		h.recent, h.recentSize = nil, 0
 		h.recentFrom = rev + 1
 		return
 	}

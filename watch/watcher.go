@@ -82,6 +82,9 @@ type event struct {
 
 func (e *event) rev() int64 { return e.ev.Kv.ModRevision }
 
+// size approximates the memory the event's data holds.
+func (e *event) size() int { return len(e.ev.Kv.Key) + len(e.ev.Kv.Value) }
+
 // group indexes watchers by what they watch, so that an event finds its
 // watchers without visiting every watcher: single keys by map, ranges by
 // their distinct (key, end) pair.
