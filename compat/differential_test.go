@@ -10,9 +10,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 )
 
-const defaultOps = 10000
+// defaultKVOps is TestDifferentialKV's number of operations unless -ops says
+// otherwise.
+const defaultKVOps = 10000
 
 // TestDifferentialKV sends the same seeded random sequence of KV requests
 // (Range, Put, DeleteRange, Txn, Compact) to real etcd and to keel, one at a
@@ -21,7 +25,7 @@ const defaultOps = 10000
 // the same gRPC error code and message.
 func TestDifferentialKV(t *testing.T) {
 	seed := resolveSeed(t)
-	n := resolveOps(t)
+	n := resolveOps(t, defaultKVOps)
 	ref, sut := startPair(t)
 	t.Logf("seed %d, %d ops, %s vs %s", seed, n, ref.name, sut.name)
 
@@ -32,7 +36,13 @@ func TestDifferentialKV(t *testing.T) {
 		o := g.next(i)
 		a, b := runBoth(ref, sut, o)
 		if !a.equal(b) {
-			t.Fatal(mismatchReport(ref.name, sut.name, seed, i, o, a, b))
+			hint := ""
+			if sameUpToTies(o, a, b) {
+				hint = "The kvs are the same, but kvs with equal sort keys come in another order " +
+					"(etcd sorts with sort.Sort, which is not stable beyond 12 results).\n"
+			}
+			t.Fatal(mismatchReport("TestDifferentialKV", ref.name, sut.name, seed, i, i+1,
+				o.kind()+noteSuffix(o), o.request(), a, b, hint))
 		}
 		g.observe(o, a.resp, a.err)
 		outcomes[o.kind()+" "+a.outcome()]++
@@ -41,21 +51,24 @@ func TestDifferentialKV(t *testing.T) {
 	logOutcomes(t, outcomes)
 }
 
-// mismatchReport says what differed and how to run the same sequence again.
-func mismatchReport(refName, sutName string, seed int64, i int, o op, a, b result) string {
-	hint := ""
-	if sameUpToTies(o, a, b) {
-		hint = "The kvs are the same, but kvs with equal sort keys come in another order " +
-			"(etcd sorts with sort.Sort, which is not stable beyond 12 results).\n"
-	}
+// mismatchReport says what differed at op i of test's sequence and how to
+// run the same sequence again (its first ops ops). what names the op ("Put",
+// "Txn, too many compares"); hint, if not empty, explains a known kind of
+// difference.
+func mismatchReport(test, refName, sutName string, seed int64, i, ops int, what string, req proto.Message, a, b result, hint string) string {
 	return fmt.Sprintf("%s and %s differ at op %d of seed %d.\n%s"+
-		"op (%s%s):\n%s\n\n%s:\n%s\n\n%s:\n%s\n\ndiff (-%s +%s):\n%s\n\n"+
-		"rerun: cd compat && go test -run 'TestDifferentialKV$' -seed=%d -ops=%d%s",
+		"op (%s):\n%s\n\n%s:\n%s\n\n%s:\n%s\n\ndiff (-%s +%s):\n%s\n\n%s",
 		refName, sutName, i, seed, hint,
-		o.kind(), noteSuffix(o), formatMsg(o.request()),
+		what, formatMsg(req),
 		refName, a, sutName, b,
 		refName, sutName, diff(a, b),
-		seed, i+1, selfCheckSuffix())
+		rerunCommand(test, seed, ops))
+}
+
+// rerunCommand is the command that replays the first ops operations of test's
+// sequence of seed.
+func rerunCommand(test string, seed int64, ops int) string {
+	return fmt.Sprintf("rerun: cd compat && go test -run '%s$' -seed=%d -ops=%d%s", test, seed, ops, selfCheckSuffix())
 }
 
 // runBoth sends o to both sides concurrently (they are independent servers)
@@ -98,7 +111,9 @@ func resolveSeed(t *testing.T) int64 {
 	return time.Now().UnixNano()
 }
 
-func resolveOps(t *testing.T) int {
+// resolveOps returns the number of operations to run: -ops, else
+// KEEL_COMPAT_OPS, else def.
+func resolveOps(t *testing.T, def int) int {
 	if *flagOps > 0 {
 		return *flagOps
 	}
@@ -109,7 +124,7 @@ func resolveOps(t *testing.T) int {
 		}
 		return n
 	}
-	return defaultOps
+	return def
 }
 
 // logOutcomes logs how often each kind of op got each answer, so that a

@@ -21,9 +21,9 @@ import (
 
 var (
 	flagSeed = flag.Int64("seed", 0,
-		"seed of TestDifferentialKV's operation sequence (0: from the clock; env KEEL_COMPAT_SEED)")
+		"seed of the differential tests' operation sequences (0: from the clock; env KEEL_COMPAT_SEED)")
 	flagOps = flag.Int("ops", 0,
-		"number of operations TestDifferentialKV runs (0: 10000; env KEEL_COMPAT_OPS)")
+		"number of operations each differential test runs (0: the test's default; env KEEL_COMPAT_OPS)")
 	flagSelfCheck = flag.Bool("selfcheck", false,
 		"compare etcd with a second etcd instead of keel, to check the harness itself (env KEEL_COMPAT_SELFCHECK=1)")
 	flagLogs = flag.Bool("serverlogs", false,
@@ -52,6 +52,8 @@ type target struct {
 	client   *clientv3.Client
 	endpoint string // host:port of the client URL, for etcdctl --endpoints
 	kv       pb.KVClient
+	watch    pb.WatchClient
+	lease    pb.LeaseClient
 }
 
 func selfCheck() bool {
@@ -155,7 +157,11 @@ func newTarget(t *testing.T, name, endpoint string) *target {
 	}
 	t.Cleanup(func() { _ = cli.Close() })
 
-	tg := &target{name: name, client: cli, endpoint: endpoint, kv: pb.NewKVClient(cli.ActiveConnection())}
+	conn := cli.ActiveConnection()
+	tg := &target{
+		name: name, client: cli, endpoint: endpoint,
+		kv: pb.NewKVClient(conn), watch: pb.NewWatchClient(conn), lease: pb.NewLeaseClient(conn),
+	}
 	// A fresh member may still be electing itself; poll until a
 	// linearizable read succeeds.
 	deadline := time.Now().Add(startTimeout)

@@ -286,9 +286,10 @@ func (h *Hub) syncOnce() bool {
 	for w := range h.unsynced {
 		if w.minRev < compactRev {
 			// Behind the compaction: etcd cancels it with the compacted
-			// revision, and the client reports ErrCompacted.
+			// revision, and the client reports ErrCompacted. Like etcd,
+			// the watch ID stays taken on the stream until the client
+			// cancels it.
 			h.remove(w)
-			w.stream.dropWatcher(w)
 			// etcd's compacted response has no header revision.
 			w.stream.push(&pending{watchID: w.id, canceled: true, compactRev: compactRev})
 			continue

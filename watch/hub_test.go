@@ -224,10 +224,18 @@ func TestCompactionCancelsWatcherBehindIt(t *testing.T) {
 	if !rs[1].Canceled || rs[1].CompactRevision != 8 || rs[1].WatchId != 0 {
 		t.Fatalf("want canceled with compact revision 8, got %v", rs[1])
 	}
+	// The ID stays taken until the client cancels it, and the cancel is
+	// answered, as in etcd.
+	s.Create(&pb.WatchCreateRequest{Key: []byte("k0"), WatchId: 0, StartRevision: 0})
+	s.Cancel(0)
+	rs = collect(t, s, func(rs []*pb.WatchResponse) bool { return len(rs) >= 2 })
+	if rs[0].WatchId != 1 || !rs[0].Created || rs[1].WatchId != 0 || !rs[1].Canceled {
+		t.Fatalf("after the compaction cancel: %v", rs)
+	}
 	// At the compacted revision itself the watch is allowed.
 	s.Create(&pb.WatchCreateRequest{Key: []byte("k"), RangeEnd: []byte("l"), StartRevision: 8})
-	rs = collect(t, s, untilEvents(1, 4))
-	if evs := events(rs, 1); evs[0].Kv.ModRevision != 8 || evs[3].Kv.ModRevision != 11 {
+	rs = collect(t, s, untilEvents(2, 4))
+	if evs := events(rs, 2); evs[0].Kv.ModRevision != 8 || evs[3].Kv.ModRevision != 11 {
 		t.Fatalf("events from the compacted revision: %v", evs)
 	}
 }

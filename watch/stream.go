@@ -156,7 +156,8 @@ func (s *Stream) Create(r *pb.WatchCreateRequest) {
 }
 
 // Cancel cancels the watcher id and queues the canceled response. Like
-// etcd, it answers nothing for an ID that names no watcher.
+// etcd, it answers nothing for an ID that names no watcher, and answers
+// again for a watcher already cancelled by a compaction.
 func (s *Stream) Cancel(id int64) {
 	h := s.hub
 	h.mu.Lock()
@@ -165,7 +166,9 @@ func (s *Stream) Cancel(id int64) {
 	if s.closed || w == nil {
 		return
 	}
-	h.remove(w)
+	if !w.gone {
+		h.remove(w)
+	}
 	delete(s.watchers, id)
 	s.push(&pending{watchID: id, rev: h.notified, canceled: true})
 }
@@ -206,13 +209,6 @@ func (s *Stream) progressTick() {
 			s.push(&pending{w: w, watchID: w.id, rev: h.notified})
 		}
 		w.sentEvents = false
-	}
-}
-
-// dropWatcher forgets w on its stream (the hub already removed it).
-func (s *Stream) dropWatcher(w *watcher) {
-	if s.watchers[w.id] == w {
-		delete(s.watchers, w.id)
 	}
 }
 
@@ -322,7 +318,12 @@ func (s *Stream) appendResponses(ctx context.Context, out []*pb.WatchResponse, p
 }
 
 // withPrev returns e with the key's previous version, read once per event.
+// As in etcd, which reads it when sending, there is none once the revision
+// before the event is compacted.
 func (h *Hub) withPrev(ctx context.Context, e *event) *mvccpb.Event {
+	if e.rev()-1 < h.store.CompactRev() {
+		return e.ev
+	}
 	e.prevOnce.Do(func() {
 		e.withPrev = e.ev
 		if e.ev.Type == mvccpb.PUT && e.ev.Kv.CreateRevision == e.ev.Kv.ModRevision {
