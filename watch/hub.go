@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"sort"
 	"sync"
 	"time"
 
@@ -331,18 +332,33 @@ func (h *Hub) syncOnce() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	progress := false
+	// Watchers that watch the same keys from the same revision (typically
+	// many watchers of one prefix that fell behind together) share one
+	// filtered batch.
+	type batchKey struct {
+		keys            string
+		minRev          int64
+		noPut, noDelete bool
+	}
+	batches := make(map[batchKey][]*event)
 	for _, w := range chosen {
 		if w.gone || w.synced {
 			continue
 		}
-		var batch []*event
-		if w.minRev <= last {
-			batch = w.filter(hist, nil)
-		}
 		upTo := max(last, w.minRev-1)
 		finish := upTo+1 >= h.recentFrom
+		bk := batchKey{w.keysID, w.minRev, w.noPut, w.noDelete}
+		batch, ok := batches[bk]
+		if !ok {
+			if w.minRev <= last {
+				batch = w.filter(since(hist, w.minRev), nil)
+			}
+			if finish {
+				batch = w.filter(since(h.recent, w.minRev), batch)
+			}
+			batches[bk] = batch
+		}
 		if finish {
-			batch = w.filter(h.recent, batch)
 			upTo = h.notified
 		}
 		if len(batch) > 0 && !w.stream.pushEvents(w, batch, upTo) {
@@ -357,6 +373,12 @@ func (h *Hub) syncOnce() bool {
 		}
 	}
 	return progress && len(h.unsynced) > 0
+}
+
+// since returns the events of evs (in revision order) from revision rev on.
+func since(evs []*event, rev int64) []*event {
+	i := sort.Search(len(evs), func(i int) bool { return evs[i].rev() >= rev })
+	return evs[i:]
 }
 
 // closeStreamLocked removes every watcher of s and wakes its reader.

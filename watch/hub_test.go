@@ -337,3 +337,36 @@ func TestFragmentsSplitLargeResponses(t *testing.T) {
 		t.Fatalf("a small response was split: %v", out)
 	}
 }
+
+func TestCoalesceMergesPerWatcherUpToControlResponses(t *testing.T) {
+	a, b := &watcher{id: 1}, &watcher{id: 2}
+	ev := func(rev int64) []*event {
+		return []*event{{ev: &mvccpb.Event{Kv: &mvccpb.KeyValue{ModRevision: rev}}}}
+	}
+	shared := append(make([]*event, 0, 4), ev(2)...) // room to append in place
+	in := []*pending{
+		{w: a, watchID: 1, rev: 2, events: shared},
+		{w: b, watchID: 2, rev: 2, events: shared},
+		{w: a, watchID: 1, rev: 3, events: ev(3)},
+		{watchID: InvalidWatchID, rev: 3}, // progress for the stream: a barrier
+		{w: a, watchID: 1, rev: 4, events: ev(4)},
+		{w: b, watchID: 2, rev: 4, events: ev(4)},
+		{watchID: 2, rev: 4, canceled: true}, // b's cancel: a barrier for b
+	}
+	out := coalesce(in)
+	var got []string
+	for _, p := range out {
+		var revs []int64
+		for _, e := range p.events {
+			revs = append(revs, e.rev())
+		}
+		got = append(got, fmt.Sprintf("%d@%d%v", p.watchID, p.rev, revs))
+	}
+	want := "[1@3[2 3] 2@2[2] -1@3[] 1@4[4] 2@4[4] 2@4[]]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("got %v, want %s", got, want)
+	}
+	if shared[:2][1] != nil {
+		t.Fatal("merging appended into an event slice shared with another watcher")
+	}
+}

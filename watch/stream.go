@@ -60,6 +60,9 @@ type pending struct {
 	canceled   bool
 	compactRev int64
 	reason     string
+	// ownsEvents says events is this response's own slice (not shared with
+	// other watchers), so more may be appended to it.
+	ownsEvents bool
 }
 
 // NewStream opens a stream. header builds the header of each response for
@@ -142,6 +145,7 @@ func (s *Stream) Create(r *pb.WatchCreateRequest) {
 	}
 	w := &watcher{id: id, stream: s, key: key, end: end, startRev: r.StartRevision,
 		prevKV: r.PrevKv, fragment: r.Fragment, progress: r.ProgressNotify}
+	w.keysID = keysID(w)
 	for _, f := range r.Filters {
 		switch f {
 		case pb.WatchCreateRequest_NOPUT:
@@ -263,6 +267,7 @@ func (s *Stream) Next(ctx context.Context) ([]*pb.WatchResponse, error) {
 		s.queued = 0
 		s.qmu.Unlock()
 		if len(batch) > 0 {
+			batch = coalesce(batch)
 			out := make([]*pb.WatchResponse, 0, len(batch))
 			for _, p := range batch {
 				out = s.appendResponses(ctx, out, p)
@@ -289,6 +294,42 @@ func (s *Stream) Next(ctx context.Context) ([]*pb.WatchResponse, error) {
 }
 
 var errStreamClosed = errors.New("watch stream closed")
+
+// coalesce merges the queued event responses of each watcher into the
+// earliest one, so that a stream that fell behind sends one response per
+// watcher instead of one per watcher and batch. It never merges across a
+// control response of the same watcher, nor across a progress notification
+// for the whole stream, which promises that everything before it was sent.
+func coalesce(ps []*pending) []*pending {
+	open := make(map[int64]*pending)
+	out := ps[:0]
+	for _, p := range ps {
+		if len(p.events) == 0 {
+			if p.watchID == InvalidWatchID {
+				clear(open)
+			} else {
+				delete(open, p.watchID)
+			}
+			out = append(out, p)
+			continue
+		}
+		q := open[p.watchID]
+		if q == nil || q.w != p.w {
+			open[p.watchID] = p
+			out = append(out, p)
+			continue
+		}
+		if !q.ownsEvents {
+			// Event slices may be shared between watchers: copy before
+			// appending.
+			q.events = append(make([]*event, 0, 2*(len(q.events)+len(p.events))), q.events...)
+			q.ownsEvents = true
+		}
+		q.events = append(q.events, p.events...)
+		q.rev = p.rev
+	}
+	return out
+}
 
 // appendResponses converts p to one response, or several fragments.
 func (s *Stream) appendResponses(ctx context.Context, out []*pb.WatchResponse, p *pending) []*pb.WatchResponse {

@@ -2,6 +2,7 @@ package watch
 
 import (
 	"bytes"
+	"encoding/binary"
 	"sync"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -17,6 +18,8 @@ type watcher struct {
 	// key alone, an empty non-nil end every key from key on, otherwise
 	// [key, end).
 	key, end []byte
+	// keysID identifies (key, end) among watchers.
+	keysID   string
 	startRev int64
 
 	noPut, noDelete bool
@@ -103,11 +106,17 @@ func newGroup() group {
 	return group{keys: make(map[string]map[*watcher]struct{}), ranges: make(map[string]*rangeWatchers)}
 }
 
-func rangeID(w *watcher) string {
-	// The length prefix keeps ("a", "bc") and ("ab", "c") apart.
-	b := make([]byte, 0, 9+len(w.key)+len(w.end))
-	b = append(b, byte(len(w.key)>>24), byte(len(w.key)>>16), byte(len(w.key)>>8), byte(len(w.key)))
+// keysID encodes what w watches. The length prefix keeps ("a", "bc") and
+// ("ab", "c") apart, the marker a single key (nil end) from every key from
+// it on (empty end).
+func keysID(w *watcher) string {
+	b := make([]byte, 0, 5+len(w.key)+len(w.end))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(w.key)))
 	b = append(b, w.key...)
+	if w.end == nil {
+		return string(append(b, 0))
+	}
+	b = append(b, 1)
 	return string(append(b, w.end...))
 }
 
@@ -122,7 +131,7 @@ func (g *group) add(w *watcher) {
 		set[w] = struct{}{}
 		return
 	}
-	id := rangeID(w)
+	id := w.keysID
 	rw := g.ranges[id]
 	if rw == nil {
 		rw = &rangeWatchers{sample: w, watchers: make(map[*watcher]struct{})}
@@ -144,7 +153,7 @@ func (g *group) remove(w *watcher) {
 		g.n--
 		return
 	}
-	id := rangeID(w)
+	id := w.keysID
 	rw := g.ranges[id]
 	if rw == nil {
 		return
