@@ -43,31 +43,42 @@ func (s *watchServer) Watch(gs pb.Watch_WatchServer) error {
 			cancel()
 		}
 	}()
+	send := func(r *pb.WatchResponse) error {
+		if err := gs.Send(r); err != nil {
+			s.lg.Debug("failed to send watch response to gRPC stream", zap.Error(err))
+			return errSendFailed{err}
+		}
+		return nil
+	}
 	for {
-		resps, err := ws.Next(ctx)
-		if err != nil {
-			select {
-			case rerr := <-recvErr:
-				if errors.Is(rerr, context.Canceled) {
-					return rpctypes.ErrGRPCWatchCanceled
-				}
-				return rerr
-			default:
-			}
-			if gs.Context().Err() != nil {
+		err := ws.Send(ctx, send)
+		if err == nil {
+			continue
+		}
+		var sf errSendFailed
+		if errors.As(err, &sf) {
+			return sf.err
+		}
+		select {
+		case rerr := <-recvErr:
+			if errors.Is(rerr, context.Canceled) {
 				return rpctypes.ErrGRPCWatchCanceled
 			}
-			// The hub stopped: the member is shutting down.
-			return rpctypes.ErrGRPCStopped
+			return rerr
+		default:
 		}
-		for _, r := range resps {
-			if err := gs.Send(r); err != nil {
-				s.lg.Debug("failed to send watch response to gRPC stream", zap.Error(err))
-				return err
-			}
+		if gs.Context().Err() != nil {
+			return rpctypes.ErrGRPCWatchCanceled
 		}
+		// The hub stopped: the member is shutting down.
+		return rpctypes.ErrGRPCStopped
 	}
 }
+
+// errSendFailed marks a failure of the gRPC stream itself.
+type errSendFailed struct{ err error }
+
+func (e errSendFailed) Error() string { return e.err.Error() }
 
 // recvWatchRequests hands the client's requests to ws until the client
 // closes its side (nil) or the stream fails.

@@ -100,11 +100,13 @@ func collect(t *testing.T, s *Stream, cond func([]*pb.WatchResponse) bool) []*pb
 	defer cancel()
 	var got []*pb.WatchResponse
 	for !cond(got) {
-		rs, err := s.Next(ctx)
+		err := s.Send(ctx, func(r *pb.WatchResponse) error {
+			got = append(got, r)
+			return nil
+		})
 		if err != nil {
 			t.Fatalf("after %d responses: %v", len(got), err)
 		}
-		got = append(got, rs...)
 	}
 	return got
 }
@@ -340,13 +342,14 @@ func TestFragmentsSplitLargeResponses(t *testing.T) {
 
 func TestCoalesceMergesPerWatcherUpToControlResponses(t *testing.T) {
 	a, b := &watcher{id: 1}, &watcher{id: 2}
-	ev := func(rev int64) []*event {
-		return []*event{{ev: &mvccpb.Event{Kv: &mvccpb.KeyValue{ModRevision: rev}}}}
+	ev := func(rev int64) [][]*event {
+		return [][]*event{{{ev: &mvccpb.Event{Kv: &mvccpb.KeyValue{ModRevision: rev}}}}}
 	}
-	shared := append(make([]*event, 0, 4), ev(2)...) // room to append in place
+	// Batches are shared between watchers; each response has its own list.
+	shared := ev(2)[0]
 	in := []*pending{
-		{w: a, watchID: 1, rev: 2, events: shared},
-		{w: b, watchID: 2, rev: 2, events: shared},
+		{w: a, watchID: 1, rev: 2, events: [][]*event{shared}},
+		{w: b, watchID: 2, rev: 2, events: [][]*event{shared}},
 		{w: a, watchID: 1, rev: 3, events: ev(3)},
 		{watchID: InvalidWatchID, rev: 3}, // progress for the stream: a barrier
 		{w: a, watchID: 1, rev: 4, events: ev(4)},
@@ -357,8 +360,10 @@ func TestCoalesceMergesPerWatcherUpToControlResponses(t *testing.T) {
 	var got []string
 	for _, p := range out {
 		var revs []int64
-		for _, e := range p.events {
-			revs = append(revs, e.rev())
+		for _, seg := range p.events {
+			for _, e := range seg {
+				revs = append(revs, e.rev())
+			}
 		}
 		got = append(got, fmt.Sprintf("%d@%d%v", p.watchID, p.rev, revs))
 	}
@@ -366,7 +371,7 @@ func TestCoalesceMergesPerWatcherUpToControlResponses(t *testing.T) {
 	if fmt.Sprint(got) != want {
 		t.Fatalf("got %v, want %s", got, want)
 	}
-	if shared[:2][1] != nil {
-		t.Fatal("merging appended into an event slice shared with another watcher")
+	if len(shared) != 1 || len(in[1].events) != 1 {
+		t.Fatal("merging changed events shared with another watcher")
 	}
 }

@@ -52,17 +52,16 @@ type Stream struct {
 
 // pending is a response waiting in a stream's queue.
 type pending struct {
-	w          *watcher // nil for responses that belong to no live watcher
-	watchID    int64
-	rev        int64
-	events     []*event
+	w       *watcher // nil for responses that belong to no live watcher
+	watchID int64
+	rev     int64
+	// events are the response's events: one slice per queued batch, as
+	// the batches are shared between watchers and never copied.
+	events     [][]*event
 	created    bool
 	canceled   bool
 	compactRev int64
 	reason     string
-	// ownsEvents says events is this response's own slice (not shared with
-	// other watchers), so more may be appended to it.
-	ownsEvents bool
 }
 
 // NewStream opens a stream. header builds the header of each response for
@@ -240,7 +239,7 @@ func (s *Stream) pushEvents(w *watcher, evs []*event, rev int64) bool {
 		s.qmu.Unlock()
 		return false
 	}
-	s.queue = append(s.queue, &pending{w: w, watchID: w.id, rev: rev, events: evs})
+	s.queue = append(s.queue, &pending{w: w, watchID: w.id, rev: rev, events: [][]*event{evs}})
 	s.queued++
 	s.qmu.Unlock()
 	w.sentEvents = true
@@ -255,11 +254,14 @@ func (s *Stream) signal() {
 	}
 }
 
-// Next waits for queued responses and returns them in order, ready to
-// send: previous key-values filled in for watchers that asked for them,
-// large responses split for watchers that asked for fragments. It returns
-// an error when ctx ends or the stream or hub is closed.
-func (s *Stream) Next(ctx context.Context) ([]*pb.WatchResponse, error) {
+// Send waits for queued responses and sends them, in order, through send:
+// previous key-values filled in for watchers that asked for them, large
+// responses split for watchers that asked for fragments. Responses are
+// built one at a time, just before they are sent, so a stream that fell
+// behind holds its events once, shared with other watchers, not once per
+// response. It returns after sending what was queued, or with an error
+// when ctx ends, the stream or hub is closed, or send fails.
+func (s *Stream) Send(ctx context.Context, send func(*pb.WatchResponse) error) error {
 	for {
 		s.qmu.Lock()
 		batch := s.queue
@@ -267,28 +269,28 @@ func (s *Stream) Next(ctx context.Context) ([]*pb.WatchResponse, error) {
 		s.queued = 0
 		s.qmu.Unlock()
 		if len(batch) > 0 {
-			batch = coalesce(batch)
-			out := make([]*pb.WatchResponse, 0, len(batch))
-			for _, p := range batch {
-				out = s.appendResponses(ctx, out, p)
-			}
 			// Room in the queue again: watchers of this stream that fell
 			// behind can catch up.
 			s.hub.wakeSyncer()
-			return out, nil
+			for _, p := range coalesce(batch) {
+				if err := s.respond(ctx, p, send); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
 		s.hub.mu.Lock()
 		closed := s.closed
 		s.hub.mu.Unlock()
 		if closed {
-			return nil, errStreamClosed
+			return errStreamClosed
 		}
 		select {
 		case <-s.signalc:
 		case <-s.progress.C:
 			s.progressTick()
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 	}
 }
@@ -296,7 +298,7 @@ func (s *Stream) Next(ctx context.Context) ([]*pb.WatchResponse, error) {
 var errStreamClosed = errors.New("watch stream closed")
 
 // coalesce merges the queued event responses of each watcher into the
-// earliest one, so that a stream that fell behind sends one response per
+// earliest one, without copying events, so that a stream that fell behind sends one response per
 // watcher instead of one per watcher and batch. It never merges across a
 // control response of the same watcher, nor across a progress notification
 // for the whole stream, which promises that everything before it was sent.
@@ -319,20 +321,14 @@ func coalesce(ps []*pending) []*pending {
 			out = append(out, p)
 			continue
 		}
-		if !q.ownsEvents {
-			// Event slices may be shared between watchers: copy before
-			// appending.
-			q.events = append(make([]*event, 0, 2*(len(q.events)+len(p.events))), q.events...)
-			q.ownsEvents = true
-		}
 		q.events = append(q.events, p.events...)
 		q.rev = p.rev
 	}
 	return out
 }
 
-// appendResponses converts p to one response, or several fragments.
-func (s *Stream) appendResponses(ctx context.Context, out []*pb.WatchResponse, p *pending) []*pb.WatchResponse {
+// respond sends p as one response, or as several fragments.
+func (s *Stream) respond(ctx context.Context, p *pending, send func(*pb.WatchResponse) error) error {
 	wr := &pb.WatchResponse{
 		Header:          s.header(p.rev),
 		WatchId:         p.watchID,
@@ -341,21 +337,32 @@ func (s *Stream) appendResponses(ctx context.Context, out []*pb.WatchResponse, p
 		CompactRevision: p.compactRev,
 		CancelReason:    p.reason,
 	}
-	if len(p.events) == 0 {
-		return append(out, wr)
+	n := 0
+	for _, seg := range p.events {
+		n += len(seg)
 	}
-	wr.Events = make([]*mvccpb.Event, len(p.events))
-	for i, e := range p.events {
-		if p.w.prevKV {
-			wr.Events[i] = s.hub.withPrev(ctx, e)
-		} else {
-			wr.Events[i] = e.ev
+	if n == 0 {
+		return send(wr)
+	}
+	wr.Events = make([]*mvccpb.Event, 0, n)
+	for _, seg := range p.events {
+		for _, e := range seg {
+			if p.w.prevKV {
+				wr.Events = append(wr.Events, s.hub.withPrev(ctx, e))
+			} else {
+				wr.Events = append(wr.Events, e.ev)
+			}
 		}
 	}
 	if !p.w.fragment {
-		return append(out, wr)
+		return send(wr)
 	}
-	return appendFragments(out, wr, s.hub.cfg.MaxRequestBytes)
+	for _, f := range appendFragments(nil, wr, s.hub.cfg.MaxRequestBytes) {
+		if err := send(f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // withPrev returns e with the key's previous version, read once per event.

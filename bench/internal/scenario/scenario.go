@@ -1,0 +1,213 @@
+// Package scenario holds the benchmarks keelbench runs. Each drives a server
+// through the official client (go.etcd.io/etcd/client/v3) only, so keel and
+// etcd are measured by exactly the same code.
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/keeldb/keel/bench/internal/proc"
+	"github.com/keeldb/keel/bench/internal/report"
+)
+
+// Bounds on single requests and on waiting for goroutines the scenarios
+// start, so that a hung server fails a run instead of hanging it.
+const (
+	requestTimeout = 30 * time.Second
+	drainTimeout   = 30 * time.Second
+	// sampleInterval spaces the memory samples taken during load.
+	sampleInterval = 100 * time.Millisecond
+	// progressInterval spaces the progress lines.
+	progressInterval = 2 * time.Second
+)
+
+// MiB formats bytes as mebibytes for progress lines.
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// memoryLog collects the server's memory at the phases of a run, so that
+// the figures can be reported together, in a fixed order, at the end.
+type memoryLog struct {
+	pid      int
+	endpoint string
+	phases   []string
+	mem      []proc.Memory
+	metrics  []proc.GoMetrics
+	// The peaks sampled during the load phase.
+	peakRSS, peakAnon int64
+	sampled           bool
+	sampler           *proc.Sampler
+	// peakAt is how many phases were read before the sampled peaks; the
+	// peaks are reported after them.
+	peakAt int
+}
+
+// read records the server's memory now, and the Go runtime figures from its
+// /metrics endpoint when it has one.
+func (l *memoryLog) read(ctx context.Context, phase string) error {
+	m, err := proc.ReadMemory(l.pid)
+	if err != nil {
+		return fmt.Errorf("read server memory %s: %w", phase, err)
+	}
+	l.phases = append(l.phases, phase)
+	l.mem = append(l.mem, m)
+	l.metrics = append(l.metrics, proc.ReadGoMetrics(ctx, l.endpoint))
+	return nil
+}
+
+// startSampling samples the server's memory until stopSampling.
+func (l *memoryLog) startSampling() {
+	l.sampler = proc.StartSampler(l.pid, sampleInterval)
+}
+
+// stopSampling stops the sampler, if it runs, and keeps its peaks.
+func (l *memoryLog) stopSampling() error {
+	if l.sampler == nil {
+		return nil
+	}
+	rss, anon, err := l.sampler.Stop()
+	l.sampler = nil
+	if err != nil {
+		return fmt.Errorf("sample server memory: %w", err)
+	}
+	l.peakRSS, l.peakAnon, l.sampled = rss, anon, true
+	l.peakAt = len(l.phases)
+	return nil
+}
+
+// addTo records the figures in run: resident memory at each phase, its
+// peaks, the anonymous part of it, then the Go heap and goroutines.
+func (l *memoryLog) addTo(run *report.Run) {
+	if len(l.mem) == 0 {
+		return
+	}
+	for i, p := range l.phases {
+		if l.sampled && i == l.peakAt {
+			run.Add("server RSS peak sampled during load", report.Bytes, float64(l.peakRSS))
+		}
+		run.Add("server RSS "+p, report.Bytes, float64(l.mem[i].RSS))
+	}
+	if l.sampled && l.peakAt == len(l.phases) {
+		run.Add("server RSS peak sampled during load", report.Bytes, float64(l.peakRSS))
+	}
+	// VmHWM covers the whole life of the process, start-up included; the
+	// sampled peak covers the load phase only and can differ from it by
+	// the kernel's RSS counter slack. Both are reported.
+	run.Add("server VmHWM (peak RSS since start)", report.Bytes, float64(l.mem[len(l.mem)-1].HWM))
+	for i, p := range l.phases {
+		if l.sampled && i == l.peakAt {
+			run.Add("server RssAnon peak sampled during load", report.Bytes, float64(l.peakAnon))
+		}
+		run.Add("server RssAnon "+p, report.Bytes, float64(l.mem[i].Anon))
+	}
+	if l.sampled && l.peakAt == len(l.phases) {
+		run.Add("server RssAnon peak sampled during load", report.Bytes, float64(l.peakAnon))
+	}
+	for i, p := range l.phases {
+		if g := l.metrics[i]; g.Valid {
+			run.Add("server Go heap in use "+p, report.Bytes, g.HeapInuse)
+		} else {
+			run.AddMissing("server Go heap in use "+p, report.Bytes)
+		}
+	}
+	for i, p := range l.phases {
+		if g := l.metrics[i]; g.Valid {
+			run.Add("server goroutines "+p, report.Count, g.Goroutines)
+		} else {
+			run.AddMissing("server goroutines "+p, report.Count)
+		}
+	}
+	if self, err := proc.ReadMemory(os.Getpid()); err == nil {
+		run.Add("load generator VmHWM during the run", report.Bytes, float64(self.HWM))
+	}
+}
+
+// resetLoadgenPeak restarts this process's VmHWM from its current RSS, so
+// that the load generator's peak reported for a run is that run's, not the
+// previous runs'. Without the kernel's support the peak stays cumulative.
+func resetLoadgenPeak() {
+	runtime.GC()
+	debug.FreeOSMemory()
+	proc.ResetPeak(os.Getpid())
+}
+
+// cpuMeter measures the CPU time the server and the load generator (this
+// process) use over a phase. Both share the machine, so the load
+// generator's share says how much of the machine the server could not have.
+type cpuMeter struct {
+	pid              int
+	server0, client0 time.Duration
+}
+
+func startCPU(pid int) (*cpuMeter, error) {
+	s, err := proc.ReadCPU(pid)
+	if err != nil {
+		return nil, err
+	}
+	c, err := proc.ReadCPU(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	return &cpuMeter{pid: pid, server0: s, client0: c}, nil
+}
+
+// cpuUse is the CPU time used over a phase.
+type cpuUse struct {
+	server, loadgen time.Duration
+	err             error
+}
+
+// stop reads the CPU time used since startCPU.
+func (m *cpuMeter) stop() cpuUse {
+	s, err := proc.ReadCPU(m.pid)
+	if err != nil {
+		return cpuUse{err: err}
+	}
+	c, err := proc.ReadCPU(os.Getpid())
+	if err != nil {
+		return cpuUse{err: err}
+	}
+	return cpuUse{server: s - m.server0, loadgen: c - m.client0}
+}
+
+// addTo records the CPU times, or returns why they could not be read.
+func (u cpuUse) addTo(run *report.Run, phase string) error {
+	if u.err != nil {
+		return fmt.Errorf("read CPU time: %w", u.err)
+	}
+	run.AddDuration("server CPU "+phase, u.server)
+	run.AddDuration("load generator CPU "+phase, u.loadgen)
+	return nil
+}
+
+// closeAll closes clients; a benchmark's clients are closed before its
+// server stops.
+func closeAll(clients []*clientv3.Client) {
+	for _, c := range clients {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// waitGroupTimeout waits for wg at most d and reports whether it finished.
+func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
