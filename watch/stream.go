@@ -277,6 +277,13 @@ func (s *Stream) Send(ctx context.Context, send func(*pb.WatchResponse) error) e
 					return err
 				}
 			}
+			// A busy stream must not starve its watchers' progress
+			// notifications.
+			select {
+			case <-s.progress.C:
+				s.progressTick()
+			default:
+			}
 			return nil
 		}
 		s.hub.mu.Lock()
