@@ -289,3 +289,24 @@ func (n *Node) Stop() {
 	n.stopOnce.Do(func() { close(n.stopc) })
 	<-n.donec
 }
+
+// Step hands a message received from a peer to Raft. It returns
+// raft.ErrStopped once the node has stopped.
+func (n *Node) Step(ctx context.Context, m *raftpb.Message) error { return n.rn.Step(ctx, m) }
+
+// ReportUnreachable tells Raft that the last message to id could not be
+// delivered, so the leader probes it instead of streaming to it.
+func (n *Node) ReportUnreachable(id uint64) { n.rn.ReportUnreachable(id) }
+
+// ReportSnapshot tells Raft whether the snapshot last sent to id arrived.
+func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) { n.rn.ReportSnapshot(id, status) }
+
+// TransferLeadership asks the leader lead to hand leadership to transferee;
+// it returns at once, and the outcome shows in Lead.
+func (n *Node) TransferLeadership(ctx context.Context, lead, transferee uint64) {
+	n.rn.TransferLeadership(ctx, lead, transferee)
+}
+
+// Status returns Raft's view of this node; on the leader it includes the
+// replication progress of every follower and learner.
+func (n *Node) Status() raft.Status { return n.rn.Status() }
