@@ -1,0 +1,326 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// peer sends to one remote member. Send queues messages; one goroutine
+// (run) keeps a stream open and writes the queue on it in batches.
+type peer struct {
+	t      *Transport
+	id     uint64
+	queue  chan *raftpb.Message
+	ctx    context.Context // ends when the peer is removed or the transport stops
+	cancel context.CancelFunc
+
+	active  atomic.Int64  // UnixNano when the current stream became healthy; 0 when down
+	dropped atomic.Uint64 // messages dropped because the queue was full
+
+	mu       sync.Mutex
+	urls     []string
+	urlIdx   int              // the URL in use, or to try next
+	cc       *grpc.ClientConn // connection to urls[urlIdx]; nil until needed
+	snapping bool             // a snapshot is being sent
+}
+
+func newPeer(t *Transport, id uint64, urls []string) *peer {
+	p := &peer{t: t, id: id, queue: make(chan *raftpb.Message, queueSize), urls: slices.Clone(urls)}
+	p.ctx, p.cancel = context.WithCancel(t.ctx)
+	return p
+}
+
+// enqueue queues m for the stream, or drops it and reports the peer
+// unreachable when the queue is full.
+func (p *peer) enqueue(m *raftpb.Message) {
+	select {
+	case p.queue <- m:
+	default:
+		p.dropped.Add(1)
+		if p.t.limiter.allow(fmt.Sprintf("queue-full/%x", p.id)) {
+			p.t.lg.Warn("dropped internal Raft message since sending buffer is full (overloaded network)",
+				p.t.localField(), idField("remote-peer-id", p.id), zap.Stringer("message-type", m.GetType()),
+				zap.Uint64("dropped-total", p.dropped.Load()))
+		}
+		p.reportUnreachable()
+	}
+}
+
+func (p *peer) reportUnreachable() {
+	if p.ctx.Err() == nil && p.t.handler != nil {
+		p.t.handler.ReportUnreachable(p.id)
+	}
+}
+
+func (p *peer) activeSince() time.Time {
+	if ns := p.active.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// close stops the peer's goroutines and closes its connection.
+func (p *peer) close() {
+	p.cancel()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cc != nil {
+		p.cc.Close()
+		p.cc = nil
+	}
+}
+
+// setURLs replaces the peer's URLs; a connection to an address no longer
+// listed is closed, which ends the stream on it, and the next stream starts
+// with the first new URL.
+func (p *peer) setURLs(urls []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if slices.Equal(p.urls, urls) {
+		return
+	}
+	cur := ""
+	if len(p.urls) > 0 {
+		cur = p.urls[p.urlIdx]
+	}
+	p.urls = slices.Clone(urls)
+	p.urlIdx = 0
+	if i := slices.Index(p.urls, cur); i >= 0 {
+		p.urlIdx = i // still listed: keep the working connection
+		return
+	}
+	if p.cc != nil {
+		p.cc.Close()
+		p.cc = nil
+	}
+}
+
+// conn returns the connection to the URL in use, creating it if needed.
+func (p *peer) conn() (*grpc.ClientConn, string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx.Err() != nil {
+		return nil, "", status.Error(codes.Canceled, "transport: peer removed or transport stopped")
+	}
+	if len(p.urls) == 0 {
+		return nil, "", status.Errorf(codes.Unavailable, "transport: peer %x has no URLs", p.id)
+	}
+	u := p.urls[p.urlIdx]
+	if p.cc == nil {
+		cc, err := dial(u, p.t.cfg.ClientTLS, p.t.cfg.DialTimeout)
+		if err != nil {
+			return nil, "", status.Error(codes.Unavailable, err.Error())
+		}
+		p.cc = cc
+	}
+	return p.cc, u, nil
+}
+
+// connFailed closes cc, through which the peer could not be reached, and
+// moves on to the peer's next URL. A connection already replaced is left
+// alone.
+func (p *peer) connFailed(cc *grpc.ClientConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cc != cc {
+		return
+	}
+	p.cc.Close()
+	p.cc = nil
+	if len(p.urls) > 0 {
+		p.urlIdx = (p.urlIdx + 1) % len(p.urls)
+	}
+}
+
+// run keeps a stream open to the peer and writes queued messages on it,
+// until the peer is closed. Between attempts it backs off (from minBackoff,
+// doubling to maxBackoff, reset once a stream became active) and drops what is
+// queued, reporting the peer unreachable.
+func (p *peer) run() {
+	defer p.t.wg.Done()
+	lg := p.t.lg.With(p.t.localField(), idField("remote-peer-id", p.id))
+	backoff := minBackoff
+	for p.ctx.Err() == nil {
+		wasActive, err := p.stream(lg)
+		if p.ctx.Err() != nil {
+			return
+		}
+		p.reportUnreachable()
+		if wasActive {
+			backoff = minBackoff
+		}
+		p.logFailure(lg, wasActive, err)
+		if !p.dropQueued(backoff) {
+			return
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// logFailure logs why a stream failed: the loss of an active stream always,
+// a refusal or a failure to connect once per logEvery.
+func (p *peer) logFailure(lg *zap.Logger, wasActive bool, err error) {
+	err = p.t.refusal(p.id, err)
+	switch {
+	case errors.Is(err, ErrMemberRemoved):
+		if p.t.limiter.allow(fmt.Sprintf("removed/%x", p.id)) {
+			lg.Warn("peer refused the stream: this member was removed from the cluster", zap.Error(err))
+		}
+	case status.Code(err) == codes.FailedPrecondition:
+		if p.t.limiter.allow(fmt.Sprintf("refused/%x", p.id)) {
+			lg.Error("peer refused the stream; check the peer URLs and the cluster of each member", zap.Error(err))
+		}
+	case wasActive:
+		lg.Warn("lost TCP streaming connection with remote peer", zap.Error(err))
+	default:
+		if p.t.limiter.allow(fmt.Sprintf("connect/%x", p.id)) {
+			lg.Warn("failed to connect to remote peer", zap.Error(err))
+		}
+	}
+}
+
+// dropQueued waits for d, dropping what is queued meanwhile; it reports
+// false if the peer was closed.
+func (p *peer) dropQueued(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	reported := false
+	for {
+		select {
+		case <-p.ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		case <-p.queue:
+			if !reported {
+				p.reportUnreachable()
+				reported = true
+			}
+		}
+	}
+}
+
+var errPeerClosedStream = errors.New("the peer closed the stream")
+
+// stream opens a stream to the peer and writes queued messages on it until
+// it fails; it returns whether the stream became active and why it ended.
+//
+// Messages are written as soon as the stream is open. The peer is marked
+// active when its response header arrives, which it sends once it accepted
+// the stream; a proxy may hold the header back, so a stream that is still
+// open after DialTimeout is marked active too.
+func (p *peer) stream(lg *zap.Logger) (wasActive bool, err error) {
+	cc, u, err := p.conn()
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithCancel(p.ctx)
+	defer cancel()
+	dialTimer := time.AfterFunc(p.t.cfg.DialTimeout, cancel)
+	cs, err := cc.NewStream(p.t.outgoing(ctx, p.id), &streamDesc, methodStream)
+	if !dialTimer.Stop() && err == nil {
+		err = fmt.Errorf("no stream within %v", p.t.cfg.DialTimeout)
+	}
+	if err != nil {
+		p.connFailed(cc)
+		return false, err
+	}
+
+	// The receiver never answers on an open stream: RecvMsg returns when it
+	// ends, with the peer's status.
+	accepted := make(chan struct{})
+	ended := make(chan error, 1)
+	go func() {
+		if md, _ := cs.Header(); md != nil {
+			close(accepted)
+		}
+		var b []byte
+		if err := cs.RecvMsg(&b); err != nil {
+			ended <- err
+			return
+		}
+		ended <- errPeerClosedStream
+	}()
+	defer func() {
+		p.active.Store(0)
+		cancel()
+		if ended != nil {
+			<-ended
+		}
+	}()
+	acceptTimer := time.NewTimer(p.t.cfg.DialTimeout)
+	defer acceptTimer.Stop()
+	markActive := func() {
+		if !wasActive {
+			wasActive = true
+			p.active.Store(time.Now().UnixNano())
+			lg.Info("established TCP streaming connection with remote peer", zap.String("remote-peer-url", u))
+		}
+	}
+	writeTimer := time.AfterFunc(time.Hour, cancel)
+	writeTimer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return wasActive, ctx.Err()
+		case <-accepted:
+			accepted = nil
+			markActive()
+		case <-acceptTimer.C:
+			markActive()
+		case err := <-ended:
+			ended = nil
+			return wasActive, err
+		case m := <-p.queue:
+			frame, err := p.batch(m)
+			if err != nil {
+				lg.Error("failed to encode Raft messages", zap.Error(err))
+				continue
+			}
+			writeTimer.Reset(writeTimeout)
+			err = cs.SendMsg(frame)
+			if !writeTimer.Stop() {
+				return wasActive, fmt.Errorf("peer took no frame for %v", writeTimeout)
+			}
+			if err != nil {
+				if errors.Is(err, io.EOF) { // the stream ended; its status tells why
+					err = <-ended
+					ended = nil
+				}
+				return wasActive, err
+			}
+		}
+	}
+}
+
+// batch encodes m and whatever else is queued, up to maxFrameBytes, into one
+// frame.
+func (p *peer) batch(m *raftpb.Message) ([]byte, error) {
+	b, err := appendMessage(nil, m)
+	if err != nil {
+		return nil, err
+	}
+	for len(b) < maxFrameBytes {
+		select {
+		case m := <-p.queue:
+			if b, err = appendMessage(b, m); err != nil {
+				return nil, err
+			}
+		default:
+			return b, nil
+		}
+	}
+	return b, nil
+}
