@@ -34,7 +34,28 @@ func dbKey(k key) []byte {
 
 // Load reads the alarms kept in db.
 func Load(db pebble.Reader) (*Store, error) {
-	s := &Store{active: make(map[key]struct{})}
+	active, err := read(db)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{active: active}, nil
+}
+
+// Reload replaces the alarms with those kept in db, after the member's state
+// was replaced by a Raft snapshot. Apply loop only.
+func (s *Store) Reload(db pebble.Reader) error {
+	active, err := read(db)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.active = active
+	s.mu.Unlock()
+	return nil
+}
+
+func read(db pebble.Reader) (map[key]struct{}, error) {
+	active := make(map[key]struct{})
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{storage.PrefixAlarms}, UpperBound: []byte{storage.PrefixAlarms + 1}})
 	if err != nil {
 		return nil, err
@@ -45,9 +66,12 @@ func Load(db pebble.Reader) (*Store, error) {
 		if len(k) != 13 {
 			return nil, fmt.Errorf("alarm record %x is corrupt", k)
 		}
-		s.active[key{binary.BigEndian.Uint64(k[1:]), pb.AlarmType(binary.BigEndian.Uint32(k[9:]))}] = struct{}{}
+		active[key{binary.BigEndian.Uint64(k[1:]), pb.AlarmType(binary.BigEndian.Uint32(k[9:]))}] = struct{}{}
 	}
-	return s, it.Error()
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	return active, nil
 }
 
 // Get returns the active alarms of type typ (every alarm for NONE), ordered

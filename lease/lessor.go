@@ -189,33 +189,11 @@ func Load(db pebble.Reader, cfg Config) (*Lessor, error) {
 	if l.lg == nil {
 		l.lg = zap.NewNop()
 	}
-	lower := []byte{storage.PrefixLease, kindLease}
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte{storage.PrefixLease, kindLease + 1}})
+	leases, err := readLeases(db, cfg.MinTTL)
 	if err != nil {
 		return nil, err
 	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		id, err := decodeLeaseKey(it.Key())
-		if err != nil {
-			return nil, err
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return nil, err
-		}
-		ttl, remaining, err := decodeRecord(v)
-		if err != nil {
-			return nil, fmt.Errorf("lease %x: %w", id, err)
-		}
-		// The minimum may have grown since the grant (a longer election
-		// timeout); etcd raises the TTL in memory, as here.
-		ttl = max(ttl, cfg.MinTTL)
-		l.leases[id] = newLease(id, ttl, remaining)
-	}
-	if err := it.Error(); err != nil {
-		return nil, err
-	}
+	l.leases = leases
 	return l, nil
 }
 

@@ -39,15 +39,18 @@ func (s *Store) History(ctx context.Context, from, to int64, maxEvents int) ([]E
 	if to < from {
 		return nil, to, nil
 	}
-	logIt, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{
+	r, done := s.reader()
+	logIt, err := r.NewIterWithContext(ctx, &pebble.IterOptions{
 		LowerBound: revLogKey(Revision{Main: from}),
 		UpperBound: revLogKey(Revision{Main: to + 1}),
 	})
 	if err != nil {
+		done()
 		return nil, 0, err
 	}
 	defer logIt.Close()
-	kvIt, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: kvSpaceStart, UpperBound: kvSpaceEnd})
+	kvIt, err := r.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: kvSpaceStart, UpperBound: kvSpaceEnd})
+	done()
 	if err != nil {
 		return nil, 0, err
 	}

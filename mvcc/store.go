@@ -18,6 +18,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -39,48 +40,49 @@ type Store struct {
 	rev        atomic.Int64 // current revision, published after each apply batch commits
 	compactRev atomic.Int64 // revision compacted to; -1 before the first compaction
 
-	compactor *compactor
+	// compactor runs scheduled compactions. Reload replaces it; compactorMu
+	// orders that with Close, which sets closed.
+	compactorMu sync.Mutex
+	compactor   atomic.Pointer[compactor]
+	closed      bool
+
+	// While a snapshot install replaces the state underneath the store,
+	// reads go to pinned, a Pebble snapshot of the state before it (see
+	// BeginRestore). readMu orders choosing the reader against pinning.
+	readMu sync.RWMutex
+	pinned *pebble.Snapshot
 }
 
 // Open loads the store's revisions from db and resumes an interrupted
 // compaction in the background.
 func Open(db *pebble.DB, lg *zap.Logger) (*Store, error) {
 	s := &Store{db: db, lg: lg}
-	rev, ok, err := getInt(db, keyCurrentRev)
+	st, err := loadState(db)
 	if err != nil {
-		return nil, fmt.Errorf("load current revision: %w", err)
+		return nil, err
 	}
-	if !ok {
-		rev = 1 // etcd starts at revision 1
-	}
-	s.rev.Store(rev)
-	scheduled, haveScheduled, err := getInt(db, keyScheduledCompact)
-	if err != nil {
-		return nil, fmt.Errorf("load compaction state: %w", err)
-	}
-	finished, haveFinished, err := getInt(db, keyFinishedCompact)
-	if err != nil {
-		return nil, fmt.Errorf("load compaction state: %w", err)
-	}
-	s.compactRev.Store(-1)
-	if haveScheduled {
-		s.compactRev.Store(scheduled)
-	}
-	if !haveFinished {
-		finished = 0
-	}
-	s.compactor = newCompactor(s, finished)
-	if haveScheduled && scheduled > finished {
-		lg.Info("resuming scheduled compaction", zap.Int64("compact-revision", scheduled), zap.Int64("finished-compact-revision", finished))
-		s.compactor.schedule(scheduled)
-	}
-	lg.Info("kvstore restored", zap.Int64("current-rev", rev))
+	s.rev.Store(st.rev)
+	s.compactRev.Store(st.compactRev)
+	s.startCompactor(st)
+	lg.Info("kvstore restored", zap.Int64("current-rev", st.rev))
 	return s, nil
 }
 
 // Close stops the background compactor and waits for it. An unfinished
 // compaction resumes at the next Open.
-func (s *Store) Close() { s.compactor.stop() }
+func (s *Store) Close() {
+	s.compactorMu.Lock()
+	s.closed = true
+	c := s.compactor.Load()
+	s.compactorMu.Unlock()
+	c.stop()
+	s.readMu.Lock()
+	if s.pinned != nil {
+		s.pinned.Close()
+		s.pinned = nil
+	}
+	s.readMu.Unlock()
+}
 
 // Rev returns the current revision: the revision of the last committed write.
 func (s *Store) Rev() int64 { return s.rev.Load() }
@@ -151,7 +153,9 @@ func (v *ReadView) Range(ctx context.Context, key, end []byte, ro RangeOptions) 
 	if err != nil {
 		return &RangeResult{Rev: v.rev}, err
 	}
-	it, err := v.s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: kvSpaceStart, UpperBound: kvSpaceEnd})
+	r, done := v.s.reader()
+	it, err := r.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: kvSpaceStart, UpperBound: kvSpaceEnd})
+	done()
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +192,7 @@ func (s *Store) checkRev(want, cur int64) (int64, error) {
 
 // WaitCompactions returns a channel closed once every compaction scheduled
 // so far has finished.
-func (s *Store) WaitCompactions() <-chan struct{} { return s.compactor.barrier() }
+func (s *Store) WaitCompactions() <-chan struct{} { return s.compactor.Load().barrier() }
 
 func getInt(r pebble.Reader, key []byte) (int64, bool, error) {
 	v, closer, err := r.Get(key)

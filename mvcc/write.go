@@ -79,7 +79,7 @@ func (s *Store) Committed(w *Writer) {
 		s.compactRev.Store(w.compactRev)
 	}
 	for _, rev := range w.compacts {
-		s.compactor.schedule(rev)
+		s.compactor.Load().schedule(rev)
 	}
 	w.compacts = nil
 }

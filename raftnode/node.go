@@ -33,7 +33,11 @@ type Config struct {
 	// Log is the persisted Raft state.
 	Log *storage.RaftLog
 	// Applied is the index of the last entry already applied to the state
-	// machine; committed entries up to it are not handed out again.
+	// machine; committed entries up to it are not handed out again. It may
+	// exceed the commit index of Log's hard state, after a snapshot install
+	// brought state from further ahead than the snapshot (see Apply): Raft
+	// then hands out the entries between them again, and the apply loop must
+	// skip their effects.
 	Applied uint64
 	// Peers bootstraps a new cluster; empty when restarting from Log.
 	Peers []raft.Peer
@@ -46,9 +50,22 @@ type Config struct {
 	Logger    *zap.Logger
 }
 
-// Apply is a batch of committed entries, in log order, for the apply loop.
+// Apply is what the apply loop must do next, in log order: either apply a
+// batch of committed entries, or install a snapshot.
 type Apply struct {
 	Entries []*raftpb.Entry
+
+	// Snapshot, when set, is a snapshot Raft accepted from the leader. The
+	// apply loop must make the state and the Raft log match it (install the
+	// state staged for it, storage.RaftLog.InstallSnapshot, or, if the state
+	// is already past it, storage.RaftLog.ApplySnapshot) and then send the
+	// outcome on Done, exactly once. The Raft loop waits for that before it
+	// persists or sends anything more, so nothing is acknowledged to the
+	// leader before the snapshot is durable; every Apply sent before this one
+	// has been applied by then, since the apply loop takes them in order.
+	// A non-nil error stops the Raft loop.
+	Snapshot *raftpb.Snapshot
+	Done     chan<- error
 }
 
 // Node is a running Raft node.
@@ -89,7 +106,7 @@ func Start(cfg Config) (*Node, error) {
 		ElectionTick:              cfg.ElectionTicks,
 		HeartbeatTick:             1,
 		Storage:                   cfg.Log,
-		Applied:                   cfg.Applied,
+		Applied:                   min(cfg.Applied, cfg.Log.HardState().GetCommit()),
 		MaxSizePerMsg:             1 << 20,
 		MaxCommittedSizePerReady:  16 << 20,
 		MaxInflightMsgs:           512,
@@ -183,9 +200,9 @@ func (n *Node) run() {
 }
 
 // handle processes one Ready in the order Raft requires: persist entries and
-// hard state (synced when Raft says so) before sending messages and before
-// handing committed entries on, so nothing is acknowledged before it is
-// durable.
+// hard state (synced when Raft says so) before sending messages (a leader's
+// excepted, as etcd does) and before handing committed entries on, so
+// nothing is acknowledged before it is durable.
 func (n *Node) handle(rd raft.Ready) error {
 	if rd.SoftState != nil {
 		if old := n.lead.Swap(rd.SoftState.Lead); old != rd.SoftState.Lead {
@@ -205,7 +222,17 @@ func (n *Node) handle(rd raft.Ready) error {
 		n.readStatec <- rs
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		return errors.New("receiving a Raft snapshot from a leader is not supported yet")
+		if err := n.installSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	// A leader may replicate entries before it has persisted them itself
+	// (Raft thesis 10.2.1): it counts its own copy only once this Ready is
+	// advanced, so the disk write and the network round trip overlap.
+	// Everyone else must persist first: their messages acknowledge it.
+	leading := n.lead.Load() == n.cfg.ID
+	if leading && n.cfg.Transport != nil && len(rd.Messages) > 0 {
+		n.cfg.Transport.Send(rd.Messages)
 	}
 	if err := n.log.Save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
 		return fmt.Errorf("failed to persist raft state: %w", err)
@@ -214,7 +241,7 @@ func (n *Node) handle(rd raft.Ready) error {
 		n.term.Store(rd.HardState.GetTerm())
 		n.commit.Store(rd.HardState.GetCommit())
 	}
-	if n.cfg.Transport != nil && len(rd.Messages) > 0 {
+	if !leading && n.cfg.Transport != nil && len(rd.Messages) > 0 {
 		n.cfg.Transport.Send(rd.Messages)
 	}
 	if len(rd.CommittedEntries) > 0 {
@@ -223,6 +250,30 @@ func (n *Node) handle(rd raft.Ready) error {
 		case <-n.stopc:
 			return errStopping
 		}
+	}
+	return nil
+}
+
+// installSnapshot has the apply loop install snap, after every entry handed
+// to it before, and waits until it is durable. The Ready carrying snap is
+// persisted and its messages sent only after that.
+func (n *Node) installSnapshot(snap *raftpb.Snapshot) error {
+	done := make(chan error, 1)
+	select {
+	case n.applyc <- Apply{Snapshot: snap, Done: done}:
+	case <-n.stopc:
+		return errStopping
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("install raft snapshot at index %d: %w", snap.GetMetadata().GetIndex(), err)
+		}
+	case <-n.stopc:
+		return errStopping
+	}
+	if idx := snap.GetMetadata().GetIndex(); idx > n.commit.Load() {
+		n.commit.Store(idx)
 	}
 	return nil
 }

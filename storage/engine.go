@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -58,6 +59,16 @@ type Options struct {
 type Engine struct {
 	db  *pebble.DB
 	dir string
+	fs  vfs.FS
+	lg  *zap.Logger
+
+	// streams are the state streams open on the engine (OpenState); Close
+	// ends them before it closes the database.
+	streamsMu sync.Mutex
+	streams   map[*StateStream]struct{}
+	closed    bool
+
+	test installTestHooks
 }
 
 // Open opens (creating if needed) the Pebble database in dir.
@@ -90,19 +101,48 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database at %s: %w", dir, err)
 	}
-	return &Engine{db: db, dir: dir}, nil
+	e := &Engine{db: db, dir: dir, fs: fs, lg: lg, streams: make(map[*StateStream]struct{})}
+	// A snapshot install that a crash interrupted is finished before anyone
+	// reads the state it was replacing.
+	if err := e.resumeInstall(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return e, nil
 }
 
 // DB returns the underlying Pebble database. Packages that own a key prefix
 // read and write through it; nobody else should.
 func (e *Engine) DB() *pebble.DB { return e.db }
 
+// FS returns the filesystem the engine runs on; snapshot state files staged
+// for InstallSnapshot are read from it.
+func (e *Engine) FS() vfs.FS { return e.fs }
+
 // Dir returns the directory the database lives in.
 func (e *Engine) Dir() string { return e.dir }
 
-// Close flushes nothing extra (every acknowledged write is already in the
-// synced WAL) and closes the database.
-func (e *Engine) Close() error { return e.db.Close() }
+// Close ends the state streams still open (see OpenState), then closes the
+// database; closing it again does nothing. It flushes nothing extra: every acknowledged write is already in
+// the synced WAL.
+func (e *Engine) Close() error {
+	e.streamsMu.Lock()
+	if e.closed {
+		e.streamsMu.Unlock()
+		return nil
+	}
+	e.closed = true
+	open := make([]*StateStream, 0, len(e.streams))
+	for s := range e.streams {
+		open = append(open, s)
+	}
+	e.streamsMu.Unlock()
+	for _, s := range open {
+		s.abort(ErrEngineClosed)
+		<-s.done
+	}
+	return e.db.Close()
+}
 
 // Size returns the bytes the database occupies on disk and an estimate of the
 // bytes holding live data (the rest is garbage that compactions reclaim).

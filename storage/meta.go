@@ -57,3 +57,16 @@ func SetIdentity(b *pebble.Batch, id Identity) error {
 	v = binary.BigEndian.AppendUint64(v, id.ClusterID)
 	return b.Set(keyIdentity, v, nil)
 }
+
+var keyJoinPeers = []byte{PrefixMeta, 'j', 'o', 'i', 'n'}
+
+// SetJoinPeers records, in b, that this member joined an existing cluster
+// and the members it learned from the cluster when it did (encoded by the
+// caller). It goes in the same batch as the identity, so a member killed
+// before Raft first saves anything restarts as the member it joined as,
+// able to reach its peers even if none of them answers at that moment.
+func SetJoinPeers(b *pebble.Batch, peers []byte) error { return b.Set(keyJoinPeers, peers, nil) }
+
+// JoinPeers returns what SetJoinPeers recorded; ok is false for a member
+// that bootstrapped a new cluster.
+func (e *Engine) JoinPeers() (peers []byte, ok bool, err error) { return get(e.db, keyJoinPeers) }

@@ -62,6 +62,7 @@ func decodeEntry(index uint64, v []byte) (*raftpb.Entry, error) {
 // that Ready is sent; Save does the sync itself when mustSync is true.
 type RaftLog struct {
 	db *pebble.DB
+	e  *Engine
 
 	mu        sync.Mutex
 	hardState *raftpb.HardState
@@ -77,40 +78,55 @@ var _ raft.Storage = (*RaftLog)(nil)
 
 // OpenRaftLog loads the Raft state kept in e.
 func OpenRaftLog(e *Engine) (*RaftLog, error) {
-	l := &RaftLog{db: e.db, hardState: &raftpb.HardState{}, confState: &raftpb.ConfState{}, snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{ConfState: &raftpb.ConfState{}}}}
-	if err := getProto(e.db, keyHardState, l.hardState); err != nil {
-		return nil, fmt.Errorf("load raft hard state: %w", err)
+	l := &RaftLog{db: e.db, e: e}
+	if err := l.load(); err != nil {
+		return nil, err
 	}
-	if err := getProto(e.db, keySnapshot, l.snapshot.Metadata); err != nil {
-		return nil, fmt.Errorf("load raft snapshot metadata: %w", err)
+	return l, nil
+}
+
+// load (re)reads the in-memory view of the Raft state from the database.
+func (l *RaftLog) load() error {
+	hardState, confState := &raftpb.HardState{}, &raftpb.ConfState{}
+	snapshot := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{ConfState: &raftpb.ConfState{}}}
+	if err := getProto(l.db, keyHardState, hardState); err != nil {
+		return fmt.Errorf("load raft hard state: %w", err)
 	}
-	if err := getProto(e.db, keyConfState, l.confState); err != nil {
-		return nil, fmt.Errorf("load raft conf state: %w", err)
+	if err := getProto(l.db, keySnapshot, snapshot.Metadata); err != nil {
+		return fmt.Errorf("load raft snapshot metadata: %w", err)
 	}
-	if v, ok, err := get(e.db, keyTruncated); err != nil {
-		return nil, fmt.Errorf("load raft log bounds: %w", err)
+	if err := getProto(l.db, keyConfState, confState); err != nil {
+		return fmt.Errorf("load raft conf state: %w", err)
+	}
+	var truncIndex, truncTerm uint64
+	if v, ok, err := get(l.db, keyTruncated); err != nil {
+		return fmt.Errorf("load raft log bounds: %w", err)
 	} else if ok {
 		if len(v) != 16 {
-			return nil, fmt.Errorf("raft log bounds are corrupt: %d bytes", len(v))
+			return fmt.Errorf("raft log bounds are corrupt: %d bytes", len(v))
 		}
-		l.truncIndex, l.truncTerm = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+		truncIndex, truncTerm = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
 	}
-	l.lastIndex = l.truncIndex
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: logKey(0), UpperBound: logKey(1<<64 - 1)})
+	lastIndex := truncIndex
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: logKey(0), UpperBound: logKey(1<<64 - 1)})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer it.Close()
 	if it.Last() {
-		l.lastIndex = binary.BigEndian.Uint64(it.Key()[len(logPrefix):])
+		lastIndex = binary.BigEndian.Uint64(it.Key()[len(logPrefix):])
 	}
 	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("find the last raft log entry: %w", err)
+		return fmt.Errorf("find the last raft log entry: %w", err)
 	}
-	if l.lastIndex < l.truncIndex {
-		return nil, fmt.Errorf("raft log is corrupt: last index %d is behind the compacted index %d", l.lastIndex, l.truncIndex)
+	if lastIndex < truncIndex {
+		return fmt.Errorf("raft log is corrupt: last index %d is behind the compacted index %d", lastIndex, truncIndex)
 	}
-	return l, nil
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hardState, l.confState, l.snapshot = hardState, confState, snapshot
+	l.truncIndex, l.truncTerm, l.lastIndex = truncIndex, truncTerm, lastIndex
+	return nil
 }
 
 // HasRaftState reports whether the engine holds any Raft state: a hard
@@ -239,11 +255,20 @@ func (l *RaftLog) FirstIndex() (uint64, error) {
 
 // Snapshot implements raft.Storage. Keel's snapshots carry only metadata:
 // the state they describe lives in the same database and is streamed
-// separately when a follower needs it.
+// separately when a follower needs it (Engine.OpenState), from the state as
+// it is then, at or past the index described here.
 func (l *RaftLog) Snapshot() (*raftpb.Snapshot, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return proto.Clone(l.snapshot).(*raftpb.Snapshot), nil
+}
+
+// SnapshotIndex returns the index of the last snapshot recorded
+// (CreateSnapshot, InstallSnapshot, ApplySnapshot).
+func (l *RaftLog) SnapshotIndex() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.snapshot.GetMetadata().GetIndex()
 }
 
 // Save persists what a Ready asks to be persisted: the entries (replacing
