@@ -5,13 +5,48 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/keeldb/keel/apply"
 	"github.com/keeldb/keel/member"
-	"github.com/keeldb/keel/membership"
 )
 
+// clusterServer is etcd's Cluster service. Every response carries a header
+// without revision, and every change answers with the members right after
+// it.
 type clusterServer struct {
 	pb.UnimplementedClusterServer
 	m *member.Member
+}
+
+func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	added, members, err := s.m.MemberAdd(ctx, r.PeerURLs, r.IsLearner)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.MemberAddResponse{Header: s.header(), Member: added, Members: members}, nil
+}
+
+func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	members, err := s.m.MemberRemove(ctx, r.ID)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.MemberRemoveResponse{Header: s.header(), Members: members}, nil
+}
+
+func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	members, err := s.m.MemberUpdate(ctx, r.ID, r.PeerURLs)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.MemberUpdateResponse{Header: s.header(), Members: members}, nil
+}
+
+func (s *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	members, err := s.m.MemberPromote(ctx, r.ID)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.MemberPromoteResponse{Header: s.header(), Members: members}, nil
 }
 
 func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
@@ -19,18 +54,10 @@ func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	return &pb.MemberListResponse{Header: s.header(), Members: toProtoMembers(members)}, nil
+	return &pb.MemberListResponse{Header: s.header(), Members: apply.ProtoMembers(members)}, nil
 }
 
 // header is the header etcd puts on Cluster responses: no revision.
 func (s *clusterServer) header() *pb.ResponseHeader {
 	return &pb.ResponseHeader{ClusterId: s.m.ClusterID(), MemberId: s.m.ID(), RaftTerm: s.m.Term()}
-}
-
-func toProtoMembers(ms []*membership.Member) []*pb.Member {
-	out := make([]*pb.Member, len(ms))
-	for i, m := range ms {
-		out[i] = &pb.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
-	}
-	return out
 }

@@ -41,6 +41,8 @@ func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+		grpc.ChainUnaryInterceptor(learnerUnaryInterceptor(m)),
+		grpc.ChainStreamInterceptor(learnerStreamInterceptor(m)),
 	)
 	pb.RegisterKVServer(gs, &kvServer{m: m, maxTxnOps: int(cfg.MaxTxnOps)})
 	pb.RegisterMaintenanceServer(gs, &maintenanceServer{m: m})

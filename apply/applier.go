@@ -10,14 +10,15 @@ package apply
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -208,21 +209,79 @@ func (a *Applier) alarm(b *pebble.Batch, r *pb.AlarmRequest) (*pb.AlarmResponse,
 	return resp, nil
 }
 
-// ApplyConfChange records the membership effect of a committed conf change.
-// Adding a member carries the member, encoded as JSON, in the context.
-func (a *Applier) ApplyConfChange(b *pebble.Batch, cc *raftpb.ConfChange) error {
+// ApplyConfChange validates a committed conf change against the membership
+// and records its effect in b: AddNode and AddLearnerNode add the member
+// carried in the context (or, with IsPromote, promote the learner),
+// RemoveNode removes the member and records its ID as removed for good,
+// UpdateNode replaces the member's peer URLs.
+//
+// A change that fails validation changes nothing: ApplyConfChange sets
+// cc.NodeId to raft.None so that the caller's Raft ApplyConfChange, which
+// must follow with the same cc, ignores it, and returns the reason in
+// Result.Err for the proposer (an rpctypes error; every member reaches the
+// same verdict). Otherwise Result.Resp is a MemberListResponse, without
+// header, holding the members after the change. A returned error means the
+// batch can no longer be trusted.
+func (a *Applier) ApplyConfChange(b *pebble.Batch, cc *raftpb.ConfChange) (*Result, error) {
+	if err := a.cluster.ValidateConfChange(cc); err != nil {
+		cc.NodeId = proto.Uint64(raft.None)
+		return &Result{Err: confChangeError(err)}, nil
+	}
+	id := cc.GetNodeId()
+	var err error
 	switch cc.GetType() {
 	case raftpb.ConfChangeType_ConfChangeAddNode, raftpb.ConfChangeType_ConfChangeAddLearnerNode:
-		m := &membership.Member{}
-		if err := json.Unmarshal(cc.Context, m); err != nil {
-			return fmt.Errorf("conf change adding member %x carries no member: %w", cc.GetNodeId(), err)
+		ctx, derr := membership.DecodeConfChangeContext(cc)
+		if derr != nil {
+			return nil, derr // validated above
 		}
-		if m.ID != cc.GetNodeId() {
-			return fmt.Errorf("conf change adds member %x but carries member %x", cc.GetNodeId(), m.ID)
+		if ctx.IsPromote {
+			err = a.cluster.Promote(b, id)
+		} else {
+			m := ctx.Member
+			m.IsLearner = cc.GetType() == raftpb.ConfChangeType_ConfChangeAddLearnerNode
+			err = a.cluster.Add(b, &m)
 		}
-		return a.cluster.Add(b, m)
+	case raftpb.ConfChangeType_ConfChangeRemoveNode:
+		err = a.cluster.Remove(b, id)
+	case raftpb.ConfChangeType_ConfChangeUpdateNode:
+		ctx, derr := membership.DecodeConfChangeContext(cc)
+		if derr != nil {
+			return nil, derr
+		}
+		err = a.cluster.UpdatePeerURLs(b, id, ctx.PeerURLs)
 	}
-	return fmt.Errorf("conf change %v is not supported yet", cc.GetType())
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Resp: &pb.MemberListResponse{Members: ProtoMembers(a.cluster.Members())}}, nil
+}
+
+// confChangeError is the error etcd returns to the proposer of a conf
+// change that failed validation.
+func confChangeError(err error) error {
+	switch {
+	case errors.Is(err, membership.ErrIDRemoved), errors.Is(err, membership.ErrIDNotFound):
+		return rpctypes.ErrGRPCMemberNotFound
+	case errors.Is(err, membership.ErrIDExists):
+		return rpctypes.ErrGRPCMemberExist
+	case errors.Is(err, membership.ErrPeerURLExists):
+		return rpctypes.ErrGRPCPeerURLExist
+	case errors.Is(err, membership.ErrMemberNotLearner):
+		return rpctypes.ErrGRPCMemberNotLearner
+	case errors.Is(err, membership.ErrTooManyLearners):
+		return rpctypes.ErrGRPCTooManyLearners
+	}
+	return status.Error(codes.InvalidArgument, err.Error())
+}
+
+// ProtoMembers converts members to the Cluster API's form.
+func ProtoMembers(ms []*membership.Member) []*pb.Member {
+	out := make([]*pb.Member, len(ms))
+	for i, m := range ms {
+		out[i] = &pb.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
+	}
+	return out
 }
 
 // isRequestError tells request errors (reported to the client, nothing

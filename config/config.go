@@ -41,6 +41,10 @@ type Config struct {
 	// InitialClusterToken distinguishes clusters bootstrapped from the same
 	// configuration (--initial-cluster-token).
 	InitialClusterToken string
+	// StrictReconfigCheck refuses membership changes that would leave the
+	// cluster without a quorum of started, connected members
+	// (--strict-reconfig-check).
+	StrictReconfigCheck bool
 
 	// SnapshotCount is the number of applied entries between two Raft
 	// snapshots, after which the Raft log is compacted (--snapshot-count).

@@ -162,7 +162,7 @@ func TestFlagTableIsConsistent(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
-		"initial-advertise-peer-urls", "initial-cluster", "initial-cluster-state", "initial-cluster-token", "snapshot-count",
+		"initial-advertise-peer-urls", "initial-cluster", "initial-cluster-state", "initial-cluster-token", "strict-reconfig-check", "snapshot-count",
 		"snapshot-catchup-entries", "max-txn-ops", "max-request-bytes", "heartbeat-interval", "election-timeout",
 		"log-level", "log-outputs", "log-format"} {
 		if specOf(name).status != implemented {

@@ -354,6 +354,7 @@ func (p *parser) build() *Config {
 		InitialCluster:           p.str("initial-cluster"),
 		InitialClusterState:      p.str("initial-cluster-state"),
 		InitialClusterToken:      p.str("initial-cluster-token"),
+		StrictReconfigCheck:      p.value("strict-reconfig-check").(bool),
 		SnapshotCount:            p.value("snapshot-count").(uint64),
 		SnapshotCatchUpEntries:   p.value("snapshot-catchup-entries").(uint64),
 		MaxTxnOps:                p.value("max-txn-ops").(uint),

@@ -209,8 +209,8 @@ func (p *powerTarget) config(t *testing.T, plan roundPlan) *config.Config {
 func (p *powerTarget) writeIdentityOnly(t *testing.T) storage.Identity {
 	t.Helper()
 	cfg := p.config(t, roundPlan{})
-	self := membership.NewMember(cfg.Name, []string{p.peerURL}, cfg.InitialClusterToken)
-	ident := storage.Identity{MemberID: self.ID, ClusterID: membership.ClusterID([]*membership.Member{self}, cfg.InitialClusterToken)}
+	self := membership.NewMember(cfg.Name, []string{p.peerURL}, cfg.InitialClusterToken, nil)
+	ident := storage.Identity{MemberID: self.ID, ClusterID: membership.ClusterID([]*membership.Member{self})}
 	eng, err := storage.Open(storage.DBDir(cfg.DataDir), storage.Options{FS: p.fs, Logger: p.lg})
 	if err != nil {
 		t.Fatalf("open the database: %v", err)

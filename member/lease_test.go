@@ -37,7 +37,7 @@ func startLeaseMember(t *testing.T, checkpointInterval time.Duration) *leaseMemb
 	if err != nil {
 		t.Fatal(err)
 	}
-	self := membership.NewMember("default", []string{"http://127.0.0.1:2380"}, "test")
+	self := membership.NewMember("default", []string{"http://127.0.0.1:2380"}, "test", nil)
 	ctx, err := self.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +45,7 @@ func startLeaseMember(t *testing.T, checkpointInterval time.Duration) *leaseMemb
 	lm := &leaseMember{t: t, engine: engine, clock: lease.NewFakeClock(time.Unix(1e9, 0))}
 	lm.cfg = Config{
 		ID:                      self.ID,
-		ClusterID:               membership.ClusterID([]*membership.Member{self}, "test"),
+		ClusterID:               membership.ClusterID([]*membership.Member{self}),
 		Name:                    "default",
 		Engine:                  engine,
 		Peers:                   []raft.Peer{{ID: self.ID, Context: ctx}},

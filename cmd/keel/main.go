@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keeldb/keel/config"
+	"github.com/keeldb/keel/member"
 	"github.com/keeldb/keel/server"
 	"github.com/keeldb/keel/version"
 )
@@ -73,8 +74,15 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		srv.Stop()
 		return 0
 	case <-srv.Done():
-		lg.Error("member stopped after an unrecoverable error; exiting", zap.Error(srv.Err()))
+		err := srv.Err()
 		srv.Stop()
+		if errors.Is(err, member.ErrRemoved) {
+			// Not a failure: the operator removed this member. etcd exits
+			// with status 0 too, so a supervisor does not restart it.
+			lg.Info("member was removed from the cluster; exiting", zap.Error(err))
+			return 0
+		}
+		lg.Error("member stopped after an unrecoverable error; exiting", zap.Error(err))
 		return 1
 	}
 }
