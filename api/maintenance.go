@@ -55,3 +55,37 @@ func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 	fillHeader(s.m, resp.Header)
 	return resp, nil
 }
+
+func (s *maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.HashResponse, error) {
+	h, rev, err := s.m.Hash(ctx)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := &pb.HashResponse{Header: &pb.ResponseHeader{Revision: rev}, Hash: h}
+	fillHeader(s.m, resp.Header)
+	return resp, nil
+}
+
+func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	h, rev, err := s.m.HashKV(ctx, r.Revision)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := &pb.HashKVResponse{
+		Header:          &pb.ResponseHeader{Revision: rev},
+		Hash:            h.Hash,
+		CompactRevision: h.CompactRevision,
+		HashRevision:    h.Revision,
+	}
+	fillHeader(s.m, resp.Header)
+	return resp, nil
+}
+
+// MoveLeader must reach the leader, as in etcd; its response carries no
+// header.
+func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if err := s.m.MoveLeader(ctx, r.TargetID); err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.MoveLeaderResponse{}, nil
+}

@@ -12,6 +12,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/keeldb/keel/lease"
 )
@@ -134,10 +136,27 @@ func (m *Member) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb
 	return resp.(*pb.LeaseRevokeResponse), nil
 }
 
-// LeaseRenew renews lease id on the leader's lessor and returns its TTL.
-// An unknown lease is rpctypes.ErrGRPCLeaseNotFound (the keepalive stream
-// answers it with TTL 0).
+// LeaseRenew renews lease id on the leader's lessor and returns its TTL;
+// a follower forwards the renewal to the leader. An unknown lease is
+// rpctypes.ErrGRPCLeaseNotFound (the keepalive stream answers it with TTL 0).
 func (m *Member) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	var ttl int64
+	err := m.onLeader(ctx, func(ctx context.Context) (err error) {
+		ttl, err = m.leaseRenewLocal(ctx, id)
+		return err
+	}, func(ctx context.Context, lead uint64) (err error) {
+		ttl, err = m.cfg.Transport.LeaseRenew(ctx, lead, id)
+		return err
+	})
+	if err != nil {
+		return -1, err
+	}
+	return ttl, nil
+}
+
+// leaseRenewLocal renews lease id on this member's lessor, which must be
+// the primary one; on a follower it fails with rpctypes.ErrGRPCNotLeader.
+func (m *Member) leaseRenewLocal(ctx context.Context, id int64) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
 	for {
@@ -165,9 +184,24 @@ func (m *Member) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 }
 
 // LeaseTimeToLive answers from the leader's lessor: the remaining and the
-// granted TTL and, if asked, the attached keys in key order. An unknown
-// lease is rpctypes.ErrGRPCLeaseNotFound (answered with TTL -1).
+// granted TTL and, if asked, the attached keys in key order; a follower
+// asks the leader. An unknown lease is rpctypes.ErrGRPCLeaseNotFound
+// (answered with TTL -1).
 func (m *Member) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	var resp *pb.LeaseTimeToLiveResponse
+	err := m.onLeader(ctx, func(ctx context.Context) (err error) {
+		resp, err = m.leaseTimeToLiveLocal(ctx, r)
+		return err
+	}, func(ctx context.Context, lead uint64) (err error) {
+		resp, err = m.cfg.Transport.LeaseTimeToLive(ctx, lead, r)
+		return err
+	})
+	return resp, err
+}
+
+// leaseTimeToLiveLocal answers from this member's lessor, which must be the
+// primary one; on a follower it fails with rpctypes.ErrGRPCNotLeader.
+func (m *Member) leaseTimeToLiveLocal(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	cctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
 	if err := m.awaitPrimary(cctx); err != nil {
@@ -209,12 +243,79 @@ func (m *Member) LeaseLeases(context.Context) *pb.LeaseLeasesResponse {
 	return resp
 }
 
+// forwardRetry is how long a follower waits before forwarding a
+// leader-only request again after the leader could not answer it.
+const forwardRetry = 50 * time.Millisecond
+
+// onLeader runs a request that only the leader can serve: locally when this
+// member leads, else forwarded to the leader, retrying through elections
+// and leader changes until the member's request timeout. Request errors
+// that do not depend on who leads (a lease that does not exist) end it.
+func (m *Member) onLeader(ctx context.Context, local func(context.Context) error, forward func(context.Context, uint64) error) error {
+	cctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
+	defer cancel()
+	for {
+		lead := m.raft.Lead()
+		var err error
+		switch {
+		case lead == m.cfg.ID || m.cfg.Transport == nil:
+			err = local(cctx)
+		case lead == raft.None:
+			err = rpctypes.ErrGRPCNoLeader
+		default:
+			err = forward(cctx, lead)
+		}
+		if !retryOnLeader(err) {
+			return m.leaseCtxErr(ctx, err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		t := time.NewTimer(forwardRetry)
+		select {
+		case <-t.C:
+		case <-m.raft.LeaderChanged():
+			t.Stop()
+		case <-cctx.Done():
+			t.Stop()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if m.raft.Lead() == raft.None {
+				return rpctypes.ErrGRPCNoLeader
+			}
+			return rpctypes.ErrGRPCTimeout
+		case <-m.stopc:
+			t.Stop()
+			return rpctypes.ErrGRPCStopped
+		}
+	}
+}
+
+// retryOnLeader reports whether a leader-only request that failed with err
+// may succeed on the (next) leader.
+func retryOnLeader(err error) bool {
+	if err == nil {
+		return false
+	}
+	switch {
+	case errors.Is(err, rpctypes.ErrGRPCNotLeader), errors.Is(err, rpctypes.ErrGRPCNoLeader),
+		errors.Is(err, rpctypes.ErrGRPCLeaderChanged):
+		return true
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	}
+	// A peer that cannot be reached (down, partitioned) may be replaced by
+	// a new leader; status errors from the leader's own code are final.
+	if s, ok := status.FromError(err); ok {
+		return s.Code() == codes.Unavailable
+	}
+	return false
+}
+
 // awaitPrimary returns once this member leads and its lessor is primary,
 // waiting through an election or a promotion in progress until ctx is done.
-//
-// TODO(multi-member): when another member leads, etcd forwards keepalives
-// and TimeToLive to it over the peer lease endpoints; keel answers "not
-// leader" until peers exist.
+// When another member leads it fails with rpctypes.ErrGRPCNotLeader.
 func (m *Member) awaitPrimary(ctx context.Context) error {
 	for {
 		changed := m.raft.LeaderChanged()

@@ -23,6 +23,8 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keeldb/keel/alarm"
@@ -45,6 +47,9 @@ type Config struct {
 	Engine     *storage.Engine
 	// Peers bootstraps a new cluster (empty on restart).
 	Peers []raft.Peer
+	// Transport carries Raft messages to the other members; nil for a
+	// member that has never had peers (tests of a lone member).
+	Transport PeerTransport
 
 	TickInterval  time.Duration
 	ElectionTicks int
@@ -54,6 +59,10 @@ type Config struct {
 	SnapshotCatchUpEntries uint64
 	// MaxRequestBytes bounds the size of a proposal.
 	MaxRequestBytes uint
+	// StrictReconfigCheck refuses membership changes that would leave the
+	// cluster without a quorum of started, connected members
+	// (--strict-reconfig-check).
+	StrictReconfigCheck bool
 	// LeaseCheckpointInterval is how often the leader checkpoints the
 	// remaining TTL of long leases (0: etcd's default, 5 minutes).
 	LeaseCheckpointInterval time.Duration
@@ -88,6 +97,8 @@ type Member struct {
 	snapIndex   uint64 // apply loop only
 	appliedMu   sync.Mutex
 	appliedC    chan struct{} // closed and replaced after every apply batch
+	// staged are the received snapshot states waiting to be installed.
+	staged stagedSnapshots
 
 	reads readBatcher
 
@@ -95,6 +106,8 @@ type Member struct {
 	stopc    chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
+	// removeOnce schedules the stop after this member's own removal once.
+	removeOnce sync.Once
 
 	errMu sync.Mutex
 	err   error // why the member stopped on its own
@@ -169,6 +182,7 @@ func Start(cfg Config) (*Member, error) {
 		Peers:         cfg.Peers,
 		TickInterval:  cfg.TickInterval,
 		ElectionTicks: cfg.ElectionTicks,
+		Transport:     cfg.Transport,
 		Logger:        lg,
 	})
 	if err != nil {
@@ -293,8 +307,21 @@ func (m *Member) publish() {
 		}
 		m.lg.Warn("failed to publish local member to cluster through raft",
 			zap.String("local-member-id", idString(m.cfg.ID)), zap.Duration("publish-timeout", timeout), zap.Error(err))
+		// A proposal dropped at once (no leader yet) would spin: wait for
+		// a leader, or a moment.
+		retry := time.NewTimer(publishRetry)
+		select {
+		case <-m.raft.LeaderChanged():
+		case <-retry.C:
+		case <-m.stopc:
+		}
+		retry.Stop()
 	}
 }
+
+// publishRetry is the longest publish waits before proposing again after
+// a failure.
+const publishRetry = 500 * time.Millisecond
 
 func idString(id uint64) string { return fmt.Sprintf("%x", id) }
 
@@ -316,8 +343,13 @@ func (m *Member) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply
 	start := time.Now()
 	if err := m.raft.Propose(cctx, data); err != nil {
 		m.wait.cancel(id)
-		if errors.Is(err, raft.ErrStopped) {
+		switch {
+		case errors.Is(err, raft.ErrStopped):
 			return nil, rpctypes.ErrGRPCStopped
+		case errors.Is(err, raft.ErrProposalDropped):
+			// No leader to forward to, or one busy transferring: nothing
+			// was proposed. etcd passes Raft's error on as it is.
+			return nil, errProposalDropped
 		}
 		return nil, m.proposeCtxErr(cctx, start)
 	}
@@ -332,6 +364,10 @@ func (m *Member) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply
 		return nil, rpctypes.ErrGRPCStopped
 	}
 }
+
+// errProposalDropped is how etcd answers a proposal Raft refused at once:
+// Raft's own error, sent with gRPC's Unknown code.
+var errProposalDropped = status.Error(codes.Unknown, raft.ErrProposalDropped.Error())
 
 // proposeCtxErr turns an expired or cancelled proposal into etcd's error.
 func (m *Member) proposeCtxErr(ctx context.Context, start time.Time) error {
@@ -349,9 +385,19 @@ func (m *Member) proposeCtxErr(ctx context.Context, start time.Time) error {
 // crash leaves either all of it or none, and a restart resumes exactly.
 func (m *Member) applyLoop() {
 	defer m.wg.Done()
+	defer m.staged.close()
 	for {
 		select {
 		case ap := <-m.raft.Applies():
+			if ap.Snapshot != nil {
+				err := m.applySnapshot(ap.Snapshot)
+				ap.Done <- err
+				if err != nil {
+					m.fail(fmt.Errorf("apply snapshot: %w", err))
+					return
+				}
+				continue
+			}
 			if err := m.applyEntries(ap.Entries); err != nil {
 				m.fail(fmt.Errorf("apply entries: %w", err))
 				return
@@ -383,6 +429,16 @@ func (m *Member) applyEntries(ents []*raftpb.Entry) error {
 	for _, e := range ents {
 		idx := e.GetIndex()
 		if idx <= applied {
+			// Only after a snapshot install that brought state from past
+			// the snapshot's index: the state has these entries' effects,
+			// but Raft's configuration must still go through their conf
+			// changes (see reapplyConfChange).
+			if err := m.reapplyConfChange(e); err != nil {
+				return err
+			}
+			if idx == applied {
+				m.appliedTerm = e.GetTerm()
+			}
 			continue
 		}
 		if idx != last+1 {
@@ -412,14 +468,23 @@ func (m *Member) applyEntries(ents []*raftpb.Entry) error {
 			if err := proto.Unmarshal(e.Data, cc); err != nil {
 				return fmt.Errorf("entry %d is not a conf change: %w", idx, err)
 			}
-			if err := m.applier.ApplyConfChange(b, cc); err != nil {
+			// An invalid change comes back with NodeId raft.None, which
+			// Raft ignores; its proposer gets res.Err.
+			res, err := m.applier.ApplyConfChange(b, cc)
+			if err != nil {
 				return fmt.Errorf("entry %d: %w", idx, err)
+			}
+			if res.Err != nil {
+				if err := m.cluster.MarkRefused(b, idx); err != nil {
+					return err
+				}
 			}
 			confState = m.raft.ApplyConfChange(cc)
 			if err := m.log.SetConfState(b, confState); err != nil {
 				return err
 			}
-			done = append(done, outcome{cc.GetId(), &apply.Result{}})
+			m.confChangeApplied(cc, res)
+			done = append(done, outcome{cc.GetId(), res})
 		default:
 			return fmt.Errorf("entry %d has unsupported type %v", idx, e.GetType())
 		}

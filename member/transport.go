@@ -1,7 +1,10 @@
 package member
 
 import (
+	"context"
 	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/keeldb/keel/raftnode"
 )
@@ -24,4 +27,10 @@ type PeerTransport interface {
 	// ActiveSince returns when the stream to peer id last became healthy,
 	// or the zero time if it is not connected now.
 	ActiveSince(id uint64) time.Time
+
+	// LeaseRenew, LeaseTimeToLive and MemberPromote forward a request that
+	// only the leader can answer to member to (the leader).
+	LeaseRenew(ctx context.Context, to uint64, id int64) (int64, error)
+	LeaseTimeToLive(ctx context.Context, to uint64, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error)
+	MemberPromote(ctx context.Context, to uint64, id uint64) ([]*pb.Member, error)
 }

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3"
 	"go.uber.org/zap"
@@ -25,6 +24,7 @@ import (
 	"github.com/keeldb/keel/member"
 	"github.com/keeldb/keel/membership"
 	"github.com/keeldb/keel/storage"
+	"github.com/keeldb/keel/transport"
 )
 
 // Server is one running keel member.
@@ -38,10 +38,11 @@ type Server struct {
 	clientURLs []string // advertised, port 0 resolved
 	bound      []string // the URLs the client listeners bound
 
-	engine *storage.Engine
-	member *member.Member
-	grpc   *api.GRPCServer
-	http   *http.Server
+	engine    *storage.Engine
+	transport *transport.Transport
+	member    *member.Member
+	grpc      *api.GRPCServer
+	http      *http.Server
 
 	readyc   chan struct{}
 	stopc    chan struct{}
@@ -101,6 +102,7 @@ func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err err
 	if err := s.openMember(); err != nil {
 		return nil, err
 	}
+	s.servePeers()
 	s.grpc = api.NewGRPCServer(s.member, api.GRPCConfig{MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps, Logger: lg})
 	s.http = &http.Server{Handler: api.NewHTTPHandler(s.member, lg), ReadHeaderTimeout: 10 * time.Second}
 	lg.Info("now serving peer/client/metrics",
@@ -173,19 +175,20 @@ func urlStrings(us []url.URL) []string {
 }
 
 // openMember opens the data dir and starts the member: from its own state
-// when the data dir is initialised, else by bootstrapping a new cluster from
-// the --initial-cluster flags.
+// when the data dir is initialised (the --initial-cluster* flags are then
+// ignored), else by bootstrapping a new cluster or joining an existing one
+// as the --initial-cluster* flags say (see bootstrap.go).
 func (s *Server) openMember() error {
 	cfg := s.cfg
 	if fi, err := s.fs.Stat(cfg.DataDir); err == nil && fi.Mode().Perm() != 0o700 {
 		s.lg.Warn("check file permission", zap.String("data-dir", cfg.DataDir),
 			zap.String("error", fmt.Sprintf("directory %q exist, but the permission is %q. The recommended permission is \"-rwx------\" to prevent possible unprivileged access to the data", cfg.DataDir, fi.Mode().Perm())))
 	}
-	var members []*membership.Member
+	var plan *bootstrapPlan
 	if _, err := s.fs.Stat(storage.DBDir(cfg.DataDir)); err != nil {
 		// A new data dir: refuse a configuration that cannot bootstrap
 		// before anything is created.
-		if members, err = s.bootstrapMembers(); err != nil {
+		if plan, err = s.planBootstrap(); err != nil {
 			return err
 		}
 	}
@@ -202,31 +205,48 @@ func (s *Server) openMember() error {
 	if err != nil {
 		return err
 	}
-	initialised := haveIdent && haveRaft
+	_, joined, err := engine.JoinPeers()
+	if err != nil {
+		return err
+	}
+	// A member that joined is initialised once its identity is recorded:
+	// starting over would need the cluster to answer again.
+	initialised := haveIdent && (haveRaft || joined)
 	switch {
 	case haveRaft && !haveIdent:
 		return fmt.Errorf("data dir %s holds Raft state but no member identity: it is damaged; restore it from a snapshot", cfg.DataDir)
-	case haveIdent && !haveRaft:
+	case haveIdent && !initialised:
 		// The bootstrap stopped between recording the identity and Raft's
 		// first save: nothing can have been acknowledged, so start over.
 		s.lg.Warn("data dir holds a member identity but no Raft state (an interrupted bootstrap); bootstrapping again", zap.String("data-dir", cfg.DataDir))
 	}
 	var peers []raft.Peer
+	var remotes []*membership.Member
 	if initialised {
 		s.lg.Info("restarting local member", zap.String("data-dir", cfg.DataDir),
 			zap.String("local-member-id", fmt.Sprintf("%x", ident.MemberID)), zap.String("cluster-id", fmt.Sprintf("%x", ident.ClusterID)))
+		if remotes, err = s.restartPeers(ident); err != nil {
+			return err
+		}
 	} else {
-		if members == nil {
+		if plan == nil {
 			// An interrupted bootstrap left the directory behind.
-			if members, err = s.bootstrapMembers(); err != nil {
+			if plan, err = s.planBootstrap(); err != nil {
 				return err
 			}
 		}
-		if ident, peers, err = s.bootstrap(members); err != nil {
+		if err := s.bootstrap(plan); err != nil {
 			return err
 		}
+		ident, peers, remotes = plan.ident, plan.peers, plan.remotes
 	}
 	s.lg.Info("starting local member", zap.String("local-member-id", fmt.Sprintf("%x", ident.MemberID)), zap.String("cluster-id", fmt.Sprintf("%x", ident.ClusterID)))
+	s.transport = s.newTransport(ident)
+	for _, r := range remotes {
+		if r.ID != ident.MemberID {
+			s.transport.AddPeer(r.ID, r.PeerURLs)
+		}
+	}
 	s.member, err = member.Start(member.Config{
 		ID:                     ident.MemberID,
 		ClusterID:              ident.ClusterID,
@@ -234,75 +254,17 @@ func (s *Server) openMember() error {
 		ClientURLs:             s.clientURLs,
 		Engine:                 engine,
 		Peers:                  peers,
+		Transport:              s.transport,
 		TickInterval:           cfg.HeartbeatInterval,
 		ElectionTicks:          int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
 		SnapshotCount:          cfg.SnapshotCount,
 		SnapshotCatchUpEntries: cfg.SnapshotCatchUpEntries,
 		MaxRequestBytes:        cfg.MaxRequestBytes,
+		StrictReconfigCheck:    cfg.StrictReconfigCheck,
 		WatchProgressInterval:  cfg.WatchProgressNotifyInterval,
 		Logger:                 s.lg,
 	})
 	return err
-}
-
-// bootstrapMembers checks that the configuration can bootstrap a new
-// cluster and returns its members, the local one first.
-func (s *Server) bootstrapMembers() ([]*membership.Member, error) {
-	cfg := s.cfg
-	if cfg.InitialClusterState == "existing" {
-		return nil, errors.New("joining an existing cluster (--initial-cluster-state=existing) is not supported yet")
-	}
-	if err := cfg.VerifyBootstrap(); err != nil {
-		return nil, err
-	}
-	initial, err := cfg.InitialClusterMap()
-	if err != nil {
-		return nil, err
-	}
-	if len(initial) > 1 {
-		return nil, fmt.Errorf("--initial-cluster names %d members; clusters of more than one member are not supported yet", len(initial))
-	}
-	names := make([]string, 0, len(initial))
-	for n := range initial {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	var members []*membership.Member
-	for _, n := range names {
-		m := membership.NewMember(n, urlStrings(initial[n]), cfg.InitialClusterToken)
-		if n == cfg.Name {
-			members = append([]*membership.Member{m}, members...)
-		} else {
-			members = append(members, m)
-		}
-	}
-	return members, nil
-}
-
-// bootstrap initialises an empty data dir as a member of a new cluster
-// made of members (from bootstrapMembers, the local one first).
-func (s *Server) bootstrap(members []*membership.Member) (storage.Identity, []raft.Peer, error) {
-	cfg := s.cfg
-	ident := storage.Identity{MemberID: members[0].ID, ClusterID: membership.ClusterID(members, cfg.InitialClusterToken)}
-	peers := make([]raft.Peer, len(members))
-	for i, m := range members {
-		ctx, err := m.Marshal()
-		if err != nil {
-			return storage.Identity{}, nil, err
-		}
-		peers[i] = raft.Peer{ID: m.ID, Context: ctx}
-	}
-	b := s.engine.DB().NewBatch()
-	defer b.Close()
-	if err := storage.SetIdentity(b, ident); err != nil {
-		return storage.Identity{}, nil, err
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return storage.Identity{}, nil, fmt.Errorf("initialise data dir: %w", err)
-	}
-	s.lg.Info("bootstrapping a new cluster", zap.String("data-dir", cfg.DataDir), zap.String("initial-cluster-token", cfg.InitialClusterToken),
-		zap.String("local-member-id", fmt.Sprintf("%x", ident.MemberID)), zap.String("cluster-id", fmt.Sprintf("%x", ident.ClusterID)))
-	return ident, peers, nil
 }
 
 // serveWhenReady starts serving clients once the member has published itself.
@@ -332,20 +294,6 @@ func (s *Server) serveWhenReady() {
 			}
 		}()
 		s.lg.Info("serving client traffic insecurely; this is strongly discouraged!", zap.String("traffic", "grpc+http"), zap.String("address", l.Addr().String()))
-	}
-	for _, l := range s.peerLs {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.lg.Info("serving peer traffic", zap.String("address", l.Addr().String()))
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				c.Close() // the peer transport comes with clustering
-			}
-		}()
 	}
 	s.lg.Info("ready to serve client requests")
 	close(s.readyc)
@@ -409,6 +357,11 @@ func (s *Server) closeResources() {
 	}
 	if s.member != nil {
 		s.member.Stop()
+	}
+	if s.transport != nil {
+		// After the member: Raft no longer sends, and snapshot streams
+		// reading the engine end before it closes.
+		s.transport.Stop()
 	}
 	if s.engine != nil {
 		if err := s.engine.Close(); err != nil {

@@ -59,8 +59,8 @@ func (p *peer) enqueue(m *raftpb.Message) {
 }
 
 func (p *peer) reportUnreachable() {
-	if p.ctx.Err() == nil && p.t.handler != nil {
-		p.t.handler.ReportUnreachable(p.id)
+	if p.ctx.Err() == nil && p.t.h() != nil {
+		p.t.h().ReportUnreachable(p.id)
 	}
 }
 

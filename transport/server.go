@@ -52,24 +52,24 @@ var serviceDesc = grpc.ServiceDesc{
 	},
 	Methods: []grpc.MethodDesc{
 		{MethodName: "LeaseRenew", Handler: unary(func(t *Transport, ctx context.Context, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
-			ttl, err := t.handler.LeaseRenew(ctx, req.ID)
+			ttl, err := t.h().LeaseRenew(ctx, req.ID)
 			if err != nil {
 				return nil, err
 			}
 			return &pb.LeaseKeepAliveResponse{ID: req.ID, TTL: ttl}, nil
 		}, true)},
 		{MethodName: "LeaseTimeToLive", Handler: unary(func(t *Transport, ctx context.Context, req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
-			return t.handler.LeaseTimeToLive(ctx, req)
+			return t.h().LeaseTimeToLive(ctx, req)
 		}, true)},
 		{MethodName: "MemberPromote", Handler: unary(func(t *Transport, ctx context.Context, req *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-			ms, err := t.handler.MemberPromote(ctx, req.ID)
+			ms, err := t.h().MemberPromote(ctx, req.ID)
 			if err != nil {
 				return nil, err
 			}
 			return &pb.MemberPromoteResponse{Members: ms}, nil
 		}, true)},
 		{MethodName: "Members", Handler: unary(func(t *Transport, ctx context.Context, _ *pb.MemberListRequest) (*pb.MemberListResponse, error) {
-			return t.handler.MemberList(ctx)
+			return t.h().MemberList(ctx)
 		}, false)},
 	},
 }
@@ -84,7 +84,7 @@ func unary[Req any, Resp proto.Message, ReqP interface {
 }](fn func(*Transport, context.Context, ReqP) (Resp, error), checked bool) func(any, context.Context, func(any) error, grpc.UnaryServerInterceptor) (any, error) {
 	return func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
 		t := srv.(*Transport)
-		if t.handler == nil {
+		if t.h() == nil {
 			return nil, status.Error(codes.Unavailable, "transport: the member is not ready")
 		}
 		if checked {
@@ -146,7 +146,7 @@ func (t *Transport) checkPeer(ctx context.Context) (uint64, error) {
 				idField("remote-peer-addressed-id", to))
 		}
 		return 0, status.Errorf(codes.FailedPrecondition, "request addressed to member %x reached member %x; check the peer URLs", to, t.cfg.ID)
-	case t.handler.IsRemoved(from):
+	case t.h().IsRemoved(from):
 		if t.limiter.allow(fmt.Sprintf("in-removed/%x", from)) {
 			lg.Warn("rejected peer because it was removed from the cluster")
 		}
@@ -160,7 +160,7 @@ func (t *Transport) checkPeer(ctx context.Context) (uint64, error) {
 // header, and checks before every frame that the sender was not removed
 // meanwhile.
 func (t *Transport) serveStream(ss grpc.ServerStream) error {
-	if t.handler == nil {
+	if t.h() == nil {
 		return status.Error(codes.Unavailable, "transport: the member is not ready")
 	}
 	ctx := ss.Context()
@@ -184,11 +184,11 @@ func (t *Transport) serveStream(ss grpc.ServerStream) error {
 			}
 			return err
 		}
-		if t.handler.IsRemoved(from) {
+		if t.h().IsRemoved(from) {
 			return ErrMemberRemoved
 		}
 		err := decodeBatch(frame, func(m *raftpb.Message) error {
-			if err := t.handler.Process(ctx, m); err != nil && ctx.Err() == nil &&
+			if err := t.h().Process(ctx, m); err != nil && ctx.Err() == nil &&
 				t.limiter.allow(fmt.Sprintf("process/%x", from)) {
 				lg.Warn("failed to process Raft message", zap.Stringer("message-type", m.GetType()), zap.Error(err))
 			}

@@ -63,18 +63,24 @@ func (p *peer) sendSnapshot(m *raftpb.Message) {
 		if err != nil {
 			p.t.refusal(p.id, err)
 			lg.Warn("failed to send database snapshot", zap.Int64("bytes-sent", size), zap.Error(err))
-			p.t.handler.ReportSnapshot(p.id, raft.SnapshotFailure)
+			if h := p.t.h(); h != nil {
+				h.ReportSnapshot(p.id, raft.SnapshotFailure)
+			}
 			return
 		}
 		lg.Info("sent database snapshot", zap.Int64("snapshot-size", size), zap.Duration("took", time.Since(start)))
-		p.t.handler.ReportSnapshot(p.id, raft.SnapshotFinish)
+		p.t.h().ReportSnapshot(p.id, raft.SnapshotFinish)
 	}()
 }
 
 // writeSnapshot streams m and its state and waits for the receiver's
 // answer. It returns the size of the state sent.
 func (p *peer) writeSnapshot(m *raftpb.Message) (int64, error) {
-	rc, err := p.t.handler.OpenSnapshot(m)
+	handler := p.t.h()
+	if handler == nil {
+		return 0, errors.New("no member to read the snapshot from yet")
+	}
+	rc, err := handler.OpenSnapshot(m)
 	if err != nil {
 		return 0, fmt.Errorf("open snapshot: %w", err)
 	}
@@ -156,7 +162,7 @@ func (p *peer) writeSnapshot(m *raftpb.Message) (int64, error) {
 // handler with the MsgSnap. A stream that breaks or does not verify never
 // reaches the handler, and its file is removed.
 func (t *Transport) serveSnapshot(ss grpc.ServerStream) (err error) {
-	if t.handler == nil {
+	if t.h() == nil {
 		return status.Error(codes.Unavailable, "transport: the member is not ready")
 	}
 	ctx := ss.Context()
@@ -252,7 +258,7 @@ func (t *Transport) serveSnapshot(ss grpc.ServerStream) (err error) {
 		return status.Errorf(codes.Internal, "transport: sync snapshot directory: %v", err)
 	}
 	lg.Info("received and saved database snapshot", zap.Int64("snapshot-size", size), zap.String("path", path))
-	if err := t.handler.ProcessSnapshot(ctx, m, path); err != nil {
+	if err := t.h().ProcessSnapshot(ctx, m, path); err != nil {
 		return err
 	}
 	handedOver = true

@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -116,9 +117,12 @@ type Config struct {
 const (
 	// queueSize bounds the messages queued for one peer; Send drops beyond it.
 	queueSize = 4096
-	// Backoff between attempts to open a stream to a peer.
+	// Backoff between attempts to open a stream to a peer. It stays short:
+	// a peer that comes back must hear the leader within a heartbeat or
+	// two, not after a long backoff, and a few dials a second to a dead
+	// peer cost nothing.
 	minBackoff = 100 * time.Millisecond
-	maxBackoff = time.Second
+	maxBackoff = 200 * time.Millisecond
 	// writeTimeout bounds writing one frame; a peer that does not take a
 	// frame for that long is treated as gone and the stream is reopened.
 	writeTimeout = 5 * time.Second
@@ -137,7 +141,7 @@ const (
 type Transport struct {
 	cfg     Config
 	lg      *zap.Logger
-	handler Handler
+	handler atomic.Value // handlerBox, set once by SetHandler
 	srv     *grpc.Server
 	ctx     context.Context // ends at Stop
 	cancel  context.CancelFunc
@@ -193,7 +197,17 @@ func New(cfg Config) *Transport {
 
 // SetHandler sets what serves the peers' RPCs and receives the reports; it
 // must be called before Serve and before the first AddPeer.
-func (t *Transport) SetHandler(h Handler) { t.handler = h }
+func (t *Transport) SetHandler(h Handler) { t.handler.Store(handlerBox{h}) }
+
+// handlerBox lets an interface value live in an atomic.Value.
+type handlerBox struct{ Handler }
+
+// h returns the handler, nil before SetHandler. Peer goroutines may run
+// before the handler is set: the member adds peers while it starts.
+func (t *Transport) h() Handler {
+	b, _ := t.handler.Load().(handlerBox)
+	return b.Handler
+}
 
 // Serve serves the peer service on l until Stop, which closes l; it may be
 // called for several listeners. It returns nil after Stop.
