@@ -8,6 +8,7 @@
 //
 //	cd bench && go run ./cmd/keelbench watch-fanout
 //	cd bench && go run ./cmd/keelbench lease-keepalive
+//	cd bench && go run ./cmd/keelbench failover
 package main
 
 import (
@@ -41,14 +42,18 @@ type scenarioCmd struct {
 	about string
 	// setup defines the scenario's flags on fs and returns a function that
 	// builds the scenario once the flags are parsed.
-	setup func(fs *flag.FlagSet) func() (harness.Scenario, error)
+	setup func(fs *flag.FlagSet) func() (harness.Named, error)
+	// repeat is the default of -repeat (1 if zero).
+	repeat int
+	// spread reports each server's min and max beside its median.
+	spread bool
 }
 
 var scenarios = []scenarioCmd{
 	{
 		name:  "watch-fanout",
 		about: "N watchers on one prefix, one write every millisecond; all events must be delivered",
-		setup: func(fs *flag.FlagSet) func() (harness.Scenario, error) {
+		setup: func(fs *flag.FlagSet) func() (harness.Named, error) {
 			var s scenario.WatchFanout
 			fs.IntVar(&s.Watchers, "watchers", 10000, "number of watchers, all on the same prefix")
 			fs.IntVar(&s.Conns, "conns", 10, "client connections the watchers are spread over (the watchers of a connection share one watch stream)")
@@ -59,19 +64,33 @@ var scenarios = []scenarioCmd{
 			fs.StringVar(&s.Prefix, "prefix", "/keelbench/watch/", "the watched prefix")
 			fs.DurationVar(&s.CreateTimeout, "create-timeout", 5*time.Minute, "longest wait for every watcher to be created")
 			fs.DurationVar(&s.DeliverTimeout, "deliver-timeout", 10*time.Minute, "longest wait, after the last write, for every event to be delivered")
-			return func() (harness.Scenario, error) { return s, s.Validate() }
+			return func() (harness.Named, error) { return s, s.Validate() }
 		},
 	},
 	{
 		name:  "lease-keepalive",
 		about: "N leases kept alive by one client; none may expire",
-		setup: func(fs *flag.FlagSet) func() (harness.Scenario, error) {
+		setup: func(fs *flag.FlagSet) func() (harness.Named, error) {
 			var s scenario.LeaseKeepalive
 			fs.IntVar(&s.Leases, "leases", 10000, "number of leases")
 			fs.DurationVar(&s.TTL, "ttl", 10*time.Second, "TTL of each lease (whole seconds); the client renews each lease about every TTL/3")
 			fs.DurationVar(&s.Duration, "duration", 30*time.Second, "how long the leases are kept alive")
 			fs.IntVar(&s.Inflight, "inflight", 32, "most Grant and TimeToLive requests outstanding at once")
-			return func() (harness.Scenario, error) { return s, s.Validate() }
+			return func() (harness.Named, error) { return s, s.Validate() }
+		},
+	},
+	{
+		name:   "failover",
+		about:  "3-member cluster, one client writing; SIGKILL the leader, time until the next acknowledged put",
+		repeat: 10,
+		spread: true,
+		setup: func(fs *flag.FlagSet) func() (harness.Named, error) {
+			var s scenario.Failover
+			fs.IntVar(&s.Members, "members", 3, "members of the cluster")
+			fs.DurationVar(&s.RequestTimeout, "request-timeout", 500*time.Millisecond, "timeout of each put; a put that fails or times out is retried at once")
+			fs.DurationVar(&s.Warmup, "warmup", 2*time.Second, "how long the client writes before the leader is killed")
+			fs.DurationVar(&s.MaxWait, "max-wait", 30*time.Second, "longest wait, after the kill, for an acknowledged put (the run fails beyond it)")
+			return func() (harness.Named, error) { return s, s.Validate() }
 		},
 	},
 }
@@ -89,8 +108,8 @@ type common struct {
 	serverArgs string
 }
 
-func (c *common) define(fs *flag.FlagSet) {
-	fs.IntVar(&c.repeat, "repeat", 1, "rounds; each round runs etcd then keel, each on a fresh server")
+func (c *common) define(fs *flag.FlagSet, repeat int) {
+	fs.IntVar(&c.repeat, "repeat", max(repeat, 1), "rounds; each round runs etcd then keel, each on a fresh server")
 	fs.BoolVar(&c.keelOnly, "keel-only", false, "measure keel only")
 	fs.BoolVar(&c.etcdOnly, "etcd-only", false, "measure etcd only")
 	fs.StringVar(&c.etcdBin, "etcd-bin", "", "etcd binary to use instead of building etcd v3.7.3 from bench/go.mod")
@@ -131,7 +150,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("keelbench "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c common
-	c.define(fs)
+	c.define(fs, cmd.repeat)
 	build := cmd.setup(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -197,6 +216,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Scenario:    sc.Name(),
 		Command:     commandLine(cmd.name, fs),
 		Environment: environment(ctx, servers, bins, c.keelBin == ""),
+		Spread:      cmd.spread,
 	}
 	rep.Runs = harness.Run(ctx, sc, harness.Options{
 		Servers:    servers,

@@ -15,10 +15,15 @@ import (
 	"github.com/keeldb/keel/bench/internal/report"
 )
 
-// Scenario is one benchmark.
-type Scenario interface {
+// Named is a benchmark: a Scenario or a ClusterScenario.
+type Named interface {
 	// Name is the subcommand that runs it, e.g. "watch-fanout".
 	Name() string
+}
+
+// Scenario is a benchmark of one server, which the harness starts for it.
+type Scenario interface {
+	Named
 	// Run measures srv, a freshly started server with an empty data dir,
 	// and records figures and failures in run. It returns an error only
 	// when it could not complete; the server may have died. It must stop
@@ -26,6 +31,17 @@ type Scenario interface {
 	// returns, and return promptly once ctx is cancelled. It writes
 	// progress lines, prefixed with its run's name, to progress.
 	Run(ctx context.Context, srv *proc.Process, run *report.Run, progress *Progress) error
+}
+
+// ClusterScenario is a benchmark of a multi-member cluster. It starts and
+// stops its servers itself (it kills and restarts members), in dir, with
+// bin and serverArgs. The rest of Scenario's contract holds: figures and
+// failures go to run, an error means it could not complete, every
+// goroutine, client and server it started is stopped before it returns,
+// and it returns promptly once ctx is cancelled.
+type ClusterScenario interface {
+	Named
+	RunCluster(ctx context.Context, kind proc.Kind, bin, dir string, serverArgs []string, run *report.Run, progress *Progress) error
 }
 
 // Options configure a Run.
@@ -48,7 +64,7 @@ type Options struct {
 // fresh server process with a fresh data dir for every run, stopped before
 // the next one starts, so that two servers never compete for the machine.
 // It stops early, with the runs so far, when ctx is cancelled.
-func Run(ctx context.Context, sc Scenario, opts Options) []report.Run {
+func Run(ctx context.Context, sc Named, opts Options) []report.Run {
 	var runs []report.Run
 	for round := 1; round <= opts.Rounds; round++ {
 		for _, kind := range opts.Servers {
@@ -61,7 +77,7 @@ func Run(ctx context.Context, sc Scenario, opts Options) []report.Run {
 	return runs
 }
 
-func runOne(ctx context.Context, sc Scenario, opts Options, kind proc.Kind, round int) report.Run {
+func runOne(ctx context.Context, named Named, opts Options, kind proc.Kind, round int) report.Run {
 	run := report.Run{Server: string(kind), Round: round}
 	name := fmt.Sprintf("%s#%d", kind, round)
 	progress := opts.Progress.With(name)
@@ -72,6 +88,21 @@ func runOne(ctx context.Context, sc Scenario, opts Options, kind proc.Kind, roun
 	dir := filepath.Join(opts.WorkDir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		run.Error = err.Error()
+		return run
+	}
+	var sc Scenario
+	switch x := named.(type) {
+	case ClusterScenario:
+		start := time.Now()
+		if err := x.RunCluster(ctx, kind, bin, dir, opts.ServerArgs, &run, progress); err != nil {
+			run.Error = err.Error()
+		}
+		progress.Printf("done in %v", time.Since(start).Round(time.Millisecond))
+		return run
+	case Scenario:
+		sc = x
+	default:
+		run.Error = fmt.Sprintf("%s is neither a Scenario nor a ClusterScenario", named.Name())
 		return run
 	}
 	dataDir := filepath.Join(dir, "data")

@@ -102,6 +102,9 @@ type Report struct {
 	// Environment describes the machine and the binaries: key, value.
 	Environment [][2]string `json:"environment"`
 	Runs        []Run       `json:"runs"`
+	// Spread adds each server's minimum and maximum beside its median
+	// when a server ran more than once.
+	Spread bool `json:"-"`
 }
 
 // OK reports whether every run completed and met its requirement.
@@ -174,6 +177,9 @@ func (rep *Report) WriteText(w io.Writer) error {
 	if multi {
 		for _, s := range servers {
 			head = append(head, s+" median")
+			if rep.Spread {
+				head = append(head, s+" min", s+" max")
+			}
 		}
 	}
 	if both {
@@ -194,6 +200,10 @@ func (rep *Report) WriteText(w io.Writer) error {
 		if multi {
 			for _, s := range servers {
 				row = append(row, format(medians[s], true))
+				if rep.Spread {
+					lo, hi := extremes(byServer[s], name, unit)
+					row = append(row, format(lo, true), format(hi, true))
+				}
 			}
 		}
 		if both {
@@ -284,6 +294,21 @@ func median(runs []*Run, name string, unit Unit) Figure {
 		m = (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
 	}
 	return Figure{Name: name, Unit: unit, Value: m}
+}
+
+// extremes are the minimum and maximum of a figure over runs.
+func extremes(runs []*Run, name string, unit Unit) (lo, hi Figure) {
+	var vs []float64
+	for _, r := range runs {
+		if f, ok := r.figure(name); ok && !f.Missing {
+			vs = append(vs, f.Value)
+		}
+	}
+	if len(vs) == 0 {
+		m := Figure{Name: name, Unit: unit, Missing: true}
+		return m, m
+	}
+	return Figure{Name: name, Unit: unit, Value: slices.Min(vs)}, Figure{Name: name, Unit: unit, Value: slices.Max(vs)}
 }
 
 func ratio(keel, etcd Figure) string {
