@@ -14,6 +14,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/keeldb/keel/internal/keelbin"
 )
 
 // TestKillNineLosesNoAcknowledgedWrite runs keel as a child process on one
@@ -22,7 +24,7 @@ import (
 // revision, and that nothing half-applied did.
 func TestKillNineLosesNoAcknowledgedWrite(t *testing.T) {
 	dir := t.TempDir()
-	tgt := &killTarget{bin: keelBinary(t), dataDir: filepath.Join(dir, "data"), logDir: dir}
+	tgt := &killTarget{bin: keelbin.Path(t), dataDir: filepath.Join(dir, "data"), logDir: dir}
 	t.Cleanup(tgt.close)
 	runCrashRounds(t, tgt)
 }

@@ -1,5 +1,5 @@
 //go:build !race
 
-package faulttest
+package keelbin
 
 const raceEnabled = false
