@@ -155,23 +155,32 @@ func (t *Transport) checkPeer(ctx context.Context) (uint64, error) {
 	return from, nil
 }
 
+// accept checks who opened stream ss and accepts it by sending the
+// response header; it returns the sender and a logger that names it.
+func (t *Transport) accept(ss grpc.ServerStream) (uint64, *zap.Logger, error) {
+	if t.h() == nil {
+		return 0, nil, status.Error(codes.Unavailable, "transport: the member is not ready")
+	}
+	from, err := t.checkPeer(ss.Context())
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := ss.SendHeader(metadata.MD{}); err != nil {
+		return 0, nil, err
+	}
+	return from, t.lg.With(t.localField(), idField("remote-peer-id", from)), nil
+}
+
 // serveStream receives the Raft messages of one sender and hands them to
 // the handler in order. It accepts the stream by sending the response
 // header, and checks before every frame that the sender was not removed
 // meanwhile.
 func (t *Transport) serveStream(ss grpc.ServerStream) error {
-	if t.h() == nil {
-		return status.Error(codes.Unavailable, "transport: the member is not ready")
-	}
-	ctx := ss.Context()
-	from, err := t.checkPeer(ctx)
+	from, lg, err := t.accept(ss)
 	if err != nil {
 		return err
 	}
-	if err := ss.SendHeader(metadata.MD{}); err != nil {
-		return err
-	}
-	lg := t.lg.With(t.localField(), idField("remote-peer-id", from))
+	ctx := ss.Context()
 	lg.Info("accepted Raft message stream from remote peer")
 	for {
 		var frame []byte

@@ -17,7 +17,6 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -162,18 +161,11 @@ func (p *peer) writeSnapshot(m *raftpb.Message) (int64, error) {
 // handler with the MsgSnap. A stream that breaks or does not verify never
 // reaches the handler, and its file is removed.
 func (t *Transport) serveSnapshot(ss grpc.ServerStream) (err error) {
-	if t.h() == nil {
-		return status.Error(codes.Unavailable, "transport: the member is not ready")
-	}
-	ctx := ss.Context()
-	from, err := t.checkPeer(ctx)
+	_, lg, err := t.accept(ss)
 	if err != nil {
 		return err
 	}
-	if err := ss.SendHeader(metadata.MD{}); err != nil {
-		return err
-	}
-	lg := t.lg.With(t.localField(), idField("remote-peer-id", from))
+	ctx := ss.Context()
 	var frame []byte
 	if err := ss.RecvMsg(&frame); err != nil {
 		return err
