@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -230,4 +231,67 @@ func TestClusterFollowerReadsAreLinearizable(t *testing.T) {
 		}
 	}
 	checkSameKeySpace(t, fs[0], fs[1])
+}
+
+// TestClusterWatchOnAFollowerSeesWritesThroughOthers watches through one
+// follower while another member writes: every event arrives, in order.
+func TestClusterWatchOnAFollowerSeesWritesThroughOthers(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3)
+	fs := followers(t, c)
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	wch := fs[0].Client.Watch(clientv3.WithRequireLeader(wctx), "w/", clientv3.WithPrefix(), clientv3.WithPrevKV())
+	const n = 20
+	var revs []int64
+	for i := range n {
+		revs = append(revs, put(t, c.Leader(t).Client, fmt.Sprintf("w/%d", i%3), fmt.Sprint(i)))
+	}
+	var got []int64
+	timeout := time.After(catchUpTimeout)
+	for len(got) < n {
+		select {
+		case resp, ok := <-wch:
+			if !ok || resp.Err() != nil {
+				t.Fatalf("watch through a follower ended: %v", resp.Err())
+			}
+			for _, ev := range resp.Events {
+				got = append(got, ev.Kv.ModRevision)
+			}
+		case <-timeout:
+			t.Fatalf("watch through a follower got %d of %d events", len(got), n)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(revs) {
+		t.Fatalf("events at revisions %v, writes at %v", got, revs)
+	}
+}
+
+// TestClusterExpiredLeaseIsRevokedOnEveryMember lets a lease expire: the
+// leader revokes it through Raft, so its key disappears on every member.
+func TestClusterExpiredLeaseIsRevokedOnEveryMember(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3)
+	f := followers(t, c)[0]
+	g, err := f.Client.Grant(ctx(t), 2) // etcd's minimum TTL for a 1 s election timeout
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, f.Client, "short", "v", clientv3.WithLease(g.ID))
+	for _, m := range c.Running() {
+		deadline := time.Now().Add(catchUpTimeout)
+		for {
+			resp, err := m.Client.Get(ctx(t), "short", clientv3.WithSerializable())
+			if err == nil && len(resp.Kvs) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("key of an expired lease still on %s: %v %v", m.Config.Name, resp, err)
+			}
+			time.Sleep(100 * time.Millisecond) // poll interval, bounded by the deadline
+		}
+	}
+	if r, err := f.Client.TimeToLive(ctx(t), g.ID); err != nil || r.TTL != -1 {
+		t.Fatalf("TimeToLive of the expired lease: %v %v, want TTL -1", r, err)
+	}
 }
