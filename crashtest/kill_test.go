@@ -1,7 +1,6 @@
 package crashtest
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -125,7 +124,8 @@ func startKeel(t *testing.T, bin string, args []string, logPath string) *keelPro
 	if err != nil {
 		t.Fatal(err)
 	}
-	lw := &logWatcher{f: f, ready: make(chan struct{})}
+	lw := &logWatcher{ready: make(chan struct{})}
+	lw.LineWriter = keelbin.LineWriter{W: f, Line: lw.line}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = cleanEnv()
 	cmd.Stdout, cmd.Stderr = lw, lw
@@ -211,11 +211,10 @@ const (
 // logWatcher writes keel's output to a file and watches it for the client
 // address, readiness and race reports.
 type logWatcher struct {
-	f     *os.File
-	ready chan struct{}
+	keelbin.LineWriter // to the log file, lines to line
+	ready              chan struct{}
 
 	mu       sync.Mutex
-	partial  []byte
 	last     []string // the last tailLines lines
 	addr     string
 	isReady  bool
@@ -232,24 +231,9 @@ const (
 	tailLineBytes = 400
 )
 
-func (w *logWatcher) Write(p []byte) (int, error) {
-	w.f.Write(p)
+func (w *logWatcher) line(l string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.partial = append(w.partial, p...)
-	for {
-		i := bytes.IndexByte(w.partial, '\n')
-		if i < 0 {
-			break
-		}
-		w.line(string(w.partial[:i]))
-		w.partial = w.partial[i+1:]
-	}
-	w.partial = append([]byte(nil), w.partial...)
-	return len(p), nil
-}
-
-func (w *logWatcher) line(l string) {
 	if len(l) > tailLineBytes {
 		w.last = append(w.last, l[:tailLineBytes]+"...")
 	} else {

@@ -19,6 +19,8 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/keeldb/keel/internal/keelbin"
 )
 
 // Bounds of waiting for members.
@@ -182,7 +184,8 @@ func (c *cluster) start(m *member, state, initial string) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	lw := &logWatcher{f: f, ready: make(chan struct{})}
+	lw := &logWatcher{ready: make(chan struct{})}
+	lw.LineWriter = keelbin.LineWriter{W: f, Line: lw.line}
 	cmd := exec.Command(c.tgt.bin, c.args(m, state, initial)...)
 	cmd.Env = cleanEnv()
 	cmd.Stdout, cmd.Stderr = lw, lw
@@ -469,11 +472,10 @@ func cleanEnv() []string {
 // logWatcher writes a member's output to its log file and watches it for
 // readiness and panics.
 type logWatcher struct {
-	f     *os.File
-	ready chan struct{}
+	keelbin.LineWriter // to the log file, lines to line
+	ready              chan struct{}
 
 	mu      sync.Mutex
-	partial []byte
 	last    []string
 	isReady bool
 	panics  []string
@@ -487,24 +489,9 @@ const (
 	keptBytes     = 1 << 20
 )
 
-func (w *logWatcher) Write(p []byte) (int, error) {
-	w.f.Write(p)
+func (w *logWatcher) line(l string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.partial = append(w.partial, p...)
-	for {
-		i := bytes.IndexByte(w.partial, '\n')
-		if i < 0 {
-			break
-		}
-		w.line(string(w.partial[:i]))
-		w.partial = w.partial[i+1:]
-	}
-	w.partial = append([]byte(nil), w.partial...)
-	return len(p), nil
-}
-
-func (w *logWatcher) line(l string) {
 	short := l
 	if len(short) > tailLineBytes {
 		short = short[:tailLineBytes] + "..."
