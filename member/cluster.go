@@ -9,7 +9,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -241,32 +240,16 @@ func (m *Member) waitAppliedCommitted(ctx context.Context) error {
 func (m *Member) configure(ctx context.Context, cc *raftpb.ConfChange) ([]*pb.Member, error) {
 	id := m.reqIDs.next()
 	cc.Id = proto.Uint64(id)
-	ch := m.wait.register(id)
-	cctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
-	defer cancel()
-	start := time.Now()
-	if err := m.raft.ProposeConfChange(cctx, cc); err != nil {
-		m.wait.cancel(id)
-		if errors.Is(err, raft.ErrStopped) {
-			return nil, rpctypes.ErrGRPCStopped
-		}
-		return nil, m.proposeCtxErr(cctx, start)
+	res, err := m.proposeAndWait(ctx, id, func(ctx context.Context) error { return m.raft.ProposeConfChange(ctx, cc) })
+	if err != nil {
+		return nil, err
 	}
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		m.lg.Info("applied a configuration change through raft", zap.String("local-member-id", idString(m.cfg.ID)),
-			zap.String("raft-conf-change", cc.GetType().String()), zap.String("raft-conf-change-node-id", idString(cc.GetNodeId())))
-		return res.Resp.(*pb.MemberListResponse).Members, nil
-	case <-cctx.Done():
-		m.wait.cancel(id)
-		return nil, m.proposeCtxErr(cctx, start)
-	case <-m.stopc:
-		m.wait.cancel(id)
-		return nil, rpctypes.ErrGRPCStopped
+	if res.Err != nil {
+		return nil, res.Err
 	}
+	m.lg.Info("applied a configuration change through raft", zap.String("local-member-id", idString(m.cfg.ID)),
+		zap.String("raft-conf-change", cc.GetType().String()), zap.String("raft-conf-change-node-id", idString(cc.GetNodeId())))
+	return res.Resp.(*pb.MemberListResponse).Members, nil
 }
 
 // activeSince returns since when the transport has been connected to peer

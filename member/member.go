@@ -337,11 +337,18 @@ func (m *Member) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply
 	if len(data) > int(m.cfg.MaxRequestBytes) {
 		return nil, rpctypes.ErrGRPCRequestTooLarge
 	}
+	return m.proposeAndWait(ctx, id, func(ctx context.Context) error { return m.raft.Propose(ctx, data) })
+}
+
+// proposeAndWait registers a waiter for request id, proposes with send and
+// waits until the entry is applied, the member's request timeout expires or
+// the member stops; it turns Raft's and the context's errors into etcd's.
+func (m *Member) proposeAndWait(ctx context.Context, id uint64, send func(context.Context) error) (*apply.Result, error) {
 	ch := m.wait.register(id)
 	cctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
 	start := time.Now()
-	if err := m.raft.Propose(cctx, data); err != nil {
+	if err := send(cctx); err != nil {
 		m.wait.cancel(id)
 		switch {
 		case errors.Is(err, raft.ErrStopped):
