@@ -238,20 +238,29 @@ func (p *peer) stream(lg *zap.Logger) (wasActive bool, err error) {
 		return false, err
 	}
 
-	// The receiver never answers on an open stream: RecvMsg returns when it
+	// The receiver acknowledges every frame; RecvMsg fails when the stream
 	// ends, with the peer's status.
 	accepted := make(chan struct{})
+	acked := make(chan struct{}, 1)
 	ended := make(chan error, 1)
 	go func() {
 		if md, _ := cs.Header(); md != nil {
 			close(accepted)
 		}
 		var b []byte
-		if err := cs.RecvMsg(&b); err != nil {
-			ended <- err
-			return
+		for {
+			if err := cs.RecvMsg(&b); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = errPeerClosedStream
+				}
+				ended <- err
+				return
+			}
+			select {
+			case acked <- struct{}{}:
+			default:
+			}
 		}
-		ended <- errPeerClosedStream
 	}()
 	defer func() {
 		p.active.Store(0)
@@ -271,6 +280,16 @@ func (p *peer) stream(lg *zap.Logger) (wasActive bool, err error) {
 	}
 	writeTimer := time.AfterFunc(time.Hour, cancel)
 	writeTimer.Stop()
+	// unacked counts the frames written since an acknowledgement last
+	// arrived, the oldest of them written at unackedSince. Any
+	// acknowledgement shows that the path delivers (they are coalesced),
+	// so it clears the count.
+	var (
+		unacked      int
+		unackedSince time.Time
+	)
+	ackCheck := time.NewTicker(ackTimeout / 4)
+	defer ackCheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -280,6 +299,13 @@ func (p *peer) stream(lg *zap.Logger) (wasActive bool, err error) {
 			markActive()
 		case <-acceptTimer.C:
 			markActive()
+		case <-acked:
+			unacked = 0
+			markActive()
+		case <-ackCheck.C:
+			if unacked > 0 && time.Since(unackedSince) > ackTimeout {
+				return wasActive, fmt.Errorf("peer acknowledged none of the last %d frames for %v", unacked, ackTimeout)
+			}
 		case err := <-ended:
 			ended = nil
 			return wasActive, err
@@ -289,6 +315,10 @@ func (p *peer) stream(lg *zap.Logger) (wasActive bool, err error) {
 				lg.Error("failed to encode Raft messages", zap.Error(err))
 				continue
 			}
+			if unacked == 0 {
+				unackedSince = time.Now()
+			}
+			unacked++
 			writeTimer.Reset(writeTimeout)
 			err = cs.SendMsg(frame)
 			if !writeTimer.Stop() {

@@ -27,11 +27,12 @@ const (
 	methodMembers         = "/" + serviceName + "/Members"
 )
 
-// Stream and Snapshot are client-streaming: the sender writes frames and the
-// receiver answers once, with an empty frame or a status, when the sender
-// is done or the receiver refuses.
+// Snapshot is client-streaming: the sender writes frames and the receiver
+// answers once, with an empty frame or a status, when the sender is done or
+// the receiver refuses. Stream is the same, except that the receiver also
+// answers every frame with an empty acknowledgement.
 var (
-	streamDesc   = grpc.StreamDesc{StreamName: "Stream", ClientStreams: true}
+	streamDesc   = grpc.StreamDesc{StreamName: "Stream", ClientStreams: true, ServerStreams: true}
 	snapshotDesc = grpc.StreamDesc{StreamName: "Snapshot", ClientStreams: true}
 )
 
@@ -43,7 +44,7 @@ var serviceDesc = grpc.ServiceDesc{
 	ServiceName: serviceName,
 	HandlerType: (*any)(nil),
 	Streams: []grpc.StreamDesc{
-		{StreamName: "Stream", ClientStreams: true, Handler: func(srv any, ss grpc.ServerStream) error {
+		{StreamName: "Stream", ClientStreams: true, ServerStreams: true, Handler: func(srv any, ss grpc.ServerStream) error {
 			return srv.(*Transport).serveStream(ss)
 		}},
 		{StreamName: "Snapshot", ClientStreams: true, Handler: func(srv any, ss grpc.ServerStream) error {
@@ -173,8 +174,8 @@ func (t *Transport) accept(ss grpc.ServerStream) (uint64, *zap.Logger, error) {
 
 // serveStream receives the Raft messages of one sender and hands them to
 // the handler in order. It accepts the stream by sending the response
-// header, and checks before every frame that the sender was not removed
-// meanwhile.
+// header, acknowledges every frame once its messages are handed over, and
+// checks before every frame that the sender was not removed meanwhile.
 func (t *Transport) serveStream(ss grpc.ServerStream) error {
 	from, lg, err := t.accept(ss)
 	if err != nil {
@@ -206,6 +207,11 @@ func (t *Transport) serveStream(ss grpc.ServerStream) error {
 		if err != nil {
 			lg.Warn("received a corrupt frame from remote peer", zap.Error(err))
 			return status.Errorf(codes.InvalidArgument, "transport: %v", err)
+		}
+		// Acknowledge the frame end to end, so that the sender notices a
+		// path that swallows frames (a stuck proxy) and reconnects.
+		if err := ss.SendMsg([]byte{}); err != nil {
+			return err
 		}
 	}
 }

@@ -135,6 +135,12 @@ const (
 	fetchTimeout = 3 * time.Second
 )
 
+// ackTimeout bounds how long the oldest unacknowledged frame on a stream
+// may wait for the peer's acknowledgement before the stream is treated as
+// broken and reopened: it catches paths that take frames but never deliver
+// them. A variable so that tests can shorten it.
+var ackTimeout = 5 * time.Second
+
 // Transport sends Raft messages and snapshots to the peers it knows and
 // serves the peer RPCs of the local member. All methods are safe for
 // concurrent use.

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -672,5 +673,40 @@ func TestSendSkipsSelfAndUnknownPeersAndDoesNothingAfterStop(t *testing.T) {
 	a.tr.AddPeer(3, []string{b.url})
 	if !a.tr.ActiveSince(2).IsZero() {
 		t.Fatal("ActiveSince set after Stop")
+	}
+}
+
+// TestStreamThatSwallowsFramesIsReopened connects a sender to a receiver
+// that takes frames but never acknowledges them, as a stuck proxy would:
+// the sender must give the stream up and open a new one.
+func TestStreamThatSwallowsFramesIsReopened(t *testing.T) {
+	saved := ackTimeout
+	t.Cleanup(func() { ackTimeout = saved }) // after the node's cleanup, which stops its goroutines
+	ackTimeout = 200 * time.Millisecond
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opened atomic.Int32
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+		opened.Add(1)
+		ss.SendHeader(metadata.MD{})
+		var b []byte
+		for {
+			if err := ss.RecvMsg(&b); err != nil {
+				return err
+			}
+		}
+	}))
+	go srv.Serve(l)
+	defer srv.Stop()
+	a := startNode(t, 1, nodeOpts{})
+	a.tr.AddPeer(2, []string{"http://" + l.Addr().String()})
+	waitFor(t, "the swallowing stream to be reopened", func() bool {
+		a.tr.Send([]*raftpb.Message{app(1, 2, 1)})
+		return opened.Load() >= 2
+	})
+	if a.h.unreachableCount(2) == 0 {
+		t.Fatal("the peer was not reported unreachable when its stream was given up")
 	}
 }
