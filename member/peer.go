@@ -10,7 +10,7 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
-	"github.com/keeldb/keel/membership"
+	"github.com/keeldb/keel/apply"
 )
 
 // PeerHandler answers what other members send this one over the peer
@@ -61,7 +61,7 @@ func (h *PeerHandler) MemberList(ctx context.Context) (*pb.MemberListResponse, e
 	m := h.m
 	return &pb.MemberListResponse{
 		Header:  &pb.ResponseHeader{ClusterId: m.ClusterID(), MemberId: m.ID(), RaftTerm: m.Term()},
-		Members: protoMembers(m.cluster.Members()),
+		Members: apply.ProtoMembers(m.cluster.Members()),
 	}, nil
 }
 
@@ -80,12 +80,4 @@ func (h *PeerHandler) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLive
 // request; only the leader knows whether the learner caught up.
 func (h *PeerHandler) MemberPromote(ctx context.Context, id uint64) ([]*pb.Member, error) {
 	return h.m.PromoteOnLeader(ctx, id)
-}
-
-func protoMembers(ms []*membership.Member) []*pb.Member {
-	out := make([]*pb.Member, len(ms))
-	for i, mb := range ms {
-		out[i] = &pb.Member{ID: mb.ID, Name: mb.Name, PeerURLs: mb.PeerURLs, ClientURLs: mb.ClientURLs, IsLearner: mb.IsLearner}
-	}
-	return out
 }
