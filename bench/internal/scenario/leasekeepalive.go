@@ -47,17 +47,11 @@ func (s LeaseKeepalive) Validate() error {
 // Run implements harness.Scenario.
 func (s LeaseKeepalive) Run(ctx context.Context, srv *proc.Process, run *report.Run, progress *harness.Progress) (err error) {
 	pid := srv.Pid()
-	mem := &memoryLog{pid: pid, endpoint: srv.Endpoint}
-	defer func() {
-		if serr := mem.stopSampling(); serr != nil && err == nil {
-			err = serr
-		}
-		mem.addTo(run)
-	}()
-	if err := mem.read(ctx, "idle"); err != nil {
+	mem := newMemoryLog(srv)
+	defer mem.finish(run, &err)
+	if err := mem.begin(ctx); err != nil {
 		return err
 	}
-	resetLoadgenPeak()
 	cli, err := srv.Client()
 	if err != nil {
 		return fmt.Errorf("connect client: %w", err)

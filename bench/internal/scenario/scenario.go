@@ -49,6 +49,31 @@ type memoryLog struct {
 	peakAt int
 }
 
+// newMemoryLog returns a memory log of the server srv.
+func newMemoryLog(srv *proc.Process) *memoryLog {
+	return &memoryLog{pid: srv.Pid(), endpoint: srv.Endpoint}
+}
+
+// begin records the idle server's memory and resets the load generator's
+// peak, before a scenario loads the server.
+func (l *memoryLog) begin(ctx context.Context) error {
+	if err := l.read(ctx, "idle"); err != nil {
+		return err
+	}
+	resetLoadgenPeak()
+	return nil
+}
+
+// finish stops sampling, if it runs, and adds every figure to run; a
+// sampling error becomes *errp unless that already holds one. Scenarios
+// defer it right after newMemoryLog.
+func (l *memoryLog) finish(run *report.Run, errp *error) {
+	if err := l.stopSampling(); err != nil && *errp == nil {
+		*errp = err
+	}
+	l.addTo(run)
+}
+
 // read records the server's memory now, and the Go runtime figures from its
 // /metrics endpoint when it has one.
 func (l *memoryLog) read(ctx context.Context, phase string) error {

@@ -177,17 +177,11 @@ func (st *fanoutState) consume(w *fanoutWatcher, wch clientv3.WatchChan) {
 // Run implements harness.Scenario.
 func (s WatchFanout) Run(ctx context.Context, srv *proc.Process, run *report.Run, progress *harness.Progress) (err error) {
 	pid := srv.Pid()
-	mem := &memoryLog{pid: pid, endpoint: srv.Endpoint}
-	defer func() {
-		if serr := mem.stopSampling(); serr != nil && err == nil {
-			err = serr
-		}
-		mem.addTo(run)
-	}()
-	if err := mem.read(ctx, "idle"); err != nil {
+	mem := newMemoryLog(srv)
+	defer mem.finish(run, &err)
+	if err := mem.begin(ctx); err != nil {
 		return err
 	}
-	resetLoadgenPeak()
 
 	clients := make([]*clientv3.Client, s.Conns+1)
 	defer closeAll(clients)
