@@ -427,14 +427,7 @@ func (c *cluster) leader(ctx context.Context) (*member, error) {
 // pauseCtx waits d (a step of a bounded poll or a fault's planned duration,
 // never a wait for a condition) and reports whether ctx is still live.
 func pauseCtx(ctx context.Context, d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return waitUntil(ctx, time.Now().Add(d))
 }
 
 // unexpectedExits lists the processes that exited without the test killing
