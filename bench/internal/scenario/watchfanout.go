@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -362,15 +361,6 @@ type writeResult struct {
 	start, lastAck      time.Time
 	// latencies of the successful puts, sorted.
 	latencies []time.Duration
-}
-
-// percentile returns the p-th percentile (0 < p <= 1) of sorted durations.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p*float64(len(sorted)))) - 1
-	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
 func (s WatchFanout) write(ctx context.Context, pid int, cli *clientv3.Client, st *fanoutState, progress *harness.Progress) writeResult {
