@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -25,9 +26,25 @@ type healthStatus struct {
 // healthCheckTimeout bounds the read /health makes.
 const healthCheckTimeout = 5 * time.Second
 
+// HTTPConfig configures the client port's HTTP endpoints.
+type HTTPConfig struct {
+	// EnablePprof serves the Go runtime's profiles under /debug/pprof/
+	// (--enable-pprof).
+	EnablePprof bool
+	Logger      *zap.Logger
+}
+
 // NewHTTPHandler returns the handler of the client port's HTTP endpoints.
-func NewHTTPHandler(m *member.Member, lg *zap.Logger) http.Handler {
+func NewHTTPHandler(m *member.Member, cfg HTTPConfig) http.Handler {
+	lg := cfg.Logger
 	mux := http.NewServeMux()
+	if cfg.EnablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)

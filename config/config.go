@@ -53,6 +53,10 @@ type Config struct {
 	// for slow followers (--snapshot-catchup-entries).
 	SnapshotCatchUpEntries uint64
 
+	// EnablePprof serves Go runtime profiles under /debug/pprof/ on the
+	// client port (--enable-pprof).
+	EnablePprof bool
+
 	// MaxTxnOps is the maximum number of operations in one txn (--max-txn-ops).
 	MaxTxnOps uint
 	// MaxRequestBytes is the maximum size of a client request as proposed to

@@ -303,7 +303,7 @@ var flagTable = []flagSpec{
 		help: "Seconds a simple auth token stays valid."},
 
 	// Profiling and monitoring.
-	{name: "enable-pprof", kind: kindBool, def: "false", topic: topicMonitoring, status: unsupported,
+	{name: "enable-pprof", kind: kindBool, def: "false", topic: topicMonitoring, status: implemented,
 		help: "Serve Go runtime profiles under /debug/pprof/ on the client port."},
 	{name: "metrics", kind: kindString, def: "basic", topic: topicMonitoring, status: unsupported,
 		help: "Detail of the exported metrics: 'basic', or 'extensive' to add gRPC latency histograms."},

@@ -356,6 +356,7 @@ func (p *parser) build() *Config {
 		InitialClusterToken:      p.str("initial-cluster-token"),
 		StrictReconfigCheck:      p.value("strict-reconfig-check").(bool),
 		SnapshotCount:            p.value("snapshot-count").(uint64),
+		EnablePprof:              p.value("enable-pprof").(bool),
 		SnapshotCatchUpEntries:   p.value("snapshot-catchup-entries").(uint64),
 		MaxTxnOps:                p.value("max-txn-ops").(uint),
 		MaxRequestBytes:          p.value("max-request-bytes").(uint),

@@ -50,6 +50,8 @@ type memberOpts struct {
 	maxRequestBytes uint
 	// watchProgressNotifyInterval is --watch-progress-notify-interval.
 	watchProgressNotifyInterval time.Duration
+	// enablePprof is --enable-pprof.
+	enablePprof bool
 }
 
 type memberOpt func(*memberOpts)
@@ -57,6 +59,7 @@ type memberOpt func(*memberOpts)
 func withSnapshotCount(n uint64) memberOpt { return func(o *memberOpts) { o.snapshotCount = n } }
 func withMaxTxnOps(n uint) memberOpt       { return func(o *memberOpts) { o.maxTxnOps = n } }
 func withMaxRequestBytes(n uint) memberOpt { return func(o *memberOpts) { o.maxRequestBytes = n } }
+func withPprof() memberOpt                 { return func(o *memberOpts) { o.enablePprof = true } }
 func withWatchProgressNotifyInterval(d time.Duration) memberOpt {
 	return func(o *memberOpts) { o.watchProgressNotifyInterval = d }
 }
@@ -74,6 +77,9 @@ func (o memberOpts) keelOptions() []keeltest.Option {
 	}
 	if d := o.watchProgressNotifyInterval; d != 0 {
 		out = append(out, keeltest.WithConfig(func(c *config.Config) { c.WatchProgressNotifyInterval = d }))
+	}
+	if o.enablePprof {
+		out = append(out, keeltest.WithConfig(func(c *config.Config) { c.EnablePprof = true }))
 	}
 	return out
 }
@@ -190,6 +196,9 @@ func startEtcd(t *testing.T, bin string, o memberOpts) *etcdProcess {
 		}
 		if o.maxRequestBytes != 0 {
 			args = append(args, "--max-request-bytes", strconv.FormatUint(uint64(o.maxRequestBytes), 10))
+		}
+		if o.enablePprof {
+			args = append(args, "--enable-pprof")
 		}
 		if o.watchProgressNotifyInterval != 0 {
 			args = append(args, "--watch-progress-notify-interval", o.watchProgressNotifyInterval.String())

@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -63,5 +64,23 @@ func TestVersionEndpoint(t *testing.T) {
 	code, _, _ = httpDo(t, m, http.MethodPost, "/version")
 	if code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /version: %d, want 405", code)
+	}
+}
+
+// TestPprofEndpoint checks that /debug/pprof/ is served only with
+// --enable-pprof, as etcd does.
+func TestPprofEndpoint(t *testing.T) {
+	t.Parallel()
+	off := startMember(t)
+	if code, _, _ := httpDo(t, off, http.MethodGet, "/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("without --enable-pprof: GET /debug/pprof/ = %d, want 404", code)
+	}
+	on := startMember(t, withPprof())
+	code, _, body := httpDo(t, on, http.MethodGet, "/debug/pprof/")
+	if code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Fatalf("with --enable-pprof: GET /debug/pprof/ = %d %.200q, want 200 and the profile index", code, body)
+	}
+	if code, _, _ := httpDo(t, on, http.MethodGet, "/debug/pprof/heap?debug=1"); code != http.StatusOK {
+		t.Errorf("with --enable-pprof: GET /debug/pprof/heap = %d, want 200", code)
 	}
 }

@@ -104,7 +104,10 @@ func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err err
 	}
 	s.servePeers()
 	s.grpc = api.NewGRPCServer(s.member, api.GRPCConfig{MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps, Logger: lg})
-	s.http = &http.Server{Handler: api.NewHTTPHandler(s.member, lg), ReadHeaderTimeout: 10 * time.Second}
+	if cfg.EnablePprof {
+		lg.Info("pprof is enabled", zap.String("path", "/debug/pprof"))
+	}
+	s.http = &http.Server{Handler: api.NewHTTPHandler(s.member, api.HTTPConfig{EnablePprof: cfg.EnablePprof, Logger: lg}), ReadHeaderTimeout: 10 * time.Second}
 	lg.Info("now serving peer/client/metrics",
 		zap.String("local-member-id", fmt.Sprintf("%x", s.member.ID())),
 		zap.Strings("initial-advertise-peer-urls", urlStrings(cfg.InitialAdvertisePeerURLs)),
