@@ -54,6 +54,12 @@ func newMemoryLog(srv *proc.Process) *memoryLog {
 	return &memoryLog{pid: srv.Pid(), endpoint: srv.Endpoint}
 }
 
+// newMemoryLogOf returns a memory log of the server process pid, whose
+// client URL is endpoint (for its /metrics): one member of a cluster.
+func newMemoryLogOf(pid int, endpoint string) *memoryLog {
+	return &memoryLog{pid: pid, endpoint: endpoint}
+}
+
 // begin records the idle server's memory and resets the load generator's
 // peak, before a scenario loads the server.
 func (l *memoryLog) begin(ctx context.Context) error {
