@@ -1,0 +1,28 @@
+package proc
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// ApparentSize is the total length of the regular files under dir (du
+// --apparent-size), beside DiskUsage's allocated blocks: a file preallocated
+// with fallocate counts in full in DiskUsage but only up to its length here,
+// a sparse file the other way round.
+func ApparentSize(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += info.Size()
+		}
+		return nil
+	})
+	return total, err
+}
