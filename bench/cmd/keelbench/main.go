@@ -9,6 +9,7 @@
 //	cd bench && go run ./cmd/keelbench watch-fanout
 //	cd bench && go run ./cmd/keelbench lease-keepalive
 //	cd bench && go run ./cmd/keelbench failover
+//	cd bench && go run ./cmd/keelbench suite -quick   # all of them, into docs/benchmarks.md
 package main
 
 import (
@@ -121,10 +122,11 @@ func (c *common) define(fs *flag.FlagSet, repeat int) {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: keelbench <scenario> [flags]\n\nScenarios:\n")
+	fmt.Fprintf(w, "Usage: keelbench <scenario> [flags]\n       keelbench suite [flags]\n\nScenarios:\n")
 	for _, s := range scenarios {
 		fmt.Fprintf(w, "  %-16s %s\n", s.name, s.about)
 	}
+	fmt.Fprintf(w, "\n  %-16s %s\n", "suite", "every scenario, one step after another, written up in docs/benchmarks.md with charts")
 	fmt.Fprintf(w, "\nRun 'keelbench <scenario> -h' for a scenario's flags.\n")
 }
 
@@ -136,61 +138,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	var cmd *scenarioCmd
-	for i := range scenarios {
-		if scenarios[i].name == args[0] {
-			cmd = &scenarios[i]
-		}
+	if args[0] == "suite" {
+		return runSuite(args[1:], stdout, stderr)
 	}
-	if cmd == nil {
-		fmt.Fprintf(stderr, "keelbench: unknown scenario %q\n\n", args[0])
+	inv, err := parseInvocation(args[0], args[1:], stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errBadFlags):
+		return 2 // the flag package has said why
+	case errors.Is(err, errUnknownScenario):
+		fmt.Fprintf(stderr, "keelbench: %v\n\n", err)
 		usage(stderr)
 		return 2
-	}
-	fs := flag.NewFlagSet("keelbench "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var c common
-	c.define(fs, cmd.repeat)
-	build := cmd.setup(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "keelbench: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	sc, err := build()
-	if err != nil {
+	case err != nil:
 		fmt.Fprintf(stderr, "keelbench: %v\n", err)
 		return 2
 	}
-	servers := []proc.Kind{proc.Etcd, proc.Keel}
-	switch {
-	case c.keelOnly && c.etcdOnly:
-		fmt.Fprintln(stderr, "keelbench: -keel-only and -etcd-only exclude each other")
-		return 2
-	case c.keelOnly:
-		servers = []proc.Kind{proc.Keel}
-	case c.etcdOnly:
-		servers = []proc.Kind{proc.Etcd}
-	}
-	if c.repeat < 1 {
-		fmt.Fprintln(stderr, "keelbench: -repeat must be at least 1")
-		return 2
-	}
+	c := &inv.common
 
-	// Ctrl-C or SIGTERM cancels the run; the servers are stopped on the way
-	// out. A second signal kills keelbench at once, and the servers with it
-	// (they are started with a parent-death signal).
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop()
-	}()
 
 	progress := harness.NewProgress(stderr)
 	workDir, removeWorkDir, err := makeWorkDir(c.workDir)
@@ -212,19 +180,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	rep := report.Report{
-		Scenario:    sc.Name(),
-		Command:     commandLine(cmd.name, fs),
-		Environment: environment(ctx, servers, bins, c.keelBin == ""),
-		Spread:      cmd.spread,
-	}
-	rep.Runs = harness.Run(ctx, sc, harness.Options{
-		Servers:    servers,
-		Rounds:     c.repeat,
-		Binaries:   bins,
-		WorkDir:    workDir,
-		ServerArgs: strings.Fields(c.serverArgs),
-		Progress:   progress,
+	rep := inv.measure(ctx, bench{
+		bins:        bins,
+		workDir:     workDir,
+		environment: environment(ctx, inv.servers, bins, c.keelBin == ""),
+		progress:    progress,
 	})
 	fmt.Fprintln(stdout)
 	if err := rep.WriteText(stdout); err != nil {
@@ -253,6 +213,115 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// Errors of parseInvocation: a name no scenario has, and flags the flag
+// package rejected (it has written why to the invocation's stderr).
+var (
+	errUnknownScenario = errors.New("unknown scenario")
+	errBadFlags        = errors.New("bad flags")
+)
+
+// invocation is a scenario subcommand with its flags parsed.
+type invocation struct {
+	cmd    *scenarioCmd
+	fs     *flag.FlagSet
+	common common
+	sc     harness.Named
+	// servers are the servers to measure, in the order they alternate.
+	servers []proc.Kind
+}
+
+// parseInvocation parses the flags of the scenario called name (args
+// follow the name on the command line). Flag errors and -h output go to
+// stderr; -h returns flag.ErrHelp.
+func parseInvocation(name string, args []string, stderr io.Writer) (*invocation, error) {
+	var cmd *scenarioCmd
+	for i := range scenarios {
+		if scenarios[i].name == name {
+			cmd = &scenarios[i]
+		}
+	}
+	if cmd == nil {
+		return nil, fmt.Errorf("%w %q", errUnknownScenario, name)
+	}
+	inv := &invocation{cmd: cmd, fs: flag.NewFlagSet("keelbench "+cmd.name, flag.ContinueOnError)}
+	inv.fs.SetOutput(stderr)
+	c := &inv.common
+	c.define(inv.fs, cmd.repeat)
+	build := cmd.setup(inv.fs)
+	if err := inv.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %s: %v", errBadFlags, name, err)
+	}
+	if inv.fs.NArg() != 0 {
+		return nil, fmt.Errorf("%s: unexpected argument %q", name, inv.fs.Arg(0))
+	}
+	sc, err := build()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	inv.sc = sc
+	inv.servers = []proc.Kind{proc.Etcd, proc.Keel}
+	switch {
+	case c.keelOnly && c.etcdOnly:
+		return nil, errors.New("-keel-only and -etcd-only exclude each other")
+	case c.keelOnly:
+		inv.servers = []proc.Kind{proc.Keel}
+	case c.etcdOnly:
+		inv.servers = []proc.Kind{proc.Etcd}
+	}
+	if c.repeat < 1 {
+		return nil, errors.New("-repeat must be at least 1")
+	}
+	return inv, nil
+}
+
+// bench is what every scenario of an invocation shares: the built servers,
+// the work directory and where progress goes.
+type bench struct {
+	bins proc.Binaries
+	// workDir holds the runs' data dirs and logs, one subdirectory per run.
+	workDir     string
+	environment [][2]string
+	progress    *harness.Progress
+}
+
+// measure runs the scenario round after round against fresh servers and
+// returns its report. It stops early, with the runs so far, when ctx is
+// cancelled. Only the binaries, work dir and environment of b are used;
+// the invocation's own -etcd-bin, -keel-bin and -workdir are not looked at.
+func (inv *invocation) measure(ctx context.Context, b bench) report.Report {
+	rep := report.Report{
+		Scenario:    inv.sc.Name(),
+		Command:     commandLine(inv.cmd.name, inv.fs),
+		Environment: b.environment,
+		Spread:      inv.cmd.spread,
+	}
+	rep.Runs = harness.Run(ctx, inv.sc, harness.Options{
+		Servers:    inv.servers,
+		Rounds:     inv.common.repeat,
+		Binaries:   b.bins,
+		WorkDir:    b.workDir,
+		ServerArgs: strings.Fields(inv.common.serverArgs),
+		Progress:   b.progress,
+	})
+	return rep
+}
+
+// signalContext returns a context that Ctrl-C or SIGTERM cancels; the
+// servers are stopped on the way out. A second signal kills keelbench at
+// once, and the servers with it (they are started with a parent-death
+// signal).
+func signalContext() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return ctx, stop
+}
+
 // makeWorkDir returns dir, created if needed, or a new temporary directory
 // together with the function that removes it.
 func makeWorkDir(dir string) (string, func(), error) {
@@ -276,12 +345,12 @@ func commandLine(name string, fs *flag.FlagSet) string {
 	parts := []string{"cd bench && go run ./cmd/keelbench", name}
 	fs.VisitAll(func(f *flag.Flag) {
 		switch f.Name {
-		case "workdir", "keep", "json":
+		case "workdir", "keep", "json", "out", "json-dir", "from-json", "list":
 			// Where the output goes does not change the measurement.
 			return
 		}
 		v := f.Value.String()
-		if v == f.DefValue && (f.Name == "etcd-bin" || f.Name == "keel-bin" || f.Name == "server-args" || f.Name == "keel-only" || f.Name == "etcd-only") {
+		if v == f.DefValue && (f.Name == "etcd-bin" || f.Name == "keel-bin" || f.Name == "server-args" || f.Name == "keel-only" || f.Name == "etcd-only" || f.Name == "steps") {
 			return
 		}
 		if strings.ContainsAny(v, " \t'\"") || v == "" {
