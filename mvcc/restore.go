@@ -106,6 +106,7 @@ func (s *Store) Reload() error {
 	s.pinned = nil
 	s.rev.Store(st.rev)
 	s.compactRev.Store(st.compactRev)
+	s.counts.reset()
 	s.readMu.Unlock()
 	if pinned != nil {
 		// Iterators opened on it hold their own references to the data.

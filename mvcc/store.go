@@ -51,12 +51,15 @@ type Store struct {
 	// BeginRestore). readMu orders choosing the reader against pinning.
 	readMu sync.RWMutex
 	pinned *pebble.Snapshot
+
+	// counts spares paginated ranges a recount of the rest of the range.
+	counts *countCache
 }
 
 // Open loads the store's revisions from db and resumes an interrupted
 // compaction in the background.
 func Open(db *pebble.DB, lg *zap.Logger) (*Store, error) {
-	s := &Store{db: db, lg: lg}
+	s := &Store{db: db, lg: lg, counts: newCountCache()}
 	st, err := loadState(db)
 	if err != nil {
 		return nil, err
@@ -166,9 +169,31 @@ func (v *ReadView) Range(ctx context.Context, key, end []byte, ro RangeOptions) 
 	if rev < v.s.compactRev.Load() {
 		return &RangeResult{Rev: v.rev}, ErrCompacted
 	}
-	res, err := scan(ctx, it, key, end, rev, ro)
+	// A page of a paginated range: the count of the rest of the range may
+	// be known from the page before (see countCache).
+	paged := end != nil && ro.Limit > 0 && ro.WithTotalCount && !ro.CountOnly
+	total, known := 0, false
+	if paged {
+		total, known = v.s.counts.get(key, end, rev)
+	}
+	sro := ro
+	if known {
+		sro.WithTotalCount = false
+	}
+	res, err := scan(ctx, it, key, end, rev, sro)
 	if err != nil {
 		return nil, err
+	}
+	if known {
+		res.Count = total
+	}
+	if paged && int64(len(res.KVs)) == ro.Limit {
+		tail := res.KVs[max(0, len(res.KVs)-2):]
+		last := make([][]byte, len(tail))
+		for i, kv := range tail {
+			last[i] = kv.Key
+		}
+		v.s.counts.rememberTail(last, end, rev, res.Count, len(res.KVs))
 	}
 	res.Rev = v.rev
 	return res, nil
