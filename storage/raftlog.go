@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -72,7 +73,16 @@ type RaftLog struct {
 	// truncTerm is the term of entry truncIndex, kept for matching.
 	truncIndex, truncTerm uint64
 	lastIndex             uint64
+	// tail holds the newest entries saved, contiguous and ending at
+	// lastIndex, so that Raft reads the entries it commits (and their
+	// terms) from memory instead of from Pebble right after writing them.
+	// It holds at most tailEntries entries; entries are never modified once
+	// saved, so they are shared with Raft.
+	tail []*raftpb.Entry
 }
+
+// tailEntries bounds RaftLog.tail.
+const tailEntries = 4096
 
 var _ raft.Storage = (*RaftLog)(nil)
 
@@ -126,7 +136,47 @@ func (l *RaftLog) load() error {
 	defer l.mu.Unlock()
 	l.hardState, l.confState, l.snapshot = hardState, confState, snapshot
 	l.truncIndex, l.truncTerm, l.lastIndex = truncIndex, truncTerm, lastIndex
+	l.tail = nil
 	return nil
+}
+
+// tailRange returns the entries [lo, hi) if the tail holds them all, in a
+// new slice: the tail's array is reused as entries come and go. l.mu must
+// be held.
+func (l *RaftLog) tailRange(lo, hi uint64) ([]*raftpb.Entry, bool) {
+	if len(l.tail) == 0 || lo < l.tail[0].GetIndex() || lo < l.truncIndex+1 || hi > l.lastIndex+1 {
+		return nil, false
+	}
+	off := l.tail[0].GetIndex()
+	return slices.Clone(l.tail[lo-off : hi-off]), true
+}
+
+// appendTail records saved entries in the tail; ents starts at most one
+// past the tail's end (Raft may overwrite a suffix). l.mu must be held.
+func (l *RaftLog) appendTail(ents []*raftpb.Entry) {
+	if len(ents) == 0 {
+		return
+	}
+	first := ents[0].GetIndex()
+	if len(l.tail) > 0 {
+		off := l.tail[0].GetIndex()
+		switch {
+		case first <= off:
+			l.tail = l.tail[:0]
+		case first <= off+uint64(len(l.tail)):
+			l.tail = l.tail[:first-off]
+		default:
+			l.tail = l.tail[:0] // not contiguous: start over
+		}
+	}
+	l.tail = append(l.tail, ents...)
+	if over := len(l.tail) - tailEntries; over > 0 {
+		// Copy down rather than reslice, so the array does not keep
+		// dropped entries alive and does not grow without bound.
+		n := copy(l.tail, l.tail[over:])
+		clear(l.tail[n:])
+		l.tail = l.tail[:n]
+	}
 }
 
 // HasRaftState reports whether the engine holds any Raft state: a hard
@@ -165,9 +215,13 @@ func (l *RaftLog) HardState() *raftpb.HardState {
 func (l *RaftLog) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 	l.mu.Lock()
 	first, last := l.truncIndex+1, l.lastIndex
+	cached, ok := l.tailRange(lo, hi)
 	l.mu.Unlock()
 	if lo < first {
 		return nil, raft.ErrCompacted
+	}
+	if ok && lo < hi {
+		return limitSize(cached, maxSize), nil
 	}
 	if hi > last+1 {
 		return nil, fmt.Errorf("raft log entries [%d, %d) requested beyond the last index %d: %w", lo, hi, last, raft.ErrUnavailable)
@@ -215,11 +269,28 @@ func (l *RaftLog) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 	return ents, nil
 }
 
+// limitSize returns the longest prefix of ents, at least one entry, whose
+// size does not exceed maxSize, as raft.Storage.Entries must.
+func limitSize(ents []*raftpb.Entry, maxSize uint64) []*raftpb.Entry {
+	var size uint64
+	for i, e := range ents {
+		size += uint64(proto.Size(e))
+		if i > 0 && size > maxSize {
+			return ents[:i:i]
+		}
+	}
+	return ents[:len(ents):len(ents)]
+}
+
 // Term implements raft.Storage.
 func (l *RaftLog) Term(i uint64) (uint64, error) {
 	l.mu.Lock()
 	truncIndex, truncTerm, last := l.truncIndex, l.truncTerm, l.lastIndex
+	cached, ok := l.tailRange(i, i+1)
 	l.mu.Unlock()
+	if ok && i > truncIndex {
+		return cached[0].GetTerm(), nil
+	}
 	switch {
 	case i == truncIndex:
 		return truncTerm, nil
@@ -320,6 +391,7 @@ func (l *RaftLog) Save(hs *raftpb.HardState, ents []*raftpb.Entry, mustSync bool
 	}
 	l.mu.Lock()
 	l.lastIndex = newLast
+	l.appendTail(ents)
 	if !raft.IsEmptyHardState(hs) {
 		l.hardState = proto.Clone(hs).(*raftpb.HardState)
 	}
