@@ -26,6 +26,9 @@ type GRPCConfig struct {
 	Logger          *zap.Logger
 }
 
+// streamWorkers is the number of goroutines that serve gRPC requests.
+const streamWorkers = 256
+
 // GRPCServer is the client-facing gRPC server with etcd's services.
 type GRPCServer struct {
 	*grpc.Server
@@ -39,6 +42,12 @@ func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
+		// Requests run on long-lived workers whose stacks have already
+		// grown, instead of a new goroutine per request: growing a fresh
+		// 8 KiB stack through protobuf decoding and a Pebble iterator was
+		// a quarter of the CPU of a serializable read load. Requests beyond
+		// the workers (writes wait for Raft) still get their own goroutine.
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 		grpc.ChainUnaryInterceptor(learnerUnaryInterceptor(m)),
