@@ -238,3 +238,19 @@ func TestEntriesFromTheTailMatchPebble(t *testing.T) {
 		t.Fatalf("read below the compaction point: %v, want ErrCompacted", err)
 	}
 }
+
+// TestEntrySizeIsTheEncodedSize checks the reflection-free size against
+// proto.Size.
+func TestEntrySizeIsTheEncodedSize(t *testing.T) {
+	for _, e := range []*raftpb.Entry{
+		{},
+		{Index: new(uint64(1)), Term: new(uint64(1)), Type: raftpb.EntryType_EntryNormal.Enum()},
+		{Index: new(uint64(1 << 40)), Term: new(uint64(300)), Type: raftpb.EntryType_EntryConfChangeV2.Enum(), Data: []byte{}},
+		{Index: new(uint64(7)), Term: new(uint64(2)), Type: raftpb.EntryType_EntryNormal.Enum(), Data: make([]byte, 200)},
+		{Index: new(uint64(7)), Data: make([]byte, 1<<20)},
+	} {
+		if got, want := entrySize(e), uint64(proto.Size(e)); got != want {
+			t.Errorf("entrySize(%v) = %d, want %d", e, got, want)
+		}
+	}
+}
