@@ -103,7 +103,9 @@ func suiteSteps(quick bool) []suiteStep {
 		docs.Target{Goal: "reads, serializable: throughput", Figure: "range throughput", Bound: readTarget})
 	kv("txn-put", "txn-put", []string{"-clients=100", "-conns=10"}, writes("writes in txns, 100 clients", "txn-put", writeTarget)...)
 
-	keys, datasetArgs := "1,000,000", []string{"-keys=1000000"}
+	// One full list per run: etcd counts the rest of the range for every
+	// page, so a paginated list of 1,000,000 keys takes it minutes.
+	keys, datasetArgs := "1,000,000", []string{"-keys=1000000", "-list-rounds=1"}
 	if quick {
 		keys, datasetArgs = "100,000", []string{"-keys=100000", "-list-rounds=1"}
 	}
