@@ -141,11 +141,17 @@ func (l *RaftLog) load() error {
 	return nil
 }
 
+// inTail reports whether the tail holds every entry of [lo, hi). l.mu
+// must be held.
+func (l *RaftLog) inTail(lo, hi uint64) bool {
+	return len(l.tail) > 0 && lo >= l.tail[0].GetIndex() && lo > l.truncIndex && hi <= l.lastIndex+1
+}
+
 // tailRange returns the entries [lo, hi) if the tail holds them all, in a
 // new slice: the tail's array is reused as entries come and go. l.mu must
 // be held.
 func (l *RaftLog) tailRange(lo, hi uint64) ([]*raftpb.Entry, bool) {
-	if len(l.tail) == 0 || lo < l.tail[0].GetIndex() || lo < l.truncIndex+1 || hi > l.lastIndex+1 {
+	if !l.inTail(lo, hi) {
 		return nil, false
 	}
 	off := l.tail[0].GetIndex()
@@ -307,11 +313,12 @@ func limitSize(ents []*raftpb.Entry, maxSize uint64) []*raftpb.Entry {
 func (l *RaftLog) Term(i uint64) (uint64, error) {
 	l.mu.Lock()
 	truncIndex, truncTerm, last := l.truncIndex, l.truncTerm, l.lastIndex
-	cached, ok := l.tailRange(i, i+1)
-	l.mu.Unlock()
-	if ok && i > truncIndex {
-		return cached[0].GetTerm(), nil
+	if l.inTail(i, i+1) {
+		t := l.tail[i-l.tail[0].GetIndex()].GetTerm()
+		l.mu.Unlock()
+		return t, nil
 	}
+	l.mu.Unlock()
 	switch {
 	case i == truncIndex:
 		return truncTerm, nil
