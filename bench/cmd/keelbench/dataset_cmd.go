@@ -13,7 +13,7 @@ func init() {
 		about: "1,000,000 Kubernetes-like keys: load, RSS and data dir size, paginated lists, restart, snapshot save/restore",
 		setup: func(fs *flag.FlagSet) func() (harness.Named, error) {
 			s := new(scenario.Dataset)
-			fs.IntVar(&s.Members, "members", 1, "members of the cluster (memory and data dir figures are the first member's)")
+			fs.IntVar(&s.Members, "members", 1, "members of the cluster (memory and data dir figures are the leader's)")
 			fs.IntVar(&s.Keys, "keys", 1000000, "keys to load")
 			fs.IntVar(&s.ValueSize, "val-size", 256, "bytes in each value (random, incompressible)")
 			fs.StringVar(&s.KeyPrefix, "key-prefix", "/registry/pods/", "prefix of every key; keys are <prefix>ns-<i/1000>/pod-<i>")

@@ -5,17 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -29,10 +26,15 @@ import (
 // the server's memory and data dir with them, paginated lists of all of
 // them, the time to restart and serve again, and snapshot save and restore.
 //
-// Each run starts a fresh cluster of Members members (1 by default). With
-// more than one member, the memory and data dir figures are the first
-// member's, and the restart stops and starts every member (a lone member
-// cannot serve /health without a quorum).
+// Each run starts a fresh cluster of Members members (1 by default). The
+// memory, CPU and data dir figures are the leader's (found again after the
+// restart), and the load connections are spread over the members from the
+// leader on (see leaderFirst). With more than one member the restart stops
+// and starts every member (a lone member cannot serve /health without a
+// quorum).
+//
+// "load throughput" and "list throughput" count keys per second, where
+// "load requests ok" counts requests of Batch keys each.
 //
 // Keys are <KeyPrefix>ns-<i/1000>/pod-<i> for i in [0, Keys), the numbers
 // zero-padded so that the keys sort in the order of i. Values are ValueSize
@@ -40,7 +42,8 @@ import (
 // Pebble) gains nothing from them, where real Kubernetes objects would let it
 // gain something.
 //
-// Every phase is bounded by phaseTimeout, which grows with Keys.
+// Every phase is bounded by phaseTimeout, which grows with Keys. The
+// snapshot throughputs are bytes per second, reported in MiB.
 type Dataset struct {
 	Members   int
 	Keys      int
@@ -114,11 +117,8 @@ const (
 )
 
 // phaseTimeout bounds each phase of a run (the load, each full list, the
-// restart, the snapshot save, the restore): one minute plus 0.5 ms per key,
-// about 9 minutes for a million keys.
-func (s *Dataset) phaseTimeout() time.Duration {
-	return time.Minute + time.Duration(s.Keys)*500*time.Microsecond
-}
+// restart, the snapshot save, the restore): loadTimeout(Keys).
+func (s *Dataset) phaseTimeout() time.Duration { return loadTimeout(s.Keys) }
 
 // keyNamer names the keys of a data set of n keys.
 type keyNamer struct {
@@ -142,22 +142,15 @@ func (k keyNamer) key(i int) string {
 
 // RunCluster implements harness.ClusterScenario.
 func (s *Dataset) RunCluster(ctx context.Context, kind proc.Kind, bin, dir string, serverArgs []string, run *report.Run, progress *harness.Progress) (err error) {
-	progress.Printf("starting %d member(s) of %s", s.Members, bin)
-	c, err := proc.StartCluster(ctx, kind, bin, dir, s.Members, serverArgs)
+	c, err := startBenchCluster(ctx, kind, bin, dir, s.Members, serverArgs, progress)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if serr := c.Stop(); serr != nil && err == nil {
-			err = serr
-		}
-	}()
-	first := c.Members[0]
-	progress.Printf("serving at %v (first member pid %d, data dir %s)", c.Endpoints(), first.Pid(), first.DataDir)
+	defer c.stop(&err)
 
-	// The memory figures of the first process are added before the
+	// The memory figures of the leader's process are added before the
 	// restart's, or on the way out if the run ends earlier.
-	mem := newMemoryLogOf(first.Pid(), first.Endpoint)
+	mem := c.leaderMemoryLog()
 	flushMemory := func() {
 		if mem != nil {
 			mem.finish(run, &err)
@@ -169,19 +162,17 @@ func (s *Dataset) RunCluster(ctx context.Context, kind proc.Kind, bin, dir strin
 		return err
 	}
 
-	clients := make([]*clientv3.Client, s.LoadConns)
-	defer closeAll(clients)
-	for i := range clients {
-		clients[i], err = clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: proc.DialTimeout, Logger: zap.NewNop()})
-		if err != nil {
-			return fmt.Errorf("connect client: %w", err)
-		}
+	clients, err := dialSpread(s.LoadConns, c.leaderFirst())
+	if err != nil {
+		return err
 	}
+	defer func() { closeAll(clients) }()
+	c.addLeaderShare(run, s.LoadConns, false)
 	names := newKeyNamer(s.KeyPrefix, s.Keys)
 
 	// 1. Load.
 	mem.startSampling()
-	cpu, err := startCPU(first.Pid())
+	cpu, err := c.startCPU()
 	if err != nil {
 		return err
 	}
@@ -208,14 +199,14 @@ func (s *Dataset) RunCluster(ctx context.Context, kind proc.Kind, bin, dir strin
 	if err := mem.read(ctx, "after loading the keys"); err != nil {
 		return err
 	}
-	if err := addDataDirFigures(run, first.DataDir, "after loading the keys"); err != nil {
+	if err := c.addLeaderDataDirFigures(run, "after loading the keys"); err != nil {
 		return err
 	}
-	progress.Printf("loaded: data dir %s", first.DataDir)
+	progress.Printf("loaded: data dir %s", c.leader.DataDir)
 
 	// 3. Paginated lists.
 	if s.ListRounds > 0 {
-		cpu, err := startCPU(first.Pid())
+		cpu, err := c.startCPU()
 		if err != nil {
 			return err
 		}
@@ -235,7 +226,7 @@ func (s *Dataset) RunCluster(ctx context.Context, kind proc.Kind, bin, dir strin
 		return err
 	}
 	closeAll(clients)
-	clear(clients)
+	clients = nil
 
 	// 4. Restart.
 	if !s.SkipRestart {
@@ -246,133 +237,90 @@ func (s *Dataset) RunCluster(ctx context.Context, kind proc.Kind, bin, dir strin
 
 	// 5. Snapshot save and restore.
 	if !s.SkipSnapshot {
-		return s.snapshot(ctx, kind, first, dir, run, progress)
+		return s.snapshot(ctx, kind, c.leader, dir, run, progress)
 	}
 	return nil
 }
+
+// datasetValueSeed seeds the values of the data set; loader g draws
+// stream g.
+const datasetValueSeed = 0x6b65656c
 
 // load puts every key, Batch keys per request, from LoadClients workers, and
 // records the load figures. It reports false, after recording the failure in
 // run, when a request failed (the first failure stops the load).
 func (s *Dataset) load(parent context.Context, clients []*clientv3.Client, names keyNamer, run *report.Run, progress *harness.Progress) bool {
-	ctx, cancel := context.WithTimeout(parent, s.phaseTimeout())
+	timeout := s.phaseTimeout()
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	batches := (s.Keys + s.Batch - 1) / s.Batch
+	type loader struct {
+		values *valueGen
+		ops    []clientv3.Op
+		lat    *latencyShard
+	}
 	var (
-		next, done, ok, failed atomic.Int64
-		firstErr               error
-		errOnce                sync.Once
-		lat                    latencies
-		wg                     sync.WaitGroup
+		lat      latencies
+		ok, done atomic.Int64
+		loaders  = make([]loader, min(s.LoadClients, batches))
 	)
-	fail := func(err error) {
-		failed.Add(1)
-		errOnce.Do(func() {
-			firstErr = err
-			cancel()
-		})
+	for g := range loaders {
+		loaders[g] = loader{values: newValueGen(datasetValueSeed, uint64(g)), ops: make([]clientv3.Op, 0, s.Batch), lat: lat.shard()}
 	}
 	progress.Printf("loading %d keys of %d bytes, %d per request, %d workers on %d connections", s.Keys, s.ValueSize, s.Batch, s.LoadClients, len(clients))
 	start := time.Now()
-	for w := range s.LoadClients {
-		cli := clients[w%len(clients)]
-		shard := lat.shard()
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(w), 0x6b65656c))
-			value := make([]byte, s.ValueSize)
-			ops := make([]clientv3.Op, 0, s.Batch)
-			for ctx.Err() == nil {
-				b := int(next.Add(1) - 1)
-				if b >= batches {
-					return
-				}
-				ops = ops[:0]
-				for i := b * s.Batch; i < min((b+1)*s.Batch, s.Keys); i++ {
-					fillRandom(rng, value)
-					ops = append(ops, clientv3.OpPut(names.key(i), string(value)))
-				}
-				rctx, rcancel := context.WithTimeout(ctx, requestTimeout)
-				t0 := time.Now()
-				var err error
-				if len(ops) == 1 {
-					_, err = cli.Do(rctx, ops[0])
-				} else {
-					var resp *clientv3.TxnResponse
-					resp, err = cli.Txn(rctx).Then(ops...).Commit()
-					if err == nil && !resp.Succeeded {
-						err = errors.New("a txn without conditions did not succeed")
-					}
-				}
-				rcancel()
-				if err != nil && errors.Is(err, context.Canceled) && ctx.Err() != nil {
-					return // stopped by another worker's failure or by the caller
-				}
-				if err != nil {
-					fail(fmt.Errorf("load keys %s...: %w", names.key(b*s.Batch), err))
-					return
-				}
-				shard.add(time.Since(t0))
-				ok.Add(1)
-				done.Add(int64(len(ops)))
-			}
-		})
-	}
-	stopProgress := make(chan struct{})
-	var pwg sync.WaitGroup
-	pwg.Go(func() {
-		t := time.NewTicker(progressInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopProgress:
-				return
-			case <-t.C:
-				n := done.Load()
-				progress.Printf("loaded %d of %d keys (%.0f keys/s)", n, s.Keys, float64(n)/time.Since(start).Seconds())
+	stopProgress := every(progressInterval, func() {
+		n := done.Load()
+		progress.Printf("loaded %d of %d keys (%.0f keys/s)", n, s.Keys, float64(n)/time.Since(start).Seconds())
+	})
+	failed, err := runPool(ctx, batches, len(loaders), func(ctx context.Context, g, b int) error {
+		l := &loaders[g]
+		l.ops = l.ops[:0]
+		for i := b * s.Batch; i < min((b+1)*s.Batch, s.Keys); i++ {
+			l.ops = append(l.ops, clientv3.OpPut(names.key(i), l.values.value(s.ValueSize)))
+		}
+		cli := clients[g%len(clients)]
+		rctx, rcancel := context.WithTimeout(ctx, requestTimeout)
+		defer rcancel()
+		t0 := time.Now()
+		var err error
+		if len(l.ops) == 1 {
+			_, err = cli.Do(rctx, l.ops[0])
+		} else {
+			var resp *clientv3.TxnResponse
+			resp, err = cli.Txn(rctx).Then(l.ops...).Commit()
+			if err == nil && !resp.Succeeded {
+				err = errors.New("a txn without conditions did not succeed")
 			}
 		}
+		if err != nil {
+			return fmt.Errorf("load keys %s...: %w", names.key(b*s.Batch), err)
+		}
+		l.lat.add(time.Since(t0))
+		ok.Add(1)
+		done.Add(int64(len(l.ops)))
+		return nil
 	})
-	finished := waitGroupTimeout(&wg, s.phaseTimeout()+drainTimeout)
 	took := time.Since(start)
-	close(stopProgress)
-	pwg.Wait()
+	stopProgress()
 
-	if !finished {
-		run.Failf("the loaders did not stop within %v of the load's deadline", drainTimeout)
-		return false
-	}
 	run.Add("load requests ok", report.Count, float64(ok.Load()))
-	run.Add("load requests failed", report.Count, float64(failed.Load()))
+	run.Add("load requests failed", report.Count, float64(failed))
 	addLatencyFigures(run, "load", lat.merge())
 	switch {
 	case parent.Err() != nil:
 		return false // interrupted: the caller returns its context's error
-	case firstErr != nil:
-		if errors.Is(firstErr, context.DeadlineExceeded) && done.Load() < int64(s.Keys) {
-			run.Failf("loaded %d of %d keys within %v: %v", done.Load(), s.Keys, s.phaseTimeout(), firstErr)
-		} else {
-			run.Failf("%d load request(s) failed; the first: %v", failed.Load(), firstErr)
-		}
+	case failed > 0:
+		run.Failf("%d load request(s) failed; the first: %v", failed, err)
 		return false
-	case ctx.Err() != nil:
-		run.Failf("loaded %d of %d keys within %v", done.Load(), s.Keys, s.phaseTimeout())
+	case err != nil:
+		run.Failf("loaded %d of %d keys within %v: %v", done.Load(), s.Keys, timeout, err)
 		return false
 	}
 	run.Add("load throughput", report.Rate, float64(s.Keys)/took.Seconds())
 	run.AddDuration("load time", took)
 	progress.Printf("loaded %d keys in %v", s.Keys, took.Round(time.Millisecond))
 	return true
-}
-
-// fillRandom fills b with random bytes.
-func fillRandom(rng *rand.Rand, b []byte) {
-	for i := 0; i < len(b); i += 8 {
-		v := rng.Uint64()
-		for j := i; j < min(i+8, len(b)); j++ {
-			b[j] = byte(v)
-			v >>= 8
-		}
-	}
 }
 
 // settle waits until every member's CPU use is below idleShare over an
@@ -413,83 +361,6 @@ func waitIdle(ctx context.Context, pid int, deadline time.Time) (bool, error) {
 		}
 	}
 	return false, nil
-}
-
-// addDataDirFigures records the data dir's allocated size (as du counts it,
-// the figure to compare) and its apparent size (the files' lengths; they
-// differ when a server preallocates files).
-func addDataDirFigures(run *report.Run, dataDir, phase string) error {
-	used, err := proc.DiskUsage(dataDir)
-	if err != nil {
-		return fmt.Errorf("measure the data dir: %w", err)
-	}
-	apparent, err := proc.ApparentSize(dataDir)
-	if err != nil {
-		return fmt.Errorf("measure the data dir: %w", err)
-	}
-	run.Add("data dir size "+phase, report.Bytes, float64(used))
-	run.Add("data dir apparent size "+phase, report.Bytes, float64(apparent))
-	return nil
-}
-
-// getter is the part of clientv3.KV that a list uses.
-type getter interface {
-	Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error)
-}
-
-// listResult is what one full paginated list returned.
-type listResult struct {
-	keys, pages int
-	// count is the first page's Count: the number of keys in the whole
-	// range at its revision, whatever the limit.
-	count int64
-}
-
-// listAll lists every key under prefix the way a Kubernetes list pages
-// through etcd: the first page is a linearizable Get with a limit; each
-// following page starts just after the last key returned, at the first
-// page's revision, so that the pages together are one consistent view.
-// Every page's latency goes to lat. It fails when a page is out of order or
-// the server keeps answering More with empty pages; at most maxPages pages
-// are requested.
-func listAll(ctx context.Context, kv getter, prefix string, pageSize, maxPages int, lat *latencyShard) (listResult, error) {
-	var res listResult
-	end := clientv3.GetPrefixRangeEnd(prefix)
-	key, rev, last := prefix, int64(0), ""
-	for res.pages < maxPages {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(int64(pageSize))}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
-		}
-		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		t0 := time.Now()
-		resp, err := kv.Get(rctx, key, opts...)
-		d := time.Since(t0)
-		cancel()
-		if err != nil {
-			return res, fmt.Errorf("list page %d from %q: %w", res.pages+1, key, err)
-		}
-		lat.add(d)
-		if res.pages == 0 {
-			rev, res.count = resp.Header.Revision, resp.Count
-		}
-		res.pages++
-		for _, kv := range resp.Kvs {
-			if k := string(kv.Key); k <= last {
-				return res, fmt.Errorf("list page %d: key %q after %q", res.pages, k, last)
-			}
-			last = string(kv.Key)
-		}
-		res.keys += len(resp.Kvs)
-		if !resp.More {
-			return res, nil
-		}
-		if len(resp.Kvs) == 0 {
-			return res, fmt.Errorf("list page %d: no keys but More", res.pages)
-		}
-		key = last + "\x00"
-	}
-	return res, fmt.Errorf("list did not end after %d pages", maxPages)
 }
 
 // list runs ListRounds full lists on one connection, one after the other
@@ -548,10 +419,19 @@ func (s *Dataset) list(ctx context.Context, cli *clientv3.Client, run *report.Ru
 
 // restart stops every member (SIGTERM), starts them all again from their
 // data dirs, and records how long until /health is ok on every member and
-// until a linearizable Get succeeds, then the first member's memory. It
-// reports false, after recording the failure, when the cluster did not come
-// back with every key.
-func (s *Dataset) restart(ctx context.Context, c *proc.Cluster, names keyNamer, run *report.Run, progress *harness.Progress) (bool, error) {
+// until a linearizable Get succeeds, then finds the leader again and
+// records its memory. It reports false, after recording the failure, when a
+// member had exited before the restart or the cluster did not come back
+// with every key.
+func (s *Dataset) restart(ctx context.Context, c *benchCluster, names keyNamer, run *report.Run, progress *harness.Progress) (bool, error) {
+	// Stop does nothing to a member that has exited: it would be
+	// relaunched as if it had been stopped.
+	for _, m := range c.Members {
+		if exited, err := m.Exited(); exited {
+			run.Failf("%s %s exited before the restart: %v (server log: %s)", c.kind, m.Name, err, m.LogPath)
+			return false, nil
+		}
+	}
 	t0 := time.Now()
 	for _, m := range c.Members {
 		if err := m.Stop(); err != nil {
@@ -586,9 +466,9 @@ func (s *Dataset) restart(ctx context.Context, c *proc.Cluster, names keyNamer, 
 	run.AddDuration("restart until /health ok", healthy.Sub(launched))
 	progress.Printf("restarted: /health ok after %v", healthy.Sub(launched).Round(time.Millisecond))
 
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: proc.DialTimeout, Logger: zap.NewNop()})
+	cli, err := dial(c.Endpoints()...)
 	if err != nil {
-		return false, fmt.Errorf("connect client: %w", err)
+		return false, err
 	}
 	defer cli.Close()
 	got, err := firstGet(ctx, cli, names.key(0), launched.Add(s.phaseTimeout()))
@@ -619,13 +499,17 @@ func (s *Dataset) restart(ctx context.Context, c *proc.Cluster, names keyNamer, 
 		return false, nil
 	}
 
-	first := c.Members[0]
+	if err := c.findLeader(ctx); err != nil {
+		run.Failf("after the restart: %v", err)
+		return false, nil
+	}
+	progress.Printf("leader after the restart: %s (pid %d)", c.leader.Name, c.leader.Pid())
 	if _, idle, err := settle(ctx, c.Members); err != nil {
 		return false, err
 	} else if !idle {
 		progress.Printf("still busy %v after the restart; reading the memory anyway", settleTimeout)
 	}
-	m, err := proc.ReadMemory(first.Pid())
+	m, err := proc.ReadMemory(c.leader.Pid())
 	if err != nil {
 		return false, fmt.Errorf("read server memory after restart: %w", err)
 	}
@@ -670,7 +554,7 @@ func firstGet(ctx context.Context, cli *clientv3.Client, key string, deadline ti
 	}
 }
 
-// snapshot saves a snapshot of the first member through
+// snapshot saves a snapshot of member m (the leader) through
 // Maintenance.Snapshot into dir, and for etcd restores it with etcdutl into
 // a new data dir; both files are removed afterwards (they are as large as
 // the data). A server without Maintenance.Snapshot gets the figures missing.
@@ -680,7 +564,7 @@ func (s *Dataset) snapshot(ctx context.Context, kind proc.Kind, m *proc.Member, 
 	size, took, err := s.saveSnapshot(ctx, m.Endpoint, file)
 	if status.Code(err) == codes.Unimplemented {
 		progress.Printf("%s has no Maintenance.Snapshot yet (issue 8): %v", kind, err)
-		for _, name := range []string{"snapshot size", "snapshot save time", "snapshot save throughput", "snapshot restore time", "snapshot restore throughput"} {
+		for _, name := range []string{"snapshot size", "snapshot save time", snapshotSaveRate, "snapshot restore time", snapshotRestoreRate} {
 			run.AddMissing(name, snapshotUnit(name))
 		}
 		return nil
@@ -694,13 +578,13 @@ func (s *Dataset) snapshot(ctx context.Context, kind proc.Kind, m *proc.Member, 
 	}
 	run.Add("snapshot size", report.Bytes, float64(size))
 	run.AddDuration("snapshot save time", took)
-	run.Add("snapshot save throughput", report.Rate, float64(size)/(1<<20)/took.Seconds())
+	run.Add(snapshotSaveRate, report.Bytes, float64(size)/took.Seconds())
 	progress.Printf("snapshot saved: %s in %v", mib(size), took.Round(time.Millisecond))
 
 	if kind != proc.Etcd {
 		progress.Printf("%s has no snapshot restore yet (keelctl snapshot restore arrives with issue 8)", kind)
 		run.AddMissing("snapshot restore time", report.Seconds)
-		run.AddMissing("snapshot restore throughput", report.Rate)
+		run.AddMissing(snapshotRestoreRate, report.Bytes)
 		return nil
 	}
 	if s.EtcdutlBin == "" {
@@ -725,17 +609,22 @@ func (s *Dataset) snapshot(ctx context.Context, kind proc.Kind, m *proc.Member, 
 	}
 	took = time.Since(t0)
 	run.AddDuration("snapshot restore time", took)
-	run.Add("snapshot restore throughput", report.Rate, float64(size)/(1<<20)/took.Seconds())
+	run.Add(snapshotRestoreRate, report.Bytes, float64(size)/took.Seconds())
 	progress.Printf("snapshot restored in %v", took.Round(time.Millisecond))
 	return nil
 }
 
+// The snapshot throughputs: bytes per second, in report.Bytes so that the
+// tables and charts show them in MiB with a decimal.
+const (
+	snapshotSaveRate    = "snapshot saved per second"
+	snapshotRestoreRate = "snapshot restored per second"
+)
+
 func snapshotUnit(name string) report.Unit {
 	switch name {
-	case "snapshot size":
+	case "snapshot size", snapshotSaveRate, snapshotRestoreRate:
 		return report.Bytes
-	case "snapshot save throughput", "snapshot restore throughput":
-		return report.Rate
 	}
 	return report.Seconds
 }
@@ -744,9 +633,9 @@ func snapshotUnit(name string) report.Unit {
 // `etcdctl snapshot save` does, and returns its size and the time from the
 // request to the synced file.
 func (s *Dataset) saveSnapshot(ctx context.Context, endpoint, file string) (int64, time.Duration, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: proc.DialTimeout, Logger: zap.NewNop()})
+	cli, err := dial(endpoint)
 	if err != nil {
-		return 0, 0, fmt.Errorf("connect client: %w", err)
+		return 0, 0, err
 	}
 	defer cli.Close()
 	f, err := os.Create(file)

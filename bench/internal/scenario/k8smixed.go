@@ -14,7 +14,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/keeldb/keel/bench/internal/harness"
 	"github.com/keeldb/keel/bench/internal/proc"
@@ -29,7 +28,8 @@ import (
 // does.
 //
 // Clients workers share Conns connections and each runs one request at a
-// time. Each worker owns a partition of the objects and remembers the mod
+// time; the requests are counted as the KV scenarios count them (see
+// windowTally), and the per-server figures are the leader's. Each worker owns a partition of the objects and remembers the mod
 // revision of each, so its compare-and-swap writes succeed unless a server
 // is wrong: a failed compare (a conflict) fails the run. A worker chooses
 // each operation with its own random generator seeded from Seed and its
@@ -45,7 +45,8 @@ type K8sMixed struct {
 	Members int
 	// Clients are the workers; Conns the client connections they share
 	// (worker i uses connection i mod Conns, and connection j talks to
-	// member j mod Members).
+	// member j mod Members, counting from the leader: see leaderFirst).
+	// The watches have one more connection, to the leader.
 	Clients int
 	Conns   int
 	// Warmup runs the load unmeasured before the Duration that counts.
@@ -290,22 +291,13 @@ type k8sObject struct {
 	size int
 }
 
-// listCursor is a paginated list in progress: the next page starts at
-// next, at the revision of the first page.
-type listCursor struct {
-	res  int
-	next string
-	rev  int64
-}
-
 // k8sShared is what the workers and the watches share during the load.
 type k8sShared struct {
 	s        *K8sMixed
 	prefixes []string // Resources, then K8sLeasePrefix
-	values   []byte   // random bytes that values are cut from
 	startRev int64    // the revision before the load; watches start after it
-	// windowStart and windowEnd bound the measured part of the load.
-	windowStart, windowEnd time.Time
+	// win is the measured part of the load.
+	win window
 	// ackAt and seenAt hold, for revision startRev+1+i, when its write
 	// was acknowledged and when its watch delivered it (UnixNano, 0 if
 	// not yet).
@@ -316,22 +308,21 @@ type k8sShared struct {
 // k8sWorker runs one client's share of the load. Only its goroutine
 // touches it until the load stops.
 type k8sWorker struct {
-	sh   *k8sShared
-	id   int
-	cli  *clientv3.Client
-	ops  *opPicker
-	pick *rand.Rand // chooses objects, value offsets, list prefixes
+	sh     *k8sShared
+	id     int
+	cli    *clientv3.Client
+	ops    *opPicker
+	pick   *rand.Rand // chooses objects and list prefixes
+	values *valueGen
 
 	live     []k8sObject
 	nextSeq  int
 	lease    k8sObject
 	leaseGen int
-	cursor   *listCursor
+	// cursor is the paginated list in progress, if any.
+	cursor *listPager
 
-	lat       [numK8sOps]*latencyShard
-	ok, fails [numK8sOps]int64 // in the measured window
-	allFails  int64            // over the whole load
-	firstErr  error
+	tally     [numK8sOps]windowTally
 	conflicts int64
 	firstConf string
 	// mismatches are gets whose mod revision was not the one written.
@@ -349,22 +340,19 @@ func newK8sWorker(sh *k8sShared, id int, cli *clientv3.Client, lat *[numK8sOps]*
 		sh: sh, id: id, cli: cli,
 		ops:     newOpPicker(sh.s.Mix, sh.s.Seed, id),
 		pick:    rand.New(rand.NewPCG(sh.s.Seed^0x5eed, uint64(id))),
+		values:  newValueGen(sh.s.Seed, uint64(id)),
 		writes:  make([]int64, len(sh.prefixes)),
 		lastRev: make([]int64, len(sh.prefixes)),
 		lease:   k8sObject{key: k8sLeaseKey(id, 0), res: len(sh.s.Resources), size: k8sLeaseSize},
 	}
 	for op := range numK8sOps {
-		w.lat[op] = lat[op].shard()
+		w.tally[op].lat = lat[op].shard()
 	}
 	return w
 }
 
-// value returns size bytes cut from the shared random bytes at a random
-// offset, so that values neither repeat nor compress.
-func (w *k8sWorker) value(size int) string {
-	off := w.pick.IntN(len(w.sh.values) - size + 1)
-	return string(w.sh.values[off : off+size])
-}
+// value is size fresh random bytes.
+func (w *k8sWorker) value(size int) string { return w.values.value(size) }
 
 // newObject returns the worker's next object, not yet created.
 func (w *k8sWorker) newObject() k8sObject {
@@ -430,12 +418,14 @@ func (w *k8sWorker) cas(ctx context.Context, o k8sObject, then clientv3.Op) (ok 
 	return false, 0, nil
 }
 
-// load runs operations until windowEnd or ctx is done.
+// load runs operations until the window ends or ctx is done; the
+// operation in flight at the end of the window completes (so that the
+// worker knows whether its write happened) and is not counted.
 func (w *k8sWorker) load(ctx context.Context) {
 	sh := w.sh
 	for ctx.Err() == nil {
 		start := time.Now()
-		if !start.Before(sh.windowEnd) {
+		if !start.Before(sh.win.end) {
 			return
 		}
 		op := w.ops.next()
@@ -446,25 +436,14 @@ func (w *k8sWorker) load(ctx context.Context) {
 		end := time.Now()
 		sh.done.Add(1)
 		if err != nil {
-			if ctx.Err() != nil {
-				return // cancelled, not failed
-			}
-			w.allFails++
-			if w.firstErr == nil {
-				w.firstErr = fmt.Errorf("%s: %w", op, err)
-			}
+			err = fmt.Errorf("%s: %w", op, err)
 		}
-		if start.Before(sh.windowStart) || end.After(sh.windowEnd) {
-			continue
-		}
-		if err != nil {
-			w.fails[op]++
-			continue
-		}
-		w.ok[op]++
-		w.lat[op].add(end.Sub(start))
-		if op == opList {
+		stopped := ctx.Err() != nil
+		if w.tally[op].record(sh.win, start, end, err, stopped) && op == opList {
 			w.listKeys += w.pageKeys
+		}
+		if err != nil && stopped {
+			return
 		}
 	}
 }
@@ -585,37 +564,15 @@ func (w *k8sWorker) get(ctx context.Context, o k8sObject) error {
 // progress at its first page's revision, as apiserver continues a list.
 func (w *k8sWorker) listPage(ctx context.Context) error {
 	s := w.sh.s
-	c := w.cursor
-	opts := []clientv3.OpOption{clientv3.WithLimit(int64(s.ListLimit))}
-	var key string
-	if c == nil {
-		res := w.pick.IntN(len(s.Resources))
-		c = &listCursor{res: res}
-		key = s.Resources[res]
-	} else {
-		key = c.next
-		opts = append(opts, clientv3.WithRev(c.rev))
+	if w.cursor == nil {
+		w.cursor = newListPager(s.Resources[w.pick.IntN(len(s.Resources))], s.ListLimit)
 	}
-	opts = append(opts, clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.Resources[c.res])))
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	w.pageKeys = 0
-	resp, err := w.cli.Get(rctx, key, opts...)
-	if err != nil {
+	n, _, err := w.cursor.page(ctx, w.cli)
+	w.pageKeys = int64(n)
+	if err != nil || w.cursor.done {
 		w.cursor = nil
-		return err
 	}
-	w.pageKeys = int64(len(resp.Kvs))
-	if !resp.More || len(resp.Kvs) == 0 {
-		w.cursor = nil
-		return nil
-	}
-	if c.rev == 0 {
-		c.rev = resp.Header.Revision
-	}
-	c.next = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
-	w.cursor = c
-	return nil
+	return err
 }
 
 // k8sWatch is the watch of one prefix. Its goroutine writes it; the
@@ -625,10 +582,49 @@ type k8sWatch struct {
 	last     atomic.Int64 // revision of the last event received
 	events   atomic.Int64
 	progress int64 // progress notifications
-	// disorder counts events not after the previous one; noPrev counts
-	// deletes and updates that came without their previous value.
-	disorder, noPrev int64
-	err              error
+	// revs is the mod revision of every key under the prefix that exists,
+	// as of the last event received: the setup's writes, then the events.
+	revs map[string]int64
+	// disorder counts events not after the previous one; badPrev counts
+	// events whose previous value (WithPrevKV) is not the key's value as
+	// of the watch's previous event on it, firstBadPrev describes the
+	// first.
+	disorder, badPrev int64
+	firstBadPrev      string
+	err               error
+}
+
+// checkPrev checks the previous value of ev against revs and updates revs.
+// A create comes without a previous value; an update or a delete comes
+// with the key's value at the revision of the watch's last event on it.
+func (wt *k8sWatch) checkPrev(ev *clientv3.Event) {
+	key, rev := string(ev.Kv.Key), ev.Kv.ModRevision
+	want, exists := wt.revs[key]
+	var bad string
+	switch {
+	case ev.IsCreate() && ev.PrevKv != nil:
+		bad = fmt.Sprintf("create of %s at %d came with a previous value", key, rev)
+	case ev.IsCreate():
+	case ev.PrevKv == nil:
+		bad = fmt.Sprintf("%s of %s at %d came without its previous value", strings.ToLower(ev.Type.String()), key, rev)
+	case string(ev.PrevKv.Key) != key:
+		bad = fmt.Sprintf("event on %s at %d came with the previous value of %s", key, rev, ev.PrevKv.Key)
+	case !exists:
+		bad = fmt.Sprintf("event on %s at %d came with a previous value at %d, but the key did not exist", key, rev, ev.PrevKv.ModRevision)
+	case ev.PrevKv.ModRevision != want:
+		bad = fmt.Sprintf("event on %s at %d came with a previous value at %d, the key's last write at %d", key, rev, ev.PrevKv.ModRevision, want)
+	}
+	if bad != "" {
+		wt.badPrev++
+		if wt.firstBadPrev == "" {
+			wt.firstBadPrev = bad
+		}
+	}
+	if ev.Type == mvccpb.DELETE {
+		delete(wt.revs, key)
+	} else {
+		wt.revs[key] = rev
+	}
 }
 
 func (wt *k8sWatch) consume(sh *k8sShared, wch clientv3.WatchChan) {
@@ -651,9 +647,7 @@ func (wt *k8sWatch) consume(sh *k8sShared, wch clientv3.WatchChan) {
 				wt.disorder++
 			}
 			last = rev
-			if ev.PrevKv == nil && (ev.Type == mvccpb.DELETE || ev.Kv.Version > 1) {
-				wt.noPrev++
-			}
+			wt.checkPrev(ev)
 			if i := rev - sh.startRev - 1; i >= 0 && i < int64(len(sh.seenAt)) {
 				sh.seenAt[i].Store(now)
 			}
@@ -665,16 +659,11 @@ func (wt *k8sWatch) consume(sh *k8sShared, wch clientv3.WatchChan) {
 
 // RunCluster implements harness.ClusterScenario.
 func (s K8sMixed) RunCluster(ctx context.Context, kind proc.Kind, bin, dir string, serverArgs []string, run *report.Run, progress *harness.Progress) (err error) {
-	progress.Printf("starting a %d-member cluster", s.Members)
-	c, err := proc.StartCluster(ctx, kind, bin, dir, s.Members, serverArgs)
+	c, err := startBenchCluster(ctx, kind, bin, dir, s.Members, serverArgs, progress)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if serr := c.Stop(); serr != nil && err == nil {
-			err = serr
-		}
-	}()
+	defer c.stop(&err)
 	// A member that dies ends the run at once, instead of leaving the
 	// load to time out request after request.
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -699,39 +688,26 @@ func (s K8sMixed) RunCluster(ctx context.Context, kind proc.Kind, bin, dir strin
 		}
 	}()
 
-	leader, _, err := findLeader(ctx, c)
-	if err != nil {
-		return err
-	}
-	progress.Printf("serving at %v; leader %s (pid %d)", c.Endpoints(), leader.Name, leader.Pid())
-	mem := &memoryLog{pid: leader.Pid(), endpoint: leader.Endpoint}
+	mem := c.leaderMemoryLog()
 	defer mem.finish(run, &err)
 	if err := mem.begin(ctx); err != nil {
 		return err
 	}
 
-	eps := c.Endpoints()
-	conns := make([]*clientv3.Client, s.Conns+1)
-	defer closeAll(conns)
-	for i := range conns {
-		ep := eps[i%len(eps)]
-		if i == s.Conns {
-			ep = leader.Endpoint // the watch connection
-		}
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: proc.DialTimeout, Logger: zap.NewNop()})
-		if err != nil {
-			return fmt.Errorf("connect client %d to %s: %w", i, ep, err)
-		}
-		conns[i] = cli
+	// The load's connections, then the watches' (to the leader).
+	conns, err := dialSpread(s.Conns, c.leaderFirst())
+	if err != nil {
+		return err
 	}
-	watchCli := conns[s.Conns]
+	defer closeAll(conns)
+	c.addLeaderShare(run, s.Conns, false)
+	watchCli, err := dial(c.leader.Endpoint)
+	if err != nil {
+		return fmt.Errorf("watch client: %w", err)
+	}
+	defer watchCli.Close()
 
 	sh := &k8sShared{s: &s, prefixes: append(slices.Clone(s.Resources), K8sLeasePrefix)}
-	vrng := rand.New(rand.NewPCG(s.Seed, 0x76616c))
-	sh.values = make([]byte, 1<<20+max(s.LargeSize, s.SmallSize))
-	for i := range sh.values {
-		sh.values[i] = byte(vrng.Uint32())
-	}
 	var lat [numK8sOps]*latencies
 	for op := range lat {
 		lat[op] = &latencies{}
@@ -769,8 +745,19 @@ func (s K8sMixed) RunCluster(ctx context.Context, kind proc.Kind, bin, dir strin
 	sh.ackAt = make([]atomic.Int64, lagCapacity)
 	sh.seenAt = make([]atomic.Int64, lagCapacity)
 
-	// Watch every prefix from the start revision on.
+	// Watch every prefix from the start revision on, knowing the objects
+	// the setup wrote.
 	watches := make([]*k8sWatch, len(sh.prefixes))
+	for i, p := range sh.prefixes {
+		watches[i] = &k8sWatch{prefix: p, revs: map[string]int64{}}
+		watches[i].last.Store(sh.startRev)
+	}
+	for _, w := range workers {
+		for _, o := range w.live {
+			watches[o.res].revs[o.key] = o.rev
+		}
+		watches[w.lease.res].revs[w.lease.key] = w.lease.rev
+	}
 	wctx, wcancel := context.WithCancel(ctx)
 	var consumers sync.WaitGroup
 	defer func() {
@@ -779,47 +766,27 @@ func (s K8sMixed) RunCluster(ctx context.Context, kind proc.Kind, bin, dir strin
 			progress.Printf("watch channels still open %v after cancelling them", drainTimeout)
 		}
 	}()
-	for i, p := range sh.prefixes {
-		wt := &k8sWatch{prefix: p}
-		wt.last.Store(sh.startRev)
-		watches[i] = wt
-		wch := watchCli.Watch(wctx, p, clientv3.WithPrefix(), clientv3.WithRev(sh.startRev+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
+	for i, wt := range watches {
+		wch := watchCli.Watch(wctx, sh.prefixes[i], clientv3.WithPrefix(), clientv3.WithRev(sh.startRev+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
 		consumers.Go(func() { wt.consume(sh, wch) })
 	}
 
 	// Load: warm-up, then the measured window.
 	progress.Printf("load: %d clients over %d connections, %v warm-up then %v measured, mix %s", s.Clients, s.Conns, s.Warmup, s.Duration, s.Mix)
-	loadStart := time.Now()
-	sh.windowStart = loadStart.Add(s.Warmup)
-	sh.windowEnd = sh.windowStart.Add(s.Duration)
+	sh.win = newWindow(time.Now(), s.Warmup, s.Duration)
 	mem.startSampling()
-	lctx, lcancel := context.WithCancel(ctx)
-	defer lcancel()
-	loadDone := make(chan struct{})
-	var load sync.WaitGroup
-	for _, w := range workers {
-		load.Go(func() { w.load(lctx) })
-	}
-	go func() {
-		load.Wait()
-		close(loadDone)
-	}()
-	cpu, memberCPU, err := s.measureWindow(ctx, sh, c, leader, loadDone, progress)
+	load := startLoad(ctx, len(workers), func(ctx context.Context, i int) { workers[i].load(ctx) })
+	stopProgress := every(progressInterval, func() { progress.Printf("%d requests", sh.done.Load()) })
+	cpu, err := measureWindow(ctx, c, sh.win, load.done, nil)
+	stopProgress()
 	if err != nil {
-		lcancel()
-		<-loadDone // every request is bounded by requestTimeout
+		if serr := load.stop(); serr != nil {
+			progress.Printf("%v", serr)
+		}
 		return err
 	}
-	select {
-	case <-loadDone:
-	case <-time.After(requestTimeout + drainTimeout):
-		lcancel()
-		<-loadDone
-		return fmt.Errorf("the clients did not stop within %v of the end of the load", requestTimeout+drainTimeout)
-	case <-ctx.Done():
-		lcancel()
-		<-loadDone
-		return ctx.Err()
+	if err := load.wait(); err != nil {
+		return err
 	}
 	loadEnd := time.Now()
 	if err := mem.stopSampling(); err != nil {
@@ -852,78 +819,15 @@ func (s K8sMixed) RunCluster(ctx context.Context, kind proc.Kind, bin, dir strin
 		return fmt.Errorf("watch channels still open %v after cancelling them", drainTimeout)
 	}
 
-	s.addFigures(run, sh, workers, &lat, watches, target, writes, caughtUp)
+	s.addFigures(run, sh, workers, &lat, watches, target, writes)
 	if err := cpu.addTo(run, "in the measured window"); err != nil {
 		return err
 	}
-	if memberCPU >= 0 {
-		run.AddDuration("servers CPU, all members, in the measured window", memberCPU)
+	if err := c.addLeaderDataDirFigures(run, "at the end"); err != nil {
+		return err
 	}
-	if size, err := proc.DiskUsage(leader.DataDir); err == nil {
-		run.Add("leader data dir disk usage at the end", report.Bytes, float64(size))
-	}
-	for _, m := range c.Members {
-		if exited, xerr := m.Exited(); exited {
-			run.Failf("%s %s exited during the run: %v (server log: %s)", kind, m.Name, xerr, m.LogPath)
-		}
-	}
+	c.failIfExited(run)
 	return nil
-}
-
-// measureWindow waits for the measured window, prints progress, and returns
-// the leader's CPU use over it and the CPU time of all members (-1 with one
-// member).
-func (s K8sMixed) measureWindow(ctx context.Context, sh *k8sShared, c *proc.Cluster, leader *proc.Member, loadDone <-chan struct{}, progress *harness.Progress) (cpuUse, time.Duration, error) {
-	tick := time.NewTicker(progressInterval)
-	defer tick.Stop()
-	wait := func(until time.Time) error {
-		for {
-			d := time.Until(until)
-			if d <= 0 {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-loadDone:
-				return errors.New("the clients stopped before the end of the load")
-			case <-tick.C:
-				progress.Printf("%d requests", sh.done.Load())
-			case <-time.After(d):
-				return nil
-			}
-		}
-	}
-	if err := wait(sh.windowStart); err != nil {
-		return cpuUse{}, 0, err
-	}
-	meter, err := startCPU(leader.Pid())
-	if err != nil {
-		return cpuUse{}, 0, err
-	}
-	all0, allErr := membersCPU(c)
-	if err := wait(sh.windowEnd); err != nil {
-		return cpuUse{}, 0, err
-	}
-	use := meter.stop()
-	all1, allErr1 := membersCPU(c)
-	if len(c.Members) == 1 || allErr != nil || allErr1 != nil {
-		return use, -1, nil
-	}
-	return use, all1 - all0, nil
-}
-
-// membersCPU sums the CPU time of every member.
-func membersCPU(c *proc.Cluster) (time.Duration, error) {
-	var sum time.Duration
-	for _, m := range c.Members {
-		d, err := proc.ReadCPU(m.Pid())
-		if err != nil {
-			return 0, err
-		}
-		sum += d
-	}
-	return sum, nil
 }
 
 // waitWatches polls until every watch has delivered its target revision,
@@ -951,27 +855,22 @@ func waitWatches(ctx context.Context, watches []*k8sWatch, target []int64) (bool
 
 // addFigures records the figures of a finished load and fails the run
 // where it did not meet the requirement.
-func (s K8sMixed) addFigures(run *report.Run, sh *k8sShared, workers []*k8sWorker, lat *[numK8sOps]*latencies, watches []*k8sWatch, target, writes []int64, caughtUp bool) {
-	secs := s.Duration.Seconds()
+func (s K8sMixed) addFigures(run *report.Run, sh *k8sShared, workers []*k8sWorker, lat *[numK8sOps]*latencies, watches []*k8sWatch, target, writes []int64) {
 	var (
-		ok, fails            [numK8sOps]int64
-		allFails, conflicts  int64
+		ops                  [numK8sOps]windowTally
+		total                windowTally
+		conflicts            int64
 		mismatches, listKeys int64
-		firstErr             error
 		firstConf, firstMism string
 	)
 	for _, w := range workers {
 		for op := range numK8sOps {
-			ok[op] += w.ok[op]
-			fails[op] += w.fails[op]
+			ops[op].add(&w.tally[op])
+			total.add(&w.tally[op])
 		}
-		allFails += w.allFails
 		conflicts += w.conflicts
 		mismatches += w.mismatches
 		listKeys += w.listKeys
-		if firstErr == nil {
-			firstErr = w.firstErr
-		}
 		if firstConf == "" {
 			firstConf = w.firstConf
 		}
@@ -979,37 +878,35 @@ func (s K8sMixed) addFigures(run *report.Run, sh *k8sShared, workers []*k8sWorke
 			firstMism = w.firstMismatch
 		}
 	}
-	var totalOK, totalFails int64
 	var all []time.Duration
 	sorted := make([][]time.Duration, numK8sOps)
 	for op := range numK8sOps {
-		totalOK += ok[op]
-		totalFails += fails[op]
 		sorted[op] = lat[op].merge()
 		all = append(all, sorted[op]...)
 	}
 	slices.Sort(all)
-	run.Add("mixed throughput", report.Rate, float64(totalOK)/secs)
+	win := sh.win
+	run.Add("mixed throughput", report.Rate, win.rate(total.ok))
 	addLatencyFigures(run, "mixed", all)
-	run.Add("mixed requests ok", report.Count, float64(totalOK))
-	run.Add("mixed requests failed", report.Count, float64(totalFails))
+	run.Add("mixed requests ok", report.Count, float64(total.ok))
+	run.Add("mixed requests failed", report.Count, float64(total.failed))
 	for op := range numK8sOps {
 		if s.Mix[op] == 0 {
 			continue
 		}
 		name := k8sOp(op).String()
-		run.Add(name+" throughput", report.Rate, float64(ok[op])/secs)
+		run.Add(name+" throughput", report.Rate, win.rate(ops[op].ok))
 		addLatencyFigures(run, name, sorted[op])
-		run.Add(name+" requests ok", report.Count, float64(ok[op]))
-		run.Add(name+" requests failed", report.Count, float64(fails[op]))
+		run.Add(name+" requests ok", report.Count, float64(ops[op].ok))
+		run.Add(name+" requests failed", report.Count, float64(ops[op].failed))
 	}
 	if s.Mix[opList] > 0 {
-		run.Add("list keys returned throughput", report.Rate, float64(listKeys)/secs)
+		run.Add("list keys returned throughput", report.Rate, win.rate(listKeys))
 	}
 	run.Add("compare conflicts", report.Count, float64(conflicts))
 	run.Add("get mod revision mismatches", report.Count, float64(mismatches))
-	if allFails > 0 {
-		run.Failf("%d requests failed during the load; the first: %v", allFails, firstErr)
+	if total.failed > 0 {
+		run.Failf("%d requests failed during the load; the first: %v", total.failed, total.firstErr)
 	}
 	if conflicts > 0 {
 		run.Failf("%d compare conflicts on keys only one client writes; the first: %s", conflicts, firstConf)
@@ -1017,6 +914,7 @@ func (s K8sMixed) addFigures(run *report.Run, sh *k8sShared, workers []*k8sWorke
 	if mismatches > 0 {
 		run.Failf("%d linearizable gets did not return the last acknowledged write; the first: %s", mismatches, firstMism)
 	}
+	allFails := total.failed
 
 	// Watches.
 	var events, expected, progressN int64
@@ -1038,15 +936,15 @@ func (s K8sMixed) addFigures(run *report.Run, sh *k8sShared, workers []*k8sWorke
 		if wt.disorder > 0 {
 			run.Failf("watch of %s: %d events not after the previous one", wt.prefix, wt.disorder)
 		}
-		if wt.noPrev > 0 {
-			run.Failf("watch of %s: %d updates or deletes without the previous value (WithPrevKV)", wt.prefix, wt.noPrev)
+		if wt.badPrev > 0 {
+			run.Failf("watch of %s: %d events with a wrong previous value (WithPrevKV); the first: %s", wt.prefix, wt.badPrev, wt.firstBadPrev)
 		}
 	}
 	run.Add("watch events delivered", report.Count, float64(events))
 	run.Add("watch events expected (acknowledged writes)", report.Count, float64(expected))
 	run.Add("watch progress notifications", report.Count, float64(progressN))
 	var lags []time.Duration
-	ws, we := sh.windowStart.UnixNano(), sh.windowEnd.UnixNano()
+	ws, we := win.start.UnixNano(), win.end.UnixNano()
 	for i := range sh.ackAt {
 		a, r := sh.ackAt[i].Load(), sh.seenAt[i].Load()
 		if a < ws || a > we || r == 0 {

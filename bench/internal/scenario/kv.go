@@ -5,18 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/keeldb/keel/bench/internal/harness"
 	"github.com/keeldb/keel/bench/internal/proc"
@@ -27,10 +24,12 @@ import (
 // scenarios, modelled on etcd's benchmark tool. Each run starts a fresh
 // cluster of Members members, opens Conns client connections and runs
 // Clients goroutines; goroutine i sends on connection i mod Conns, one
-// request at a time, each bounded by requestTimeout. The requests of the
-// first Warmup are not measured; the next Duration is the measured window.
-// Throughput is the requests that succeeded within the window divided by
-// its length, and the latencies are those of the same requests.
+// request at a time, each bounded by requestTimeout. Connection j talks to
+// member j mod Members, counting from the leader (see leaderFirst). The
+// requests of the first Warmup are not measured; the next Duration is the
+// measured window. Throughput is the requests that succeeded within the
+// window divided by its length, and the latencies are those of the same
+// requests (see windowTally). The per-server figures are the leader's.
 type KVLoad struct {
 	Members int
 	Clients int
@@ -39,7 +38,8 @@ type KVLoad struct {
 	Duration time.Duration
 	Warmup   time.Duration
 	// TargetLeader puts every connection on the leader; otherwise the
-	// connections go round-robin over the members' endpoints.
+	// connections go round-robin over the members' endpoints, the
+	// leader's first.
 	TargetLeader bool
 	// KeySize is the length of every key in bytes: a zero-padded decimal
 	// key number.
@@ -236,39 +236,26 @@ type kvOp struct {
 	request func(ctx context.Context, cli *clientv3.Client, n uint64, w *kvWorker) error
 }
 
-// window is the measured span of a load: [start, end).
-type window struct{ start, end time.Time }
-
-// contains reports whether t falls within the window.
-func (w window) contains(t time.Time) bool { return !t.Before(w.start) && t.Before(w.end) }
-
-// rate is n events per second of the window.
-func (w window) rate(n int) float64 { return float64(n) / w.end.Sub(w.start).Seconds() }
-
 // kvWorker is one load goroutine's state: its key and value buffers and
-// its tallies. Only its goroutine uses it until the load has stopped.
+// its tally. Only its goroutine uses it until the load has stopped.
 type kvWorker struct {
-	keySize int
-	keyBuf  []byte
-	rng     *rand.ChaCha8
-	valBuf  []byte
-
-	lat *latencyShard
-	// ok counts the requests that succeeded within the window; failed
-	// every request that failed, warm-up included.
-	ok, failed int
-	firstErr   error
+	keySize   int
+	keyBuf    []byte
+	values    *valueGen
+	valueSize int
+	tally     windowTally
 }
 
+// kvValueSeed seeds the values of the KV scenarios; worker i draws stream i.
+const kvValueSeed = 0x6b76
+
 func newKVWorker(id, keySize, valueSize int, lat *latencyShard) *kvWorker {
-	var seed [32]byte
-	copy(seed[:], strconv.Itoa(id))
 	return &kvWorker{
-		keySize: keySize,
-		keyBuf:  make([]byte, 0, max(keySize, 20)),
-		rng:     rand.NewChaCha8(seed),
-		valBuf:  make([]byte, valueSize),
-		lat:     lat,
+		keySize:   keySize,
+		keyBuf:    make([]byte, 0, max(keySize, 20)),
+		values:    newValueGen(kvValueSeed, uint64(id)),
+		valueSize: valueSize,
+		tally:     windowTally{lat: lat},
 	}
 }
 
@@ -290,30 +277,10 @@ func appendKey(dst []byte, n uint64, size int) []byte {
 }
 
 // value is ValueSize fresh random bytes.
-func (w *kvWorker) value() string {
-	w.rng.Read(w.valBuf)
-	return string(w.valBuf)
-}
+func (w *kvWorker) value() string { return w.values.value(w.valueSize) }
 
-// record tallies one request sent at sent that completed at done with err,
-// against the measured window win. stopped says the load was stopped
-// before the request completed: its error is the stop's, not the
-// server's, and it is not counted.
-func (w *kvWorker) record(win window, sent, done time.Time, err error, stopped bool) {
-	switch {
-	case err != nil && stopped:
-	case err != nil:
-		w.failed++
-		if w.firstErr == nil {
-			w.firstErr = err
-		}
-	case win.contains(done):
-		w.ok++
-		w.lat.add(done.Sub(sent))
-	}
-}
-
-// loop sends requests on cli until the window ends or ctx is done.
+// loop sends requests on cli until the window ends or ctx is done; the
+// request in flight at the end of the window completes and is not counted.
 func (w *kvWorker) loop(ctx context.Context, cli *clientv3.Client, win window, seq *atomic.Uint64, op kvOp) {
 	for ctx.Err() == nil && time.Now().Before(win.end) {
 		n := seq.Add(1) - 1
@@ -322,7 +289,7 @@ func (w *kvWorker) loop(ctx context.Context, cli *clientv3.Client, win window, s
 		err := op.request(rctx, cli, n, w)
 		done := time.Now()
 		cancel()
-		w.record(win, sent, done, err, ctx.Err() != nil)
+		w.tally.record(win, sent, done, err, ctx.Err() != nil)
 	}
 }
 
@@ -333,40 +300,29 @@ func (l KVLoad) run(ctx context.Context, kind proc.Kind, bin, dir string, server
 	if l.CPUProfile || l.HeapProfile {
 		args = append(args, "--enable-pprof")
 	}
-	progress.Printf("starting a %d-member cluster", l.Members)
-	c, err := proc.StartCluster(ctx, kind, bin, dir, l.Members, args)
+	c, err := startBenchCluster(ctx, kind, bin, dir, l.Members, args, progress)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if serr := c.Stop(); serr != nil && err == nil {
-			err = serr
-		}
-	}()
-	leader, _, err := findLeader(ctx, c)
-	if err != nil {
-		return err
-	}
-	progress.Printf("serving at %v; leader %s (pid %d)", c.Endpoints(), leader.Name, leader.Pid())
+	defer c.stop(&err)
+	leader := c.leader
 
-	mem := newMemoryLogOf(leader.Pid(), leader.Endpoint)
+	mem := c.leaderMemoryLog()
 	defer mem.finish(run, &err)
 	if err := mem.begin(ctx); err != nil {
 		return err
 	}
 
-	clis := make([]*clientv3.Client, l.Conns)
-	defer closeAll(clis)
-	for i := range clis {
-		ep := c.Members[i%len(c.Members)].Endpoint
-		if l.TargetLeader {
-			ep = leader.Endpoint
-		}
-		clis[i], err = clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: proc.DialTimeout, Logger: zap.NewNop()})
-		if err != nil {
-			return fmt.Errorf("connect client %d to %s: %w", i, ep, err)
-		}
+	eps := c.leaderFirst()
+	if l.TargetLeader {
+		eps = eps[:1]
 	}
+	clis, err := dialSpread(l.Conns, eps)
+	if err != nil {
+		return err
+	}
+	defer closeAll(clis)
+	c.addLeaderShare(run, l.Conns, l.TargetLeader)
 
 	if op.prepare != nil {
 		start := time.Now()
@@ -379,97 +335,66 @@ func (l KVLoad) run(ctx context.Context, kind proc.Kind, bin, dir string, server
 		}
 	}
 
-	// The load: every worker runs until the window ends; the requests in
-	// flight then are cancelled and not counted.
-	t0 := time.Now()
-	win := window{start: t0.Add(l.Warmup), end: t0.Add(l.Warmup + l.Duration)}
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	defer stopLoad()
+	// The load: every worker runs until the window ends.
+	win := newWindow(time.Now(), l.Warmup, l.Duration)
 	var (
 		lat     latencies
 		seq     atomic.Uint64
-		wg      sync.WaitGroup
 		workers = make([]*kvWorker, l.Clients)
 	)
-	mem.startSampling()
 	for i := range workers {
-		w := newKVWorker(i, l.KeySize, l.ValueSize, lat.shard())
-		workers[i] = w
-		cli := clis[i%len(clis)]
-		wg.Go(func() { w.loop(loadCtx, cli, win, &seq, op) })
+		workers[i] = newKVWorker(i, l.KeySize, l.ValueSize, lat.shard())
 	}
+	mem.startSampling()
+	load := startLoad(ctx, l.Clients, func(ctx context.Context, i int) {
+		workers[i].loop(ctx, clis[i%len(clis)], win, &seq, op)
+	})
 	what := op.name
 	if op.about != "" {
 		what += " (" + op.about + ")"
 	}
 	progress.Printf("%s: %d clients on %d connections, warm-up %v, then measuring %v", what, l.Clients, l.Conns, l.Warmup, l.Duration)
 
-	var (
-		cpu     *cpuMeter
-		cluster *clusterCPUMeter
-		prof    chan profileResult
-	)
-	if err = waitUntil(ctx, win.start); err == nil {
-		cpu, err = startCPU(leader.Pid())
-	}
-	if err == nil {
-		cluster, err = startClusterCPU(c)
-	}
-	if err == nil && l.CPUProfile {
+	var prof chan profileResult
+	startProfile := func() {
+		if !l.CPUProfile {
+			return
+		}
 		prof = make(chan profileResult, 1)
 		secs := max(1, int(l.Duration/time.Second))
 		go func() {
 			prof <- fetchProfile(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", leader.Endpoint, secs), filepath.Join(dir, "cpu.pprof"), time.Duration(secs)*time.Second+requestTimeout)
 		}()
 	}
-	if err == nil {
-		err = waitUntil(ctx, win.end)
-	}
-	var (
-		used       cpuUse
-		clusterCPU time.Duration
-		clusterErr error
-	)
-	if err == nil {
-		used = cpu.stop()
-		clusterCPU, clusterErr = cluster.stop()
-	}
-	stopLoad()
-	if !waitGroupTimeout(&wg, drainTimeout) {
-		return fmt.Errorf("the load goroutines did not stop within %v", drainTimeout)
-	}
+	used, err := measureWindow(ctx, c, win, load.done, startProfile)
 	if err != nil {
+		if serr := load.stop(); serr != nil {
+			progress.Printf("%v", serr)
+		}
 		return err
 	}
-	if perr := mem.stopSampling(); perr != nil {
-		return perr
+	if err := load.wait(); err != nil {
+		return err
+	}
+	if err := mem.stopSampling(); err != nil {
+		return err
 	}
 
-	ok, failed, firstErr := 0, 0, error(nil)
+	var total windowTally
 	for _, w := range workers {
-		ok += w.ok
-		failed += w.failed
-		if firstErr == nil {
-			firstErr = w.firstErr
-		}
+		total.add(&w.tally)
 	}
 	sorted := lat.merge()
-	run.Add(op.name+" throughput", report.Rate, win.rate(ok))
+	run.Add(op.name+" throughput", report.Rate, win.rate(total.ok))
 	addLatencyFigures(run, op.name, sorted)
-	run.Add(op.name+" requests ok", report.Count, float64(ok))
-	run.Add(op.name+" requests failed", report.Count, float64(failed))
-	if failed > 0 {
-		run.Failf("%d %s requests failed; the first: %v", failed, op.name, firstErr)
+	run.Add(op.name+" requests ok", report.Count, float64(total.ok))
+	run.Add(op.name+" requests failed", report.Count, float64(total.failed))
+	if total.failed > 0 {
+		run.Failf("%d %s requests failed; the first: %v", total.failed, op.name, total.firstErr)
 	}
-	progress.Printf("%s: %d requests in %v, %.0f/s, p99 %v, %d failed", what, ok, l.Duration, win.rate(ok), percentile(sorted, 0.99).Round(time.Microsecond), failed)
+	progress.Printf("%s: %d requests in %v, %.0f/s, p99 %v, %d failed", what, total.ok, l.Duration, win.rate(total.ok), percentile(sorted, 0.99).Round(time.Microsecond), total.failed)
 	if err := used.addTo(run, "load"); err != nil {
 		return err
-	}
-	if len(c.Members) > 1 {
-		if clusterErr != nil {
-			return fmt.Errorf("read the members' CPU time: %w", clusterErr)
-		}
-		run.AddDuration("cluster CPU load", clusterCPU)
 	}
 
 	if prof != nil {
@@ -484,111 +409,38 @@ func (l KVLoad) run(ctx context.Context, kind proc.Kind, bin, dir string, server
 		r := fetchProfile(ctx, leader.Endpoint+"/debug/pprof/heap", filepath.Join(dir, "heap.pprof"), requestTimeout)
 		progress.Printf("heap profile of the leader after the load: %s", r)
 	}
-	for _, m := range c.Members {
-		if exited, xerr := m.Exited(); exited {
-			run.Failf("%s %s exited during the run: %v (server log: %s)", kind, m.Name, xerr, m.LogPath)
-		}
-	}
+	c.failIfExited(run)
 	if err := mem.read(ctx, "after load"); err != nil {
 		return err
 	}
-	if size, err := proc.DiskUsage(leader.DataDir); err == nil {
-		run.Add("data dir disk usage at the end", report.Bytes, float64(size))
-	}
-	return nil
+	return c.addLeaderDataDirFigures(run, "at the end")
 }
 
 // prefill writes keys 0 to n-1 with random values of ValueSize, spread
-// over the connections, at most prefillInflight at a time.
+// over the connections, at most prefillInflight at a time, each request
+// bounded by requestTimeout and the whole by loadTimeout(n).
 func (l KVLoad) prefill(ctx context.Context, clis []*clientv3.Client, n int, progress *harness.Progress) error {
 	const prefillInflight = 64
 	progress.Printf("prefilling %d keys", n)
-	pctx, cancel := context.WithCancel(ctx)
+	pctx, cancel := context.WithTimeout(ctx, loadTimeout(n))
 	defer cancel()
-	var (
-		next     atomic.Int64
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	for g := range min(prefillInflight, n) {
-		w := newKVWorker(-1-g, l.KeySize, l.ValueSize, nil)
-		cli := clis[g%len(clis)]
-		wg.Go(func() {
-			for pctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				rctx, rcancel := context.WithTimeout(pctx, requestTimeout)
-				_, err := cli.Put(rctx, w.key(uint64(i)), w.value())
-				rcancel()
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("prefill key %d: %w", i, err)
-					}
-					mu.Unlock()
-					cancel()
-					return
-				}
-			}
-		})
+	workers := make([]*kvWorker, min(prefillInflight, n))
+	for g := range workers {
+		workers[g] = newKVWorker(-1-g, l.KeySize, l.ValueSize, nil)
 	}
-	if !waitGroupTimeout(&wg, requestTimeout+drainTimeout) {
-		return fmt.Errorf("the prefill goroutines did not stop")
-	}
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
-}
-
-// waitUntil waits until t or until ctx is done.
-func waitUntil(ctx context.Context, t time.Time) error {
-	timer := time.NewTimer(time.Until(t))
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// clusterCPUMeter measures the CPU time all members of a cluster use over
-// a phase, together.
-type clusterCPUMeter struct {
-	pids  []int
-	start time.Duration
-}
-
-func startClusterCPU(c *proc.Cluster) (*clusterCPUMeter, error) {
-	m := &clusterCPUMeter{}
-	for _, mem := range c.Members {
-		m.pids = append(m.pids, mem.Pid())
-	}
-	var err error
-	m.start, err = m.read()
-	return m, err
-}
-
-func (m *clusterCPUMeter) read() (time.Duration, error) {
-	var total time.Duration
-	for _, pid := range m.pids {
-		t, err := proc.ReadCPU(pid)
-		if err != nil {
-			return 0, err
+	_, err := runPool(pctx, n, len(workers), func(ctx context.Context, g, i int) error {
+		w := workers[g]
+		rctx, rcancel := context.WithTimeout(ctx, requestTimeout)
+		defer rcancel()
+		if _, err := clis[g%len(clis)].Put(rctx, w.key(uint64(i)), w.value()); err != nil {
+			return fmt.Errorf("prefill key %d: %w", i, err)
 		}
-		total += t
+		return nil
+	})
+	if err != nil && ctx.Err() == nil && pctx.Err() != nil {
+		return fmt.Errorf("prefill of %d keys did not finish within %v", n, loadTimeout(n))
 	}
-	return total, nil
-}
-
-// stop returns the CPU time used since startClusterCPU.
-func (m *clusterCPUMeter) stop() (time.Duration, error) {
-	t, err := m.read()
-	return t - m.start, err
+	return err
 }
 
 // profileResult says what became of a profile fetch, for a progress line.

@@ -1,7 +1,6 @@
 package scenario
 
 import (
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -77,40 +76,6 @@ func TestKVValidateRejectsAKeySpaceThatDoesNotFitTheKeySize(t *testing.T) {
 	l.Conns = 2
 	if err := (KVPut{KVLoad: l, KeySpace: 10}).Validate(); err == nil {
 		t.Fatal("more connections than clients accepted")
-	}
-}
-
-func TestKVWindowCountsRequestsThatCompleteWithinIt(t *testing.T) {
-	t0 := time.Now()
-	win := window{start: t0.Add(time.Second), end: t0.Add(3 * time.Second)}
-	var lat latencies
-	w := newKVWorker(0, 8, 0, lat.shard())
-	at := func(d time.Duration) time.Time { return t0.Add(d) }
-	boom := errors.New("boom")
-
-	w.record(win, at(0), at(500*time.Millisecond), nil, false)                                    // warm-up
-	w.record(win, at(900*time.Millisecond), at(time.Second), nil, false)                          // completes at the start: counts
-	w.record(win, at(2*time.Second), at(2100*time.Millisecond), nil, false)                       // inside
-	w.record(win, at(2900*time.Millisecond), at(3*time.Second), nil, false)                       // completes at the end: not counted
-	w.record(win, at(2*time.Second), at(2*time.Second), boom, false)                              // a failure
-	w.record(win, at(500*time.Millisecond), at(600*time.Millisecond), errors.New("early"), false) // a failure in the warm-up
-	w.record(win, at(2*time.Second), at(3100*time.Millisecond), boom, true)                       // cancelled by the stop
-
-	if w.ok != 2 {
-		t.Errorf("ok = %d, want 2", w.ok)
-	}
-	if w.failed != 2 {
-		t.Errorf("failed = %d, want 2", w.failed)
-	}
-	if w.firstErr != boom {
-		t.Errorf("first error %v, want boom", w.firstErr)
-	}
-	got := lat.merge()
-	if len(got) != 2 || got[0] != 100*time.Millisecond || got[1] != 100*time.Millisecond {
-		t.Errorf("latencies %v, want [100ms 100ms]", got)
-	}
-	if r := win.rate(10); r != 5 {
-		t.Errorf("rate of 10 in a 2 s window = %v, want 5", r)
 	}
 }
 
