@@ -110,7 +110,7 @@ type common struct {
 }
 
 func (c *common) define(fs *flag.FlagSet, repeat int) {
-	fs.IntVar(&c.repeat, "repeat", max(repeat, 1), "rounds; each round runs etcd then keel, each on a fresh server")
+	fs.IntVar(&c.repeat, "repeat", max(repeat, 1), "rounds; each round runs both servers, each on a fresh server (etcd first in odd rounds, keel first in even ones)")
 	fs.BoolVar(&c.keelOnly, "keel-only", false, "measure keel only")
 	fs.BoolVar(&c.etcdOnly, "etcd-only", false, "measure etcd only")
 	fs.StringVar(&c.etcdBin, "etcd-bin", "", "etcd binary to use instead of building etcd v3.7.3 from bench/go.mod")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,8 +47,8 @@ type ClusterScenario interface {
 
 // Options configure a Run.
 type Options struct {
-	// Servers lists the servers to measure, in the order they alternate
-	// within a round.
+	// Servers lists the servers to measure, in the order of the first
+	// round; every even round runs them in the reverse order.
 	Servers []proc.Kind
 	// Rounds is how many times each server is measured.
 	Rounds   int
@@ -63,11 +64,20 @@ type Options struct {
 // Run measures sc against each server in opts.Servers, round after round: a
 // fresh server process with a fresh data dir for every run, stopped before
 // the next one starts, so that two servers never compete for the machine.
-// It stops early, with the runs so far, when ctx is cancelled.
+// The order of the servers alternates from round to round (etcd, keel;
+// keel, etcd; ...), so that neither always runs in the wake of the other
+// (its page cache, its data dir's writeback, the machine's heat). Before
+// every run it flushes the file systems and waits, at most settleTimeout,
+// until the machine is idle (see settle). It stops early, with the runs so
+// far, when ctx is cancelled.
 func Run(ctx context.Context, sc Named, opts Options) []report.Run {
 	var runs []report.Run
 	for round := 1; round <= opts.Rounds; round++ {
-		for _, kind := range opts.Servers {
+		for _, kind := range RoundOrder(opts.Servers, round) {
+			if ctx.Err() != nil {
+				return runs
+			}
+			settle(ctx, opts.Progress.With(fmt.Sprintf("%s#%d", kind, round)))
 			if ctx.Err() != nil {
 				return runs
 			}
@@ -75,6 +85,16 @@ func Run(ctx context.Context, sc Named, opts Options) []report.Run {
 		}
 	}
 	return runs
+}
+
+// RoundOrder is the order in which round (counting from 1) runs servers:
+// as given in odd rounds, reversed in even ones.
+func RoundOrder(servers []proc.Kind, round int) []proc.Kind {
+	order := slices.Clone(servers)
+	if round%2 == 0 {
+		slices.Reverse(order)
+	}
+	return order
 }
 
 func runOne(ctx context.Context, named Named, opts Options, kind proc.Kind, round int) report.Run {
@@ -140,10 +160,10 @@ func runOne(ctx context.Context, named Named, opts Options, kind proc.Kind, roun
 		run.Failf("%s exited during the run: %v (server log: %s)", kind, err, srv.LogPath)
 	}
 	if startUsageErr == nil {
-		run.Add("data dir disk usage at start", report.Bytes, float64(startUsage))
+		run.Add("data dir size at start", report.Bytes, float64(startUsage))
 	}
 	if size, err := proc.DiskUsage(dataDir); err == nil {
-		run.Add("data dir disk usage at the end", report.Bytes, float64(size))
+		run.Add("data dir size at the end", report.Bytes, float64(size))
 	}
 	if err := srv.Stop(); err != nil && len(run.Failures) == 0 {
 		run.Failf("%v", err)

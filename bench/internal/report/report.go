@@ -126,7 +126,8 @@ func (rep *Report) WriteJSON(w io.Writer) error {
 
 // WriteText prints the report: the command, the environment, one column per
 // run, and when both servers ran, the median of each server's runs and the
-// ratio keel/etcd of the medians.
+// ratio keel/etcd of the medians. The medians are over the runs that met
+// the requirement only (see Summary); every run has its column.
 func (rep *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "scenario: %s\ncommand:  %s\n", rep.Scenario, rep.Command)
 	for _, kv := range rep.Environment {
@@ -195,13 +196,13 @@ func (rep *Report) WriteText(w io.Writer) error {
 		}
 		medians := map[string]Figure{}
 		for _, s := range servers {
-			medians[s] = median(byServer[s], name, unit)
+			medians[s] = median(okRuns(byServer[s]), name, unit)
 		}
 		if multi {
 			for _, s := range servers {
 				row = append(row, format(medians[s], true))
 				if rep.Spread {
-					lo, hi := extremes(byServer[s], name, unit)
+					lo, hi := extremes(okRuns(byServer[s]), name, unit)
 					row = append(row, format(lo, true), format(hi, true))
 				}
 			}
@@ -225,6 +226,9 @@ func (rep *Report) WriteText(w io.Writer) error {
 	if rep.OK() {
 		fmt.Fprintln(w, "\nresult: every run met the requirement")
 	} else {
+		if multi || both {
+			fmt.Fprintln(w, "\nThe medians and keel/etcd leave out the runs that failed or did not complete.")
+		}
 		fmt.Fprintln(w, "\nresult: FAILED (see above)")
 	}
 	return nil

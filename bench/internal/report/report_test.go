@@ -77,3 +77,29 @@ func TestAFailedRunFailsTheReport(t *testing.T) {
 		t.Errorf("failure not printed:\n%s", b.String())
 	}
 }
+
+func TestMediansLeaveOutFailedRuns(t *testing.T) {
+	rate := func(v float64) Figure { return Figure{Name: "rate", Unit: Rate, Value: v} }
+	failed := runOf("keel", 2, rate(9000))
+	failed.Failf("requests failed")
+	broken := runOf("etcd", 3, rate(1))
+	broken.Error = "server exited"
+	rep := Report{Runs: []Run{
+		runOf("etcd", 1, rate(100)), runOf("keel", 1, rate(200)),
+		failed, runOf("etcd", 2, rate(300)),
+		broken, runOf("keel", 3, rate(400)),
+	}}
+	s, ok := rep.Summary("rate")
+	if !ok {
+		t.Fatal("no summary")
+	}
+	if s.Etcd.Value != 200 || s.Keel.Value != 300 {
+		t.Errorf("medians etcd %v, keel %v; want 200, 300 (failed runs left out)", s.Etcd.Value, s.Keel.Value)
+	}
+	if s.EtcdN != 2 || s.KeelN != 2 || s.EtcdMeasured != 3 || s.KeelMeasured != 3 {
+		t.Errorf("n = %d/%d etcd, %d/%d keel; want 2/3 each", s.EtcdN, s.EtcdMeasured, s.KeelN, s.KeelMeasured)
+	}
+	if got := rep.FailedRuns(); got["etcd"] != 1 || got["keel"] != 1 {
+		t.Errorf("FailedRuns = %v", got)
+	}
+}
