@@ -10,6 +10,11 @@ import (
 // with fallocate counts in full in DiskUsage but only up to its length here,
 // a sparse file the other way round.
 func ApparentSize(dir string) (int64, error) {
+	return sumFiles(dir, func(info os.FileInfo) int64 { return info.Size() })
+}
+
+// sumFiles adds up size over the regular files under dir.
+func sumFiles(dir string, size func(os.FileInfo) int64) (int64, error) {
 	var total int64
 	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
 		if err != nil {
@@ -20,7 +25,7 @@ func ApparentSize(dir string) (int64, error) {
 			if err != nil {
 				return err
 			}
-			total += info.Size()
+			total += size(info)
 		}
 		return nil
 	})

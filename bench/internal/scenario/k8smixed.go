@@ -777,15 +777,9 @@ func (s K8sMixed) RunCluster(ctx context.Context, kind proc.Kind, bin, dir strin
 	mem.startSampling()
 	load := startLoad(ctx, len(workers), func(ctx context.Context, i int) { workers[i].load(ctx) })
 	stopProgress := every(progressInterval, func() { progress.Printf("%d requests", sh.done.Load()) })
-	cpu, err := measureWindow(ctx, c, sh.win, load.done, nil)
+	cpu, err := measureLoad(ctx, c, sh.win, load, nil, progress)
 	stopProgress()
 	if err != nil {
-		if serr := load.stop(); serr != nil {
-			progress.Printf("%v", serr)
-		}
-		return err
-	}
-	if err := load.wait(); err != nil {
 		return err
 	}
 	loadEnd := time.Now()

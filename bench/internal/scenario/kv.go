@@ -366,14 +366,8 @@ func (l KVLoad) run(ctx context.Context, kind proc.Kind, bin, dir string, server
 			prof <- fetchProfile(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", leader.Endpoint, secs), filepath.Join(dir, "cpu.pprof"), time.Duration(secs)*time.Second+requestTimeout)
 		}()
 	}
-	used, err := measureWindow(ctx, c, win, load.done, startProfile)
+	used, err := measureLoad(ctx, c, win, load, startProfile, progress)
 	if err != nil {
-		if serr := load.stop(); serr != nil {
-			progress.Printf("%v", serr)
-		}
-		return err
-	}
-	if err := load.wait(); err != nil {
 		return err
 	}
 	if err := mem.stopSampling(); err != nil {

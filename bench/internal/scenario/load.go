@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/keeldb/keel/bench/internal/harness"
 )
 
 // window is the measured span of a load: [start, end).
@@ -76,7 +78,7 @@ func (t *windowTally) add(o *windowTally) {
 // has returned.
 type loadGroup struct {
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   <-chan struct{}
 }
 
 // startLoad runs work(ctx, i) for i in [0, n), each on its own goroutine.
@@ -84,16 +86,11 @@ type loadGroup struct {
 // done.
 func startLoad(ctx context.Context, n int, work func(ctx context.Context, i int)) *loadGroup {
 	ctx, cancel := context.WithCancel(ctx)
-	g := &loadGroup{cancel: cancel, done: make(chan struct{})}
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() { work(ctx, i) })
 	}
-	go func() {
-		wg.Wait()
-		close(g.done)
-	}()
-	return g
+	return &loadGroup{cancel: cancel, done: waitDone(&wg)}
 }
 
 // wait lets the workers finish their last requests and return by
@@ -143,6 +140,20 @@ func waitUntil(ctx context.Context, t time.Time, loadDone <-chan struct{}) error
 		}
 		return errLoadStoppedEarly
 	}
+}
+
+// measureLoad measures load's window with measureWindow and then lets the
+// load finish (loadGroup.wait); when the window cannot be measured it
+// stops the load instead and returns why.
+func measureLoad(ctx context.Context, c *benchCluster, win window, load *loadGroup, atStart func(), progress *harness.Progress) (clusterCPUUse, error) {
+	used, err := measureWindow(ctx, c, win, load.done, atStart)
+	if err != nil {
+		if serr := load.stop(); serr != nil {
+			progress.Printf("%v", serr)
+		}
+		return clusterCPUUse{}, err
+	}
+	return used, load.wait()
 }
 
 // measureWindow waits for the window of a load the caller has started and
@@ -231,11 +242,7 @@ func runPool(ctx context.Context, n, workers int, do func(ctx context.Context, g
 			}
 		})
 	}
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
+	done := waitDone(&wg)
 	select {
 	case <-done:
 	case <-pctx.Done():

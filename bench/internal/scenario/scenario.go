@@ -230,15 +230,21 @@ func closeAll(clients []*clientv3.Client) {
 
 // waitGroupTimeout waits for wg at most d and reports whether it finished.
 func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
+	done := waitDone(wg)
 	select {
 	case <-done:
 		return true
 	case <-time.After(d):
 		return false
 	}
+}
+
+// waitDone returns a channel closed once wg's goroutines have all returned.
+func waitDone(wg *sync.WaitGroup) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	return done
 }
