@@ -5,9 +5,13 @@ import (
 	"sync"
 )
 
-// countCacheSize bounds the entries of a countCache. An entry is a few
-// dozen bytes plus two keys.
-const countCacheSize = 4096
+// countCacheSize bounds the entries of a countCache, and countCacheKeyMax
+// the bytes of the two keys of one entry (ranges over longer keys are not
+// remembered), so the cache holds at most about 16 MiB.
+const (
+	countCacheSize   = 4096
+	countCacheKeyMax = 4096
+)
 
 // countCache remembers how many live keys a range holds at a revision, so
 // that paginated reads do not count the whole rest of the range again for
@@ -56,6 +60,9 @@ func (c *countCache) get(start, end []byte, rev int64) (int, bool) {
 
 // put records that [start, end) holds n live keys at rev.
 func (c *countCache) put(start, end []byte, rev int64, n int) {
+	if len(start)+len(end) > countCacheKeyMax {
+		return
+	}
 	k := countCacheKey(start, end, rev)
 	c.mu.Lock()
 	defer c.mu.Unlock()
