@@ -119,28 +119,12 @@ func (l *memoryLog) addTo(run *report.Run) {
 	if len(l.mem) == 0 {
 		return
 	}
-	for i, p := range l.phases {
-		if l.sampled && i == l.peakAt {
-			run.Add("server RSS peak sampled during load", report.Bytes, float64(l.peakRSS))
-		}
-		run.Add("server RSS "+p, report.Bytes, float64(l.mem[i].RSS))
-	}
-	if l.sampled && l.peakAt == len(l.phases) {
-		run.Add("server RSS peak sampled during load", report.Bytes, float64(l.peakRSS))
-	}
+	l.addPhases(run, "server RSS", l.peakRSS, func(m proc.Memory) int64 { return m.RSS })
 	// VmHWM covers the whole life of the process, start-up included; the
 	// sampled peak covers the load phase only and can differ from it by
 	// the kernel's RSS counter slack. Both are reported.
 	run.Add("server VmHWM (peak RSS since start)", report.Bytes, float64(l.mem[len(l.mem)-1].HWM))
-	for i, p := range l.phases {
-		if l.sampled && i == l.peakAt {
-			run.Add("server RssAnon peak sampled during load", report.Bytes, float64(l.peakAnon))
-		}
-		run.Add("server RssAnon "+p, report.Bytes, float64(l.mem[i].Anon))
-	}
-	if l.sampled && l.peakAt == len(l.phases) {
-		run.Add("server RssAnon peak sampled during load", report.Bytes, float64(l.peakAnon))
-	}
+	l.addPhases(run, "server RssAnon", l.peakAnon, func(m proc.Memory) int64 { return m.Anon })
 	for i, p := range l.phases {
 		if g := l.metrics[i]; g.Valid {
 			run.Add("server Go heap in use "+p, report.Bytes, g.HeapInuse)
@@ -157,6 +141,21 @@ func (l *memoryLog) addTo(run *report.Run) {
 	}
 	if self, err := proc.ReadMemory(os.Getpid()); err == nil {
 		run.Add("load generator VmHWM during the run", report.Bytes, float64(self.HWM))
+	}
+}
+
+// addPhases records "<name> <phase>" for every phase read, with the
+// sampled peak, if any, as "<name> peak sampled during load" in its place
+// among them.
+func (l *memoryLog) addPhases(run *report.Run, name string, peak int64, value func(proc.Memory) int64) {
+	for i, p := range l.phases {
+		if l.sampled && i == l.peakAt {
+			run.Add(name+" peak sampled during load", report.Bytes, float64(peak))
+		}
+		run.Add(name+" "+p, report.Bytes, float64(value(l.mem[i])))
+	}
+	if l.sampled && l.peakAt == len(l.phases) {
+		run.Add(name+" peak sampled during load", report.Bytes, float64(peak))
 	}
 }
 
