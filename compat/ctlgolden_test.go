@@ -1,0 +1,354 @@
+package compat
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/keeldb/keel/server"
+)
+
+// Golden tests of keelctl: every command line runs twice, once with the
+// official etcdctl against one server and once with keelctl against a twin
+// server that has seen exactly the same command lines, and the two runs must
+// print the same thing and exit with the same code.
+//
+// The twins are started with the same name, advertised peer URL and cluster
+// token, so their member and cluster IDs are equal and every header matches
+// byte for byte (protobuf output included). The advertised peer URL is never
+// listened on or dialled: a one-member cluster does not talk to peers, and
+// the real peer listener is on a free port.
+//
+// What is compared, after normalising (see normalise):
+//   - the exit code;
+//   - standard output, byte for byte;
+//   - standard error line by line, where a JSON log line is compared by its
+//     level and message only (timestamps, callers and stack traces differ),
+//     the usage text cobra prints after a flag error is dropped (help texts
+//     are keel's own words), and "etcdctl" reads "keelctl".
+
+// ctlTwinAdvertisePeerURL is the peer URL both twins advertise. Nothing
+// listens on it; it only makes the twins' IDs equal.
+const ctlTwinAdvertisePeerURL = "http://127.0.0.1:2380"
+
+var flagCtlServer = flag.String("ctlserver", "", "keel or etcd: the servers of the keelctl golden tests (default keel; env KEEL_COMPAT_CTLSERVER)")
+
+func ctlServer() string {
+	if *flagCtlServer != "" {
+		return *flagCtlServer
+	}
+	return os.Getenv("KEEL_COMPAT_CTLSERVER")
+}
+
+var keelctlBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildKeelctl builds ../cmd/keelctl (through the replace directive) into the
+// same directory as etcdctl.
+func buildKeelctl(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Dir(buildEtcdctl(t))
+	keelctlBuild.once.Do(func() {
+		goTool, err := findGoTool()
+		if err != nil {
+			keelctlBuild.err = err
+			return
+		}
+		out := filepath.Join(dir, "keelctl")
+		ctx, cancel := context.WithTimeout(context.Background(), etcdctlBuildTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, goTool, "build", "-o", out, "github.com/keeldb/keel/cmd/keelctl")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			keelctlBuild.err = fmt.Errorf("go build keelctl: %v\n%s", err, msg)
+			return
+		}
+		keelctlBuild.path = out
+	})
+	if keelctlBuild.err != nil {
+		t.Fatal(keelctlBuild.err)
+	}
+	return keelctlBuild.path
+}
+
+// ctlTwins is a pair of servers, one for etcdctl and one for keelctl, driven
+// through the same command lines.
+type ctlTwins struct {
+	t                *testing.T
+	etcdctl, keelctl string
+	// etcdctlEP and keelctlEP are the client endpoints (host:port) of the
+	// server etcdctl talks to and of the one keelctl talks to.
+	etcdctlEP, keelctlEP string
+	// ids map each masked value, per side, to its placeholder; see twinStep.Mask.
+	ids [2]map[string]string
+	// dir is a scratch directory, the same path in both runs' command lines.
+	dir string
+}
+
+// newCtlTwins starts two fresh one-member keel servers (etcd servers with
+// -ctlserver=etcd). With -selfcheck, etcdctl runs on both sides, which proves
+// the cases and their masks deterministic, independently of keelctl.
+func newCtlTwins(t *testing.T) *ctlTwins {
+	t.Helper()
+	tw := &ctlTwins{t: t, etcdctl: buildEtcdctl(t), keelctl: buildKeelctl(t), dir: t.TempDir()}
+	if selfCheck() {
+		tw.keelctl = tw.etcdctl
+	}
+	tw.ids = [2]map[string]string{{}, {}}
+	start := startCtlTwinKeel
+	if ctlServer() == "etcd" {
+		start = startCtlTwinEtcd
+	}
+	tw.etcdctlEP, tw.keelctlEP = start(t, "twin-a"), start(t, "twin-b")
+	return tw
+}
+
+func startCtlTwinKeel(t *testing.T, name string) string {
+	t.Helper()
+	cfg := keelConfig(t)
+	adv, err := url.Parse(ctlTwinAdvertisePeerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.InitialAdvertisePeerURLs = []url.URL{*adv}
+	cfg.InitialCluster = memberName + "=" + ctlTwinAdvertisePeerURL
+	s, err := server.Start(cfg, serverLogger(t, name))
+	if err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(s.Stop)
+	u, err := url.Parse(s.ClientURLs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newTarget(t, name, u.Host).endpoint
+}
+
+func startCtlTwinEtcd(t *testing.T, name string) string {
+	t.Helper()
+	cfg := embed.NewConfig()
+	cfg.Name = memberName
+	cfg.Dir = filepath.Join(t.TempDir(), "data")
+	adv, err := url.Parse(ctlTwinAdvertisePeerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := localURL(freePort(t))
+	cfg.ListenPeerUrls = []url.URL{localURL(freePort(t))}
+	cfg.AdvertisePeerUrls = []url.URL{*adv}
+	cfg.ListenClientUrls = []url.URL{client}
+	cfg.AdvertiseClientUrls = []url.URL{client}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.UnsafeNoFsync = true
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(serverLogger(t, name))
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		t.Fatalf("%s failed while starting: %v", name, err)
+	case <-time.After(startTimeout):
+		t.Fatalf("%s not ready after %v", name, startTimeout)
+	}
+	return newTarget(t, name, e.Clients[0].Addr().String()).endpoint
+}
+
+// twinStep is one command line, run by both CLIs.
+type twinStep struct {
+	// Args follow the global --endpoints flag, which the harness adds unless
+	// NoEndpoints is set. "{dir}" in an argument is replaced by a scratch
+	// directory (the same path on both sides).
+	Args        []string
+	NoEndpoints bool
+	// Stdin is given on standard input.
+	Stdin string
+	// Env adds NAME=value variables ("{endpoint}" is replaced by the side's
+	// endpoint). ETCDCTL_* variables of the test's own environment are
+	// removed on both sides.
+	Env []string
+	// Mask lists patterns whose matches differ between runs for reasons
+	// that are not keelctl's (lease IDs, TTLs, timings). Each distinct match
+	// becomes a placeholder numbered by first appearance on its side, per
+	// pattern, so equal values stay equal and different ones different.
+	// A pattern with a capture group masks only the group.
+	Mask []*regexp.Regexp
+	// Timeout bounds the run (default etcdctlTimeout); a command still
+	// running then is killed and reported as such, which fails the step
+	// unless Killed is set (for watch and friends, which run until stopped).
+	Timeout time.Duration
+	Killed  bool
+}
+
+// twinRun is one CLI's run of a step.
+type twinRun struct {
+	stdout, stderr string
+	code           int
+	killed         bool
+}
+
+// run runs steps in order: each with etcdctl, then with keelctl, and
+// compares the two. The first difference fails the test.
+func (tw *ctlTwins) run(steps ...twinStep) {
+	tw.t.Helper()
+	for i, st := range steps {
+		want := tw.exec(0, st)
+		got := tw.exec(1, st)
+		if diff := compareCtlRuns(want, got); diff != "" {
+			tw.t.Fatalf("step %d: %s\n%s\netcdctl printed:\n--- stdout\n%s--- stderr\n%s--- exit %d\nkeelctl printed:\n--- stdout\n%s--- stderr\n%s--- exit %d",
+				i, strings.Join(st.Args, " "), diff, want.stdout, want.stderr, want.code, got.stdout, got.stderr, got.code)
+		}
+	}
+}
+
+// exec runs st with etcdctl (side 0) or keelctl (side 1) and normalises the
+// output.
+func (tw *ctlTwins) exec(side int, st twinStep) twinRun {
+	tw.t.Helper()
+	bin, ep := tw.etcdctl, tw.etcdctlEP
+	if side == 1 {
+		bin, ep = tw.keelctl, tw.keelctlEP
+	}
+	var args []string
+	if !st.NoEndpoints {
+		args = append(args, "--endpoints="+ep)
+	}
+	for _, a := range st.Args {
+		args = append(args, strings.ReplaceAll(a, "{dir}", tw.dir))
+	}
+	timeout := st.Timeout
+	if timeout == 0 {
+		timeout = etcdctlTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = dropPrefix(os.Environ(), "ETCDCTL_")
+	for _, kv := range st.Env {
+		cmd.Env = append(cmd.Env, strings.ReplaceAll(kv, "{endpoint}", ep))
+	}
+	cmd.Stdin = strings.NewReader(st.Stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := twinRun{code: cmd.ProcessState.ExitCode(), killed: ctx.Err() != nil}
+	if err != nil && cmd.ProcessState == nil {
+		tw.t.Fatalf("run %s: %v", bin, err)
+	}
+	if r.killed && !st.Killed {
+		tw.t.Fatalf("%s %s did not finish within %v\nstdout:\n%s\nstderr:\n%s", filepath.Base(bin), strings.Join(args, " "), timeout, stdout.String(), stderr.String())
+	}
+	r.stdout = tw.normalise(side, st, stdout.String(), ep)
+	r.stderr = normaliseStderr(tw.normalise(side, st, stderr.String(), ep))
+	return r
+}
+
+// normalise masks what legitimately differs between the two runs: the
+// endpoint, the program's name, and st's patterns.
+func (tw *ctlTwins) normalise(side int, st twinStep, s, ep string) string {
+	s = strings.ReplaceAll(s, ep, "<endpoint>")
+	s = strings.ReplaceAll(s, "etcdctl", "keelctl")
+	for pi, re := range st.Mask {
+		s = re.ReplaceAllStringFunc(s, func(m string) string {
+			sub := re.FindStringSubmatchIndex(m)
+			lo, hi := 0, len(m)
+			if len(sub) >= 4 && sub[2] >= 0 {
+				lo, hi = sub[2], sub[3]
+			}
+			key := fmt.Sprintf("%d:%s", pi, m[lo:hi])
+			ph, ok := tw.ids[side][key]
+			if !ok {
+				ph = fmt.Sprintf("<%d.%d>", pi, countPrefix(tw.ids[side], fmt.Sprintf("%d:", pi)))
+				tw.ids[side][key] = ph
+			}
+			return m[:lo] + ph + m[hi:]
+		})
+	}
+	return s
+}
+
+func countPrefix(m map[string]string, prefix string) int {
+	n := 0
+	for k := range m {
+		if strings.HasPrefix(k, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// normaliseStderr keeps, of a JSON log line, its level and message; drops the
+// usage text after a flag error; keeps every other line as it is.
+func normaliseStderr(s string) string {
+	var out []string
+	lines := strings.Split(s, "\n")
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		var entry struct{ Level, Msg string }
+		if strings.HasPrefix(line, "{") && json.Unmarshal([]byte(line), &entry) == nil && entry.Msg != "" {
+			out = append(out, "log "+entry.Level+": "+entry.Msg)
+			continue
+		}
+		if strings.HasPrefix(line, "Usage:") {
+			break // the rest is the command's usage, in keel's own words
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
+}
+
+// compareCtlRuns says how got differs from want, or "" if it does not.
+func compareCtlRuns(want, got twinRun) string {
+	var d []string
+	if want.code != got.code {
+		d = append(d, fmt.Sprintf("exit code: etcdctl %d, keelctl %d", want.code, got.code))
+	}
+	if want.stdout != got.stdout {
+		d = append(d, "stdout differs:\n"+lineDiff(want.stdout, got.stdout))
+	}
+	if want.stderr != got.stderr {
+		d = append(d, "stderr differs:\n"+lineDiff(want.stderr, got.stderr))
+	}
+	return strings.Join(d, "\n")
+}
+
+// lineDiff names the first line where a and b differ.
+func lineDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := 0; i < max(len(al), len(bl)); i++ {
+		var x, y string
+		if i < len(al) {
+			x = al[i]
+		}
+		if i < len(bl) {
+			y = bl[i]
+		}
+		if x != y {
+			return fmt.Sprintf("  line %d:\n    etcdctl: %q\n    keelctl: %q", i+1, x, y)
+		}
+	}
+	return "  (same lines; different line endings)"
+}
+
+// Patterns for Mask.
+var (
+	maskLeaseHex = regexp.MustCompile(`\b[0-9a-f]{16}\b`)
+	maskTook     = regexp.MustCompile(`took (\S+)`)
+)

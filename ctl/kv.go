@@ -1,0 +1,415 @@
+package ctl
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func kvCommands(g *globals) []*cobra.Command {
+	return []*cobra.Command{getCommand(g), putCommand(g), delCommand(g)}
+}
+
+func getCommand(g *globals) *cobra.Command {
+	var o struct {
+		consistency, order, sortBy                      string
+		limit, rev                                      int64
+		prefix, fromKey, keysOnly, countOnly, valueOnly bool
+		minCreate, maxCreate, minMod, maxMod            int64
+		stream                                          bool
+	}
+	cmd := &cobra.Command{
+		Use:     "get [options] <key> [range_end]",
+		Short:   "Gets the key or a range of keys",
+		GroupID: groupKV,
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.consistency, "consistency", "l", "Linearizable(l) or Serializable(s)")
+	f.StringVar(&o.order, "order", "", "order of results: ASCEND or DESCEND (ASCEND by default)")
+	f.StringVar(&o.sortBy, "sort-by", "", "sort target: CREATE, KEY, MODIFY, VALUE, or VERSION")
+	f.Int64Var(&o.limit, "limit", 0, "maximum number of results")
+	f.BoolVar(&o.prefix, "prefix", false, "get the keys with the given prefix")
+	f.BoolVar(&o.fromKey, "from-key", false, "get the keys greater than or equal to the given key (byte order)")
+	f.Int64Var(&o.rev, "rev", 0, "revision to read at")
+	f.BoolVar(&o.keysOnly, "keys-only", false, "get the keys only")
+	f.BoolVar(&o.countOnly, "count-only", false, "get the count only")
+	f.BoolVar(&o.valueOnly, "print-value-only", false, "print only the values, in the simple format")
+	f.Int64Var(&o.minCreate, "min-create-rev", 0, "minimum create revision")
+	f.Int64Var(&o.maxCreate, "max-create-rev", 0, "maximum create revision")
+	f.Int64Var(&o.minMod, "min-mod-rev", 0, "minimum modification revision")
+	f.Int64Var(&o.maxMod, "max-mod-rev", 0, "maximum modification revision")
+	f.BoolVar(&o.stream, "stream", false, "use the RangeStream RPC")
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return badArgs("get command needs one argument as key and an optional argument as range_end")
+		}
+		if o.prefix && o.fromKey {
+			return badArgs("`--prefix` and `--from-key` cannot be set at the same time, choose one")
+		}
+		opts := []clientv3.OpOption{}
+		switch o.consistency {
+		case "l":
+		case "s":
+			opts = append(opts, clientv3.WithSerializable())
+		default:
+			return withCode(ExitBadFeature, fmt.Errorf("unknown consistency flag %q", o.consistency))
+		}
+		key := args[0]
+		if len(args) > 1 {
+			if o.prefix || o.fromKey {
+				return badArgs("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
+			}
+			opts = append(opts, clientv3.WithRange(args[1]))
+		}
+		opts = append(opts, clientv3.WithLimit(o.limit), clientv3.WithRev(o.rev))
+		order, err := sortOrder(o.order)
+		if err != nil {
+			return err
+		}
+		target, err := sortTarget(o.sortBy)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, clientv3.WithSort(target, order))
+		if o.prefix {
+			if key == "" {
+				key = "\x00"
+				opts = append(opts, clientv3.WithFromKey())
+			} else {
+				opts = append(opts, clientv3.WithPrefix())
+			}
+		}
+		if o.fromKey {
+			if key == "" {
+				key = "\x00"
+			}
+			opts = append(opts, clientv3.WithFromKey())
+		}
+		if o.keysOnly {
+			opts = append(opts, clientv3.WithKeysOnly())
+		}
+		if o.countOnly {
+			opts = append(opts, clientv3.WithCountOnly())
+		}
+		opts = append(opts,
+			clientv3.WithMinCreateRev(o.minCreate), clientv3.WithMaxCreateRev(o.maxCreate),
+			clientv3.WithMinModRev(o.minMod), clientv3.WithMaxModRev(o.maxMod))
+		p, err := g.printer()
+		if err != nil {
+			return err
+		}
+		if o.countOnly && p.format != formatFields {
+			return badArgs("--count-only is only for `--write-out=fields`")
+		}
+		if o.valueOnly && p.format != formatSimple {
+			return badArgs("--print-value-only is only for `--write-out=simple`")
+		}
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := g.commandContext()
+		defer cancel()
+		var resp *clientv3.GetResponse
+		if o.stream {
+			var stream clientv3.GetStreamChan
+			if stream, err = c.GetStream(ctx, key, opts...); err == nil {
+				resp, err = clientv3.GetStreamToGetResponse(stream)
+			}
+		} else {
+			resp, err = c.Get(ctx, key, opts...)
+		}
+		if err != nil {
+			return err
+		}
+		return p.get(resp, o.valueOnly)
+	})
+	return cmd
+}
+
+func sortOrder(s string) (clientv3.SortOrder, error) {
+	switch strings.ToUpper(s) {
+	case "":
+		return clientv3.SortNone, nil
+	case "ASCEND":
+		return clientv3.SortAscend, nil
+	case "DESCEND":
+		return clientv3.SortDescend, nil
+	}
+	return 0, withCode(ExitBadFeature, fmt.Errorf("bad sort order %v", s))
+}
+
+func sortTarget(s string) (clientv3.SortTarget, error) {
+	switch strings.ToUpper(s) {
+	case "", "KEY":
+		return clientv3.SortByKey, nil
+	case "CREATE":
+		return clientv3.SortByCreateRevision, nil
+	case "MODIFY":
+		return clientv3.SortByModRevision, nil
+	case "VALUE":
+		return clientv3.SortByValue, nil
+	case "VERSION":
+		return clientv3.SortByVersion, nil
+	}
+	return 0, withCode(ExitBadFeature, fmt.Errorf("bad sort target %v", s))
+}
+
+func putCommand(g *globals) *cobra.Command {
+	var o struct {
+		lease                            string
+		prevKV, ignoreValue, ignoreLease bool
+	}
+	cmd := &cobra.Command{
+		Use:     "put [options] <key> <value> (<value> can also be given from stdin)",
+		Short:   "Puts the given key into the store",
+		GroupID: groupKV,
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.lease, "lease", "0", "lease ID (in hexadecimal) to attach to the key")
+	f.BoolVar(&o.prevKV, "prev-kv", false, "return the previous key-value pair")
+	f.BoolVar(&o.ignoreValue, "ignore-value", false, "keep the key's current value")
+	f.BoolVar(&o.ignoreLease, "ignore-lease", false, "keep the key's current lease")
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		key, value, opts, err := putArgs(g.stdio.In, args, o.lease, o.ignoreValue, o.ignoreLease)
+		if err != nil {
+			return err
+		}
+		if o.prevKV {
+			opts = append(opts, clientv3.WithPrevKV())
+		}
+		p, err := g.printer()
+		if err != nil {
+			return err
+		}
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := g.commandContext()
+		defer cancel()
+		resp, err := c.Put(ctx, key, value, opts...)
+		if err != nil {
+			return err
+		}
+		return p.put(resp)
+	})
+	return cmd
+}
+
+// putArgs reads put's key and value (from standard input when not given) and
+// its lease options.
+func putArgs(in io.Reader, args []string, lease string, ignoreValue, ignoreLease bool) (key, value string, opts []clientv3.OpOption, err error) {
+	if len(args) == 0 {
+		return "", "", nil, badArgs("put command needs 1 argument and input from stdin or 2 arguments")
+	}
+	key = args[0]
+	if ignoreValue && len(args) > 1 {
+		return "", "", nil, badArgs("put command needs only 1 argument when 'ignore-value' is set")
+	}
+	switch {
+	case len(args) > 1:
+		value = args[1]
+	case !ignoreValue:
+		b, rerr := io.ReadAll(in)
+		if rerr != nil || len(b) == 0 {
+			return "", "", nil, badArgs("put command needs 1 argument and input from stdin or 2 arguments")
+		}
+		value = string(b)
+	}
+	id, err := parseLeaseID(lease)
+	if err != nil {
+		return "", "", nil, err
+	}
+	if id != 0 {
+		opts = append(opts, clientv3.WithLease(id))
+	}
+	if ignoreValue {
+		opts = append(opts, clientv3.WithIgnoreValue())
+	}
+	if ignoreLease {
+		if id != 0 {
+			return "", "", nil, badArgs("put command needs 1 argument when 'ignore-lease' is set")
+		}
+		opts = append(opts, clientv3.WithIgnoreLease())
+	}
+	return key, value, opts, nil
+}
+
+// parseLeaseID reads a lease ID written in hexadecimal, as etcdctl prints
+// them.
+func parseLeaseID(s string) (clientv3.LeaseID, error) {
+	id, err := strconv.ParseInt(s, 16, 64)
+	if err != nil {
+		return 0, badArgs("bad lease ID (%v), expecting ID in Hex", err)
+	}
+	return clientv3.LeaseID(id), nil
+}
+
+func delCommand(g *globals) *cobra.Command {
+	var o struct{ prefix, prevKV, fromKey, isRange bool }
+	cmd := &cobra.Command{
+		Use:     "del [options] <key> [range_end]",
+		Short:   "Removes the specified key or range of keys [key, range_end)",
+		GroupID: groupKV,
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.prefix, "prefix", false, "delete the keys with the given prefix")
+	f.BoolVar(&o.prevKV, "prev-kv", false, "return the deleted key-value pairs")
+	f.BoolVar(&o.fromKey, "from-key", false, "delete the keys greater than or equal to the given key (byte order)")
+	f.BoolVar(&o.isRange, "range", false, "delete the range of keys [key, range_end)")
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return badArgs("del command needs one argument as key and an optional argument as range_end")
+		}
+		if o.prefix && o.fromKey {
+			return badArgs("`--prefix` and `--from-key` cannot be set at the same time, choose one")
+		}
+		key := args[0]
+		var opts []clientv3.OpOption
+		if len(args) > 1 {
+			if o.prefix || o.fromKey {
+				return badArgs("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
+			}
+			opts = append(opts, clientv3.WithRange(args[1]))
+		}
+		if o.prefix {
+			if key == "" {
+				key = "\x00"
+				opts = append(opts, clientv3.WithFromKey())
+			} else {
+				opts = append(opts, clientv3.WithPrefix())
+			}
+		}
+		if o.fromKey {
+			if key == "" {
+				key = "\x00"
+			}
+			opts = append(opts, clientv3.WithFromKey())
+		}
+		if o.prevKV {
+			opts = append(opts, clientv3.WithPrevKV())
+		}
+		p, err := g.printer()
+		if err != nil {
+			return err
+		}
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := g.commandContext()
+		defer cancel()
+		resp, err := c.Delete(ctx, key, opts...)
+		if err != nil {
+			return err
+		}
+		return p.del(resp)
+	})
+	return cmd
+}
+
+// header prints a response header in the fields format.
+func (p *printer) fieldsHeader(h *pb.ResponseHeader) {
+	p.printf("\"ClusterID\" : %s\n", p.id(h.GetClusterId()))
+	p.printf("\"MemberID\" : %s\n", p.id(h.GetMemberId()))
+	p.printf("\"Revision\" : %d\n", h.GetRevision())
+	p.printf("\"RaftTerm\" : %d\n", h.GetRaftTerm())
+}
+
+// fieldsKV prints a key-value pair in the fields format, each name with
+// prefix ("" or "Prev").
+func (p *printer) fieldsKV(prefix string, kv *mvccpb.KeyValue) {
+	p.printf("\"%sKey\" : %q\n", prefix, kv.Key)
+	p.printf("\"%sCreateRevision\" : %d\n", prefix, kv.CreateRevision)
+	p.printf("\"%sModRevision\" : %d\n", prefix, kv.ModRevision)
+	p.printf("\"%sVersion\" : %d\n", prefix, kv.Version)
+	p.printf("\"%sValue\" : %q\n", prefix, kv.Value)
+	p.printf("\"%sLease\" : %s\n", prefix, p.lease(kv.Lease))
+}
+
+// simpleKV prints a key line and a value line, as get does.
+func (p *printer) simpleKV(kv *mvccpb.KeyValue) {
+	p.println(p.str(kv.Key))
+	p.println(p.str(kv.Value))
+}
+
+func (p *printer) get(resp *clientv3.GetResponse, valueOnly bool) error {
+	switch p.format {
+	case formatSimple:
+		for _, kv := range resp.Kvs {
+			if !valueOnly {
+				p.println(p.str(kv.Key))
+			}
+			p.println(p.str(kv.Value))
+		}
+	case formatFields:
+		p.fieldsHeader(resp.Header)
+		for _, kv := range resp.Kvs {
+			p.fieldsKV("", kv)
+		}
+		p.printf("\"More\" : %v\n", resp.More)
+		p.printf("\"Count\" : %d\n", resp.Count)
+	case formatJSON:
+		return p.json((*pb.RangeResponse)(resp))
+	case formatProtobuf:
+		return p.protobuf((*pb.RangeResponse)(resp))
+	default:
+		return p.unsupported()
+	}
+	return nil
+}
+
+func (p *printer) put(resp *clientv3.PutResponse) error {
+	switch p.format {
+	case formatSimple:
+		p.println("OK")
+		if resp.PrevKv != nil {
+			p.simpleKV(resp.PrevKv)
+		}
+	case formatFields:
+		p.fieldsHeader(resp.Header)
+		if resp.PrevKv != nil {
+			p.fieldsKV("Prev", resp.PrevKv)
+		}
+	case formatJSON:
+		return p.json((*pb.PutResponse)(resp))
+	case formatProtobuf:
+		return p.protobuf((*pb.PutResponse)(resp))
+	default:
+		return p.unsupported()
+	}
+	return nil
+}
+
+func (p *printer) del(resp *clientv3.DeleteResponse) error {
+	switch p.format {
+	case formatSimple:
+		p.println(resp.Deleted)
+		for _, kv := range resp.PrevKvs {
+			p.simpleKV(kv)
+		}
+	case formatFields:
+		p.fieldsHeader(resp.Header)
+		p.printf("\"Deleted\" : %d\n", resp.Deleted)
+		for _, kv := range resp.PrevKvs {
+			p.fieldsKV("Prev", kv)
+		}
+	case formatJSON:
+		return p.json((*pb.DeleteRangeResponse)(resp))
+	case formatProtobuf:
+		return p.protobuf((*pb.DeleteRangeResponse)(resp))
+	default:
+		return p.unsupported()
+	}
+	return nil
+}
