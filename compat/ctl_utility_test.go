@@ -3,6 +3,7 @@ package compat
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -197,4 +198,109 @@ func TestCtlMakeMirror(t *testing.T) {
 		line("make-mirror", "--max-txn-ops", "-1", deadEndpoint),
 		line("make-mirror", "--rev", "x", deadEndpoint),
 	)
+}
+
+// Masks for check perf: the measures, and the progress bar on standard
+// error (its frames depend on timing).
+var maskCheckPerf = []*regexp.Regexp{
+	regexp.MustCompile(`(\d+) writes/s`),
+	regexp.MustCompile(`took (\d+\.\d+)s`),
+	regexp.MustCompile(`Stddev is (\d+\.\d+)s`),
+	regexp.MustCompile(`(?m)^\d+ / \d+ \[.*$`),
+}
+
+// TestCtlCheckPerf runs check perf --load s on each side, interrupted once
+// keys are being written (every preset runs 60 s; an interrupt ends the load
+// early and still prints the verdict, as etcdctl), compares the outputs with
+// the measures masked, and checks the keys were deleted. Then the mistakes.
+func TestCtlCheckPerf(t *testing.T) {
+	tw := newCtlTwins(t)
+	var outs [2]string
+	for side, bin := range []string{tw.etcdctl, tw.keelctl} {
+		ep := tw.etcdctlEP
+		if side == 1 {
+			ep = tw.keelctlEP
+		}
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: startTimeout, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cmd := exec.Command(bin, "--endpoints="+ep, "check", "perf", "--load", "s", "--prefix", "/perf/", "--auto-compact")
+		cmd.Env = dropPrefix(os.Environ(), "ETCDCTL_")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		waitCount(t, c, "/perf/", 200)
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s check perf did not end within 30s of the interrupt", bin)
+		}
+		if n := countPrefix2(t, c, "/perf/"); n != 0 {
+			t.Fatalf("%s left %d keys under /perf/", bin, n)
+		}
+		st := twinStep{Mask: maskCheckPerf}
+		// The compaction revision depends on how many keys were written.
+		out := regexp.MustCompile(`revision \d+`).ReplaceAllString(stdout.String(), "revision N")
+		outs[side] = fmt.Sprintf("--- stdout\n%s--- stderr\n%s--- exit %d",
+			tw.normalise(side, st, out, ep), normaliseStderr(tw.normalise(side, st, stderr.String(), ep)), cmd.ProcessState.ExitCode())
+	}
+	if outs[0] != outs[1] {
+		t.Fatalf("check perf differs\netcdctl:\n%s\nkeelctl:\n%s", outs[0], outs[1])
+	}
+	tw.run(
+		line("put", "/etcdctl-check-perf/x", "y"),
+		line("check", "perf"),
+		line("del", "/etcdctl-check-perf/x"),
+		line("check", "perf", "--load", "x"),
+		line("check", "perf", "--load", "xLarge", "-w", "yaml"),
+		line("check", "perf", "--bogus"),
+	)
+}
+
+// TestCtlCheckDatascale: keel has no /metrics, so against keel the check
+// ends before writing anything; against etcd servers (-ctlserver=etcd),
+// which serve /metrics on the client URL, it runs the whole s load and is
+// compared with the measure and the progress bar masked.
+func TestCtlCheckDatascale(t *testing.T) {
+	tw := newCtlTwins(t)
+	mask := []*regexp.Regexp{regexp.MustCompile(`used : (\S+) MB`), regexp.MustCompile(`(?m)^\d+ / \d+ \[.*$`)}
+	tw.run(
+		twinStep{Args: []string{"check", "datascale", "--prefix", "/ds/", "--auto-compact", "--auto-defrag"}, Mask: mask, Timeout: 5 * time.Minute},
+		line("get", "/ds/", "--prefix", "--count-only", "-w", "fields"),
+		line("put", "/etcdctl-check-datascale/x", "y"),
+		line("check", "datascale"),
+		line("check", "datascale", "--load", "x"),
+		line("check", "datascale", "-w", "yaml"),
+	)
+}
+
+// waitCount polls until at least n keys have prefix (bounded).
+func waitCount(t *testing.T, c *clientv3.Client, prefix string, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for countPrefix2(t, c, prefix) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d keys under %q after 30s", n, prefix)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func countPrefix2(t *testing.T, c *clientv3.Client, prefix string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Count
 }

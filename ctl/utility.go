@@ -18,7 +18,7 @@ import (
 )
 
 func utilityCommands(g *globals) []*cobra.Command {
-	return []*cobra.Command{makeMirrorCommand(g), versionCommand(g)}
+	return []*cobra.Command{checkCommand(g), makeMirrorCommand(g), versionCommand(g)}
 }
 
 // versionCommand prints keelctl's own version and the etcd API version it
