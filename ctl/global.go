@@ -2,8 +2,6 @@ package ctl
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bgentry/speakeasy"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -46,9 +45,13 @@ type globals struct {
 	user, password, token string
 
 	stdio Stdio
-	// envApplied is set once the ETCDCTL_* variables have been read.
-	envApplied bool
-	flags      *pflag.FlagSet
+	// envApplied is set once the ETCDCTL_* variables have been read,
+	// envChecked once the unused ones have been reported.
+	envApplied, envChecked bool
+	// flagCommandTimeout is --command-timeout as given on the command line
+	// (or its default), before ETCDCTL_COMMAND_TIMEOUT; see commandContext.
+	flagCommandTimeout time.Duration
+	flags              *pflag.FlagSet
 }
 
 func (g *globals) register(fs *pflag.FlagSet) {
@@ -93,38 +96,59 @@ type returnHook struct{}
 func (returnHook) OnWrite(*zapcore.CheckedEntry, []zapcore.Field) {}
 
 // applyEnv sets every global flag not given on the command line from its
-// ETCDCTL_* variable. A variable that shadows a flag given on the command line
-// is an error, as in etcdctl; unknown ETCDCTL_* variables get a warning.
+// non-empty ETCDCTL_* variable, as etcdctl does: a value the flag rejects is
+// ignored (the flag keeps its default, or the zero value where pflag stores
+// it anyway). It prints nothing: checkEnv does, later, as etcdctl.
 func (g *globals) applyEnv() error {
 	if g.envApplied {
 		return nil
 	}
 	g.envApplied = true
-	known := map[string]bool{}
-	var err error
+	g.flagCommandTimeout = g.commandTimeout
 	g.flags.VisitAll(func(f *pflag.Flag) {
-		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		known[name] = true
-		v, ok := os.LookupEnv(name)
-		if !ok || v == "" || err != nil {
-			return
-		}
-		if f.Changed {
-			g.logger().Fatal("conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag))",
-				zap.String("environment-variable", name))
-			err = withCode(ExitError, errSilent)
-			return
-		}
-		if serr := f.Value.Set(v); serr != nil {
-			err = badArgs("invalid value %q for %s: %v", v, name, serr)
+		if v := os.Getenv(envName(f)); v != "" && !f.Changed {
+			_ = f.Value.Set(v) // etcdctl drops this error too
 		}
 	})
-	if err != nil {
+	return nil
+}
+
+func envName(f *pflag.Flag) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+}
+
+// checkEnv reports, once, the ETCDCTL_* variables applyEnv could not use:
+// a variable naming a flag given on the command line is fatal, any other
+// one (an empty one included) gets a warning. etcdctl does this where it
+// builds its client configuration, after checking a command's arguments, so
+// it is called by printer and clientConfig, not by run. The environment is
+// walked in its own order, as etcdctl, so the same warnings come before the
+// fatal line.
+func (g *globals) checkEnv() error {
+	if g.envChecked {
+		return nil
+	}
+	g.envChecked = true
+	if err := g.applyEnv(); err != nil {
 		return err
 	}
+	shadowed, used := map[string]bool{}, map[string]bool{}
+	g.flags.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			shadowed[envName(f)] = true
+		} else if os.Getenv(envName(f)) != "" {
+			used[envName(f)] = true
+		}
+	})
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, envPrefix) && !known[name] {
+		switch {
+		case used[name]:
+		case shadowed[name]:
+			g.logger().Fatal("conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag))",
+				zap.String("environment-variable", name))
+			return withCode(ExitError, errSilent)
+		case strings.HasPrefix(name, envPrefix):
 			g.logger().Warn("unrecognized environment variable", zap.String("environment-variable", kv))
 		}
 	}
@@ -135,8 +159,22 @@ func (g *globals) applyEnv() error {
 // the cause has already been printed.
 var errSilent = errors.New("")
 
-// commandContext is the context of one short request: --command-timeout.
+// commandContext is the context of one short request: --command-timeout as
+// given on the command line. ETCDCTL_COMMAND_TIMEOUT does not count, as in
+// etcdctl's get, put, del, lease, member, alarm, user and role commands,
+// which make their context before reading the environment. etcdctl's
+// compaction, defrag, endpoint, move-leader and snapshot commands read it
+// first: they use envCommandContext.
 func (g *globals) commandContext() (context.Context, context.CancelFunc) {
+	if !g.envApplied {
+		return g.envCommandContext()
+	}
+	return context.WithTimeout(context.Background(), g.flagCommandTimeout)
+}
+
+// envCommandContext is the context of one short request: --command-timeout,
+// or ETCDCTL_COMMAND_TIMEOUT when the flag is not given.
+func (g *globals) envCommandContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), g.commandTimeout)
 }
 
@@ -161,8 +199,12 @@ func newClient(cfg clientv3.Config) (*clientv3.Client, error) {
 }
 
 // clientConfig is the client configuration for endpoints, with the global
-// flags' timeouts, limits, TLS and credentials.
+// flags' timeouts, limits, TLS and credentials. It may prompt for a password
+// (--user without one), so call it once per command.
 func (g *globals) clientConfig(endpoints []string) (clientv3.Config, error) {
+	if err := g.checkEnv(); err != nil {
+		return clientv3.Config{}, err
+	}
 	eps := endpoints
 	if g.discoverySRV != "" && !g.flags.Changed("endpoints") && os.Getenv(envPrefix+"ENDPOINTS") == "" {
 		var err error
@@ -170,125 +212,79 @@ func (g *globals) clientConfig(endpoints []string) (clientv3.Config, error) {
 			return clientv3.Config{}, withCode(ExitError, err)
 		}
 	}
-	cfg := clientv3.Config{
-		Endpoints:            eps,
-		DialTimeout:          g.dialTimeout,
-		DialKeepAliveTime:    g.keepAliveTime,
-		DialKeepAliveTimeout: g.keepAliveTimeout,
-		MaxCallSendMsgSize:   g.maxRequestBytes,
-		MaxCallRecvMsgSize:   g.maxRecvBytes,
+	secure, err := g.secureConfig()
+	if err != nil {
+		return clientv3.Config{}, err
+	}
+	auth, err := g.authConfig()
+	if err != nil {
+		return clientv3.Config{}, err
+	}
+	spec := &clientv3.ConfigSpec{
+		Endpoints:          eps,
+		DialTimeout:        g.dialTimeout,
+		KeepAliveTime:      g.keepAliveTime,
+		KeepAliveTimeout:   g.keepAliveTimeout,
+		MaxCallSendMsgSize: g.maxRequestBytes,
+		MaxCallRecvMsgSize: g.maxRecvBytes,
+		Secure:             secure,
+		Auth:               auth,
+	}
+	// The client library turns the TLS files into a tls.Config, with
+	// etcdctl's error messages.
+	cfg, err := clientv3.NewClientConfig(spec, g.logger())
+	if err != nil {
+		return clientv3.Config{}, withCode(ExitBadArgs, err)
 	}
 	if g.debug {
 		lg, _ := zap.NewDevelopment()
 		cfg.Logger = lg
 	}
-	tlsCfg, err := g.tlsConfig()
-	if err != nil {
-		return clientv3.Config{}, withCode(ExitBadArgs, err)
-	}
-	cfg.TLS = tlsCfg
-	if err := g.credentials(&cfg); err != nil {
-		return clientv3.Config{}, err
-	}
-	return cfg, nil
+	return *cfg, nil
 }
 
-// tlsConfig is nil unless a TLS flag is given or an endpoint is https.
-func (g *globals) tlsConfig() (*tls.Config, error) {
-	secure := g.cacert != "" || g.cert != "" || g.key != "" || g.insecureSkipVerify || !g.insecureTransport
-	for _, ep := range g.endpoints {
-		if strings.HasPrefix(ep, "https://") || strings.HasPrefix(ep, "unixs://") {
-			secure = true
+// secureConfig is the TLS part of the global flags. A TLS file flag given
+// as an empty string is an error, as in etcdctl.
+func (g *globals) secureConfig() (*clientv3.SecureConfig, error) {
+	for _, f := range []struct{ name, value string }{{"cert", g.cert}, {"key", g.key}, {"cacert", g.cacert}} {
+		if f.value == "" && g.flags.Changed(f.name) {
+			return nil, badArgs("empty string is passed to --%s option", f.name)
 		}
 	}
-	if !secure {
+	return &clientv3.SecureConfig{
+		Cert:               g.cert,
+		Key:                g.key,
+		Cacert:             g.cacert,
+		InsecureTransport:  g.insecureTransport,
+		InsecureSkipVerify: g.insecureSkipVerify,
+	}, nil
+}
+
+// authConfig is the user name and password or the JWT token of the global
+// flags, nil without --user and --auth-jwt-token. As etcdctl v3.7: the token
+// wins over --user; --password wins over a password in --user (which then
+// is the user name as given); with neither, the password is asked for.
+func (g *globals) authConfig() (*clientv3.AuthConfig, error) {
+	return authConfig(g.user, g.password, g.token, "Password: ", g.stdio.Out)
+}
+
+func authConfig(user, password, token, prompt string, out io.Writer) (*clientv3.AuthConfig, error) {
+	switch {
+	case user == "" && token == "":
 		return nil, nil
+	case token != "":
+		return &clientv3.AuthConfig{Token: token}, nil
+	case password != "":
+		return &clientv3.AuthConfig{Username: user, Password: password}, nil
 	}
-	cfg := &tls.Config{InsecureSkipVerify: g.insecureSkipVerify, MinVersion: tls.VersionTLS12}
-	if g.cacert != "" {
-		pem, err := os.ReadFile(g.cacert)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s holds no PEM certificate", g.cacert)
-		}
-		cfg.RootCAs = pool
+	if name, pass, ok := strings.Cut(user, ":"); ok {
+		return &clientv3.AuthConfig{Username: name, Password: pass}, nil
 	}
-	if (g.cert == "") != (g.key == "") {
-		return nil, errors.New("--cert and --key must be given together")
+	pass, err := speakeasy.FAsk(out, prompt)
+	if err != nil {
+		return nil, withCode(ExitError, err)
 	}
-	if g.cert != "" {
-		pair, err := tls.LoadX509KeyPair(g.cert, g.key)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	}
-	return cfg, nil
-}
-
-// credentials fills in the user name and password (prompting for a password
-// not given) or the JWT token.
-func (g *globals) credentials(cfg *clientv3.Config) error {
-	if g.token != "" {
-		if g.user != "" || g.password != "" {
-			return badArgs("--auth-jwt-token and --user/--password are mutually exclusive")
-		}
-		cfg.Token = g.token
-		return nil
-	}
-	if g.user == "" {
-		if g.password != "" {
-			return badArgs("empty string is passed to --user option")
-		}
-		return nil
-	}
-	if g.password != "" {
-		if strings.Contains(g.user, ":") {
-			return badArgs("--user option shouldn't include password when --password is specified")
-		}
-		cfg.Username, cfg.Password = g.user, g.password
-		return nil
-	}
-	name, pass, ok := strings.Cut(g.user, ":")
-	if !ok {
-		var err error
-		if pass, err = g.readPassword(); err != nil {
-			return badArgs("failed to read password: %v", err)
-		}
-	}
-	cfg.Username, cfg.Password = name, pass
-	return nil
-}
-
-// readPassword prompts for a password and reads one line from standard input.
-func (g *globals) readPassword() (string, error) {
-	fmt.Fprint(g.stdio.Err, "Password: ")
-	line, err := readLine(g.stdio.In)
-	fmt.Fprintln(g.stdio.Err)
-	return line, err
-}
-
-func readLine(r io.Reader) (string, error) {
-	var b []byte
-	buf := make([]byte, 1)
-	for {
-		n, err := r.Read(buf)
-		if n == 1 {
-			if buf[0] == '\n' {
-				return strings.TrimSuffix(string(b), "\r"), nil
-			}
-			b = append(b, buf[0])
-		}
-		if err != nil {
-			if err == io.EOF && len(b) > 0 {
-				return string(b), nil
-			}
-			return "", err
-		}
-	}
+	return &clientv3.AuthConfig{Username: user, Password: pass}, nil
 }
 
 // discoverEndpoints finds the client endpoints in the SRV records of
@@ -319,7 +315,8 @@ func (g *globals) discoverEndpoints() ([]string, error) {
 	return eps, nil
 }
 
-// run wraps a command body: it applies the environment, then runs fn.
+// run wraps a command body: it applies the environment, then runs fn. The
+// unused variables are reported later, by checkEnv.
 func (g *globals) run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := g.applyEnv(); err != nil {

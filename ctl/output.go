@@ -30,7 +30,12 @@ type printer struct {
 	w      io.Writer
 }
 
+// printer checks -w (after reporting the unused ETCDCTL_* variables, as
+// etcdctl).
 func (g *globals) printer() (*printer, error) {
+	if err := g.checkEnv(); err != nil {
+		return nil, err
+	}
 	switch g.writeOut {
 	case formatSimple, formatJSON, formatTable, formatFields, formatProtobuf:
 	default:
