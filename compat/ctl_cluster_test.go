@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -221,4 +222,119 @@ func (tw *ctlTwins) memberSteps(f, peerURL string, args []string, msg func() pro
 		return
 	}
 	tw.memberStep(masked(twinStep{}), sideArgs)
+}
+
+// maskDuration hides a timing such as endpoint health's "took".
+var maskDuration = regexp.MustCompile(`\b[0-9.]+(?:µs|ns|ms|s)\b`)
+
+func tookMasked(steps []twinStep) []twinStep {
+	for i := range steps {
+		steps[i].Mask = append(steps[i].Mask, maskDuration)
+	}
+	return steps
+}
+
+// runTable runs steps whose -w table output has values that legitimately
+// differ in columns cols (from 1, increasing): their width changes the
+// table's borders, so those columns are blanked, borders included, before
+// the comparison.
+func (tw *ctlTwins) runTable(cols []int, steps ...twinStep) {
+	tw.t.Helper()
+	sep := regexp.MustCompile(`[│┬┼┴┌├└┐┤┘]`)
+	blank := func(s string) string {
+		lines := strings.Split(s, "\n")
+		for i, l := range lines {
+			idx := sep.FindAllStringIndex(l, -1)
+			for j := len(cols) - 1; j >= 0; j-- {
+				if c := cols[j]; len(idx) > c {
+					l = l[:idx[c-1][1]] + "<blank>" + l[idx[c][0]:]
+				}
+			}
+			lines[i] = l
+		}
+		return strings.Join(lines, "\n")
+	}
+	for _, st := range steps {
+		want, got := tw.exec(0, st), tw.exec(1, st)
+		want.stdout, got.stdout = blank(want.stdout), blank(got.stdout)
+		if diff := compareCtlRuns(want, got); diff != "" {
+			tw.t.Fatalf("%v: %s\netcdctl printed:\n%s%s\nkeelctl printed:\n%s%s", st.Args, diff, want.stdout, want.stderr, got.stdout, got.stderr)
+		}
+	}
+}
+
+// The database size and the size in use (and so the share not in use)
+// differ between two identical servers given the same requests.
+var (
+	maskDBSizeSimple = regexp.MustCompile(`(?m)^(?:[^,]*, ){4}([^,]*, [^,]*, [^,]*),`)
+	maskDBSizeJSON   = regexp.MustCompile(`"(?:dbSize|dbSizeInUse|DBSize|DBSizeInUse)" ?: ?(\d+)`)
+)
+
+func dbSizeMasked(steps []twinStep) []twinStep {
+	for i := range steps {
+		steps[i].Mask = append(steps[i].Mask, maskDBSizeSimple, maskDBSizeJSON)
+	}
+	return steps
+}
+
+// deadEndpoint is an address nothing listens on.
+const deadEndpoint = "127.0.0.1:1"
+
+func TestCtlEndpoint(t *testing.T) {
+	tw := newCtlTwins(t)
+	dead := func(args ...string) twinStep {
+		return twinStep{NoEndpoints: true, Args: append([]string{"--endpoints=" + deadEndpoint, "--command-timeout=1s"}, args...),
+			Mask: []*regexp.Regexp{maskDuration}}
+	}
+	tw.run(seq(
+		[]twinStep{line("put", "a", "1"), line("put", "b", "2"), line("del", "a")},
+		tookMasked(withFormats("endpoint", "health")[:4]),
+		tookMasked(withFormats("endpoint", "health", "--cluster")[:4]),
+		dbSizeMasked(withFormats("endpoint", "status")[:4]),
+		dbSizeMasked(withFormats("endpoint", "status", "--cluster")[:4]),
+		dbSizeMasked(withFormats("endpoint", "status", "--hex")[:4]),
+		withFormats("endpoint", "hashkv"),
+		withFormats("endpoint", "hashkv", "--cluster"),
+		withFormats("endpoint", "hashkv", "--rev", "2"),
+		[]twinStep{
+			line("endpoint", "hashkv", "--rev", "100"),
+			line("endpoint", "hashkv", "--rev", "100", "-w", "json"),
+			line("endpoint", "status", "-w", "yaml"),
+			line("endpoint", "health", "-w", "yaml"),
+			line("endpoint", "hashkv", "-w", "yaml"),
+			dbSizeMasked([]twinStep{line("endpoint", "status", "extra")})[0],
+			dead("endpoint", "health"),
+			dead("endpoint", "health", "-w", "json"),
+			dead("endpoint", "status"),
+			dead("endpoint", "status", "-w", "json"),
+			dead("endpoint", "hashkv"),
+			dead("endpoint", "hashkv", "-w", "fields"),
+			dead("endpoint", "health", "--cluster"),
+			dead("endpoint", "status", "--cluster"),
+		},
+	)...)
+	tw.runTable([]int{5, 6, 7}, line("endpoint", "status", "-w", "table"), line("endpoint", "status", "--cluster", "-w", "table"))
+	tw.compact(3)
+	tw.run(line("endpoint", "hashkv", "--rev", "2"), line("endpoint", "hashkv", "--rev", "3", "-w", "fields"))
+	tw.runTable([]int{3}, line("endpoint", "health", "-w", "table"), line("endpoint", "health", "--cluster", "-w", "table"),
+		dead("endpoint", "health", "-w", "table"))
+}
+
+// compact compacts both twins at rev, through the Go client (compaction is
+// not a command of this file).
+func (tw *ctlTwins) compact(rev int64) {
+	tw.t.Helper()
+	for _, ep := range []string{tw.etcdctlEP, tw.keelctlEP} {
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: etcdctlTimeout})
+		if err != nil {
+			tw.t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), etcdctlTimeout)
+		_, err = c.Compact(ctx, rev, clientv3.WithCompactPhysical())
+		cancel()
+		c.Close()
+		if err != nil {
+			tw.t.Fatalf("compact %s at %d: %v", ep, rev, err)
+		}
+	}
 }
