@@ -19,8 +19,9 @@ import (
 )
 
 // The operator scenarios S1 and S5 of /work/shared/SCENARIOS.md, run with
-// real processes and the official etcdctl (and keelctl): first against etcd, which proves
-// that the script itself is right, then against keel. Each side checks the
+// real processes and the official etcdctl: first against etcd, which proves
+// that the script itself is right, then against keel, then against keel
+// driven by keelctl. Each side checks the
 // scenario's requirements on its own; then the outputs that do not depend on
 // timing, ports or generated IDs (formats, messages, exit codes) are compared
 // between the two sides, step by step.
