@@ -350,8 +350,13 @@ type cluster struct {
 	transcript []string
 }
 
-func newCluster(t *testing.T, kind serverKind) *cluster {
+// newCluster is a cluster of kind driven by the client binary cli ("": the
+// official etcdctl).
+func newCluster(t *testing.T, kind serverKind, cli string) *cluster {
 	etcd, keel, ctl := buildClusterBinaries(t)
+	if cli != "" {
+		ctl = cli
+	}
 	bin := etcd
 	if kind == kindKeel {
 		bin = keel

@@ -20,7 +20,8 @@ import (
 
 // The operator scenarios S1 and S5 of /work/shared/SCENARIOS.md, run with
 // real processes and the official etcdctl: first against etcd, which proves
-// that the script itself is right, then against keel. Each side checks the
+// that the script itself is right, then against keel, then against keel
+// driven by keelctl. Each side checks the
 // scenario's requirements on its own; then the outputs that do not depend on
 // timing, ports or generated IDs (formats, messages, exit codes) are compared
 // between the two sides, step by step.
@@ -33,23 +34,25 @@ import (
 // the others, that a restarted member rejoins from its data dir whatever
 // --initial-cluster says, and that a member with the wrong
 // --initial-cluster-token is refused.
-func TestScenarioS1(t *testing.T) {
-	var etcd, keel []string
-	t.Run("etcd", func(t *testing.T) { etcd = scenarioS1(t, kindEtcd) })
-	t.Run("keel", func(t *testing.T) { keel = scenarioS1(t, kindKeel) })
-	compareTranscripts(t, etcd, keel)
-}
+func TestScenarioS1(t *testing.T) { runScenario(t, scenarioS1) }
 
 // TestScenarioS5 scales a one-member cluster out to three (learners added
 // with member add --learner, started with the ETCD_* lines etcdctl prints,
 // then promoted), removes the leader (which stops by itself), moves a
 // member to a new peer URL with member update and a restart, and hands
 // leadership over with move-leader.
-func TestScenarioS5(t *testing.T) {
-	var etcd, keel []string
-	t.Run("etcd", func(t *testing.T) { etcd = scenarioS5(t, kindEtcd) })
-	t.Run("keel", func(t *testing.T) { keel = scenarioS5(t, kindKeel) })
-	compareTranscripts(t, etcd, keel)
+func TestScenarioS5(t *testing.T) { runScenario(t, scenarioS5) }
+
+// runScenario runs a scenario three times: etcd and keel driven by the
+// official etcdctl, then keel driven by keelctl (-run '.../keel-keelctl'),
+// and compares both keel transcripts with etcd's.
+func runScenario(t *testing.T, scenario func(*testing.T, serverKind, string) []string) {
+	var etcd, keel, keelctl []string
+	t.Run("etcd", func(t *testing.T) { etcd = scenario(t, kindEtcd, "") })
+	t.Run("keel", func(t *testing.T) { keel = scenario(t, kindKeel, "") })
+	t.Run("keel-keelctl", func(t *testing.T) { keelctl = scenario(t, kindKeel, buildKeelctl(t)) })
+	t.Run("compare-keel", func(t *testing.T) { compareTranscripts(t, etcd, keel) })
+	t.Run("compare-keelctl", func(t *testing.T) { compareTranscripts(t, etcd, keelctl) })
 }
 
 // startBootstrapCluster starts the members of c, already defined, with a
@@ -78,14 +81,15 @@ func startBootstrapCluster(c *cluster) bool {
 	return true
 }
 
-func scenarioS1(t *testing.T, kind serverKind) []string {
+// cli is the command line client's binary; "" is the official etcdctl.
+func scenarioS1(t *testing.T, kind serverKind, cli string) []string {
 	const token = "keel-s1-token"
 	var (
 		c       *cluster
 		initial string
 	)
 	for attempt := 1; ; attempt++ {
-		c = newCluster(t, kind)
+		c = newCluster(t, kind, cli)
 		m1, m2, m3 := c.newMember("m1"), c.newMember("m2"), c.newMember("m3")
 		initial = fmt.Sprintf("m1=%s,m2=%s,m3=%s", m1.peer, m2.peer, m3.peer)
 		for _, m := range []*member{m1, m2} {
@@ -387,13 +391,14 @@ func promote(c *cluster, on []*member, m *member, id string) {
 	}
 }
 
-func scenarioS5(t *testing.T, kind serverKind) []string {
+// cli is the command line client's binary; "" is the official etcdctl.
+func scenarioS5(t *testing.T, kind serverKind, cli string) []string {
 	var (
 		c  *cluster
 		m1 *member
 	)
 	for attempt := 1; ; attempt++ {
-		c = newCluster(t, kind)
+		c = newCluster(t, kind, cli)
 		m1 = c.newMember("m1")
 		m1.args = []string{"--initial-cluster=m1=" + m1.peer, "--initial-cluster-token=keel-s5-token", "--initial-cluster-state=new"}
 		if startBootstrapCluster(c) {

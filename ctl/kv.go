@@ -322,7 +322,10 @@ func delCommand(g *globals) *cobra.Command {
 func (p *printer) fieldsHeader(h *pb.ResponseHeader) {
 	p.printf("\"ClusterID\" : %s\n", p.id(h.GetClusterId()))
 	p.printf("\"MemberID\" : %s\n", p.id(h.GetMemberId()))
-	p.printf("\"Revision\" : %d\n", h.GetRevision())
+	// Responses outside the key space (member list, ...) carry no revision.
+	if h.GetRevision() > 0 {
+		p.printf("\"Revision\" : %d\n", h.GetRevision())
+	}
 	p.printf("\"RaftTerm\" : %d\n", h.GetRaftTerm())
 }
 

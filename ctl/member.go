@@ -1,5 +1,343 @@
 package ctl
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
 
-func memberCommands(g *globals) []*cobra.Command { return nil }
+	"github.com/spf13/cobra"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+func memberCommands(g *globals) []*cobra.Command {
+	member := &cobra.Command{
+		Use:     "member <subcommand>",
+		Short:   "Cluster membership commands (see `keelctl member --help`)",
+		GroupID: groupCluster,
+	}
+	member.AddCommand(memberAddCommand(g), memberRemoveCommand(g), memberUpdateCommand(g),
+		memberListCommand(g), memberPromoteCommand(g))
+	return []*cobra.Command{member}
+}
+
+func memberAddCommand(g *globals) *cobra.Command {
+	var o struct {
+		peerURLs string
+		learner  bool
+	}
+	cmd := &cobra.Command{
+		Use:   "add <memberName> [options]",
+		Short: "Adds a member to the cluster",
+	}
+	cmd.Flags().StringVar(&o.peerURLs, "peer-urls", "", "the new member's peer URLs, comma separated")
+	cmd.Flags().BoolVar(&o.learner, "learner", false, "add the member as a non-voting learner")
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return badArgs("member name not provided")
+		}
+		if len(args) > 1 {
+			msg := "too many arguments"
+			for _, a := range args {
+				if strings.HasPrefix(strings.ToLower(a), "http") {
+					msg += ", did you mean --peer-urls=" + a
+				}
+			}
+			return badArgs("%s", msg)
+		}
+		if o.peerURLs == "" {
+			return badArgs("member peer urls not provided")
+		}
+		urls := strings.Split(o.peerURLs, ",")
+		add := func(c *clientv3.Client, ctx context.Context) (*clientv3.MemberAddResponse, error) {
+			if o.learner {
+				return c.MemberAddAsLearner(ctx, urls)
+			}
+			return c.MemberAdd(ctx, urls)
+		}
+		return memberCall(g, add, func(p *printer, resp *clientv3.MemberAddResponse) error {
+			return p.memberAdd(resp, args[0], o.peerURLs)
+		})
+	})
+	return cmd
+}
+
+// memberCall connects, makes one membership request within
+// --command-timeout and prints its response. The output format is checked
+// before the request; a format the command cannot print fails only after the
+// request is made, as in etcdctl.
+func memberCall[R any](g *globals, call func(*clientv3.Client, context.Context) (R, error), print func(*printer, R) error) error {
+	p, err := g.printer()
+	if err != nil {
+		return err
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := g.commandContext()
+	resp, err := call(c, ctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	return print(p, resp)
+}
+
+// parseMemberID reads the one argument of remove, update and promote: a member
+// ID in hexadecimal.
+func parseMemberID(args []string) (uint64, error) {
+	if len(args) != 1 {
+		return 0, badArgs("member ID is not provided")
+	}
+	id, err := strconv.ParseUint(args[0], 16, 64)
+	if err != nil {
+		return 0, badArgs("bad member ID arg (%w), expecting ID in Hex", err)
+	}
+	return id, nil
+}
+
+func memberRemoveCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "remove <memberID>",
+		Short: "Removes a member from the cluster",
+	}
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		id, err := parseMemberID(args)
+		if err != nil {
+			return err
+		}
+		return memberCall(g, func(c *clientv3.Client, ctx context.Context) (*clientv3.MemberRemoveResponse, error) {
+			return c.MemberRemove(ctx, id)
+		}, func(p *printer, resp *clientv3.MemberRemoveResponse) error {
+			return p.memberChange("removed from", id, (*pb.MemberRemoveResponse)(resp), resp.Header, resp.Members)
+		})
+	})
+	return cmd
+}
+
+func memberUpdateCommand(g *globals) *cobra.Command {
+	var peerURLs string
+	cmd := &cobra.Command{
+		Use:   "update <memberID> [options]",
+		Short: "Changes the peer URLs of a member",
+	}
+	cmd.Flags().StringVar(&peerURLs, "peer-urls", "", "the member's new peer URLs, comma separated")
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		id, err := parseMemberID(args)
+		if err != nil {
+			return err
+		}
+		if peerURLs == "" {
+			return badArgs("member peer urls not provided")
+		}
+		urls := strings.Split(peerURLs, ",")
+		return memberCall(g, func(c *clientv3.Client, ctx context.Context) (*clientv3.MemberUpdateResponse, error) {
+			return c.MemberUpdate(ctx, id, urls)
+		}, func(p *printer, resp *clientv3.MemberUpdateResponse) error {
+			return p.memberChange("updated in", id, (*pb.MemberUpdateResponse)(resp), resp.Header, resp.Members)
+		})
+	})
+	return cmd
+}
+
+func memberPromoteCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "promote <memberID>",
+		Short: "Makes a learner a voting member",
+	}
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		id, err := parseMemberID(args)
+		if err != nil {
+			return err
+		}
+		return memberCall(g, func(c *clientv3.Client, ctx context.Context) (*clientv3.MemberPromoteResponse, error) {
+			return c.MemberPromote(ctx, id)
+		}, func(p *printer, resp *clientv3.MemberPromoteResponse) error {
+			return p.memberChange("promoted in", id, (*pb.MemberPromoteResponse)(resp), resp.Header, resp.Members)
+		})
+	})
+	return cmd
+}
+
+func memberListCommand(g *globals) *cobra.Command {
+	var consistency string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "Lists the members of the cluster",
+		Long: `Lists the members of the cluster. The simple format prints one line per member
+with ID, status, name, peer URLs, client URLs and whether it is a learner,
+separated by commas.`,
+	}
+	cmd.Flags().StringVar(&consistency, "consistency", "l", "Linearizable(l) or Serializable(s)")
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		var opts []clientv3.OpOption
+		switch consistency {
+		case "l":
+		case "s":
+			opts = append(opts, clientv3.WithSerializable())
+		default:
+			// etcdctl names get's --consistency here, whose value is
+			// always its default "l" in a member list command line.
+			return withCode(ExitBadFeature, fmt.Errorf("unknown consistency flag %q", "l"))
+		}
+		return memberCall(g, func(c *clientv3.Client, ctx context.Context) (*clientv3.MemberListResponse, error) {
+			return c.MemberList(ctx, opts...)
+		}, (*printer).memberList)
+	})
+	return cmd
+}
+
+// memberAdd prints the response of member add. The simple format adds the
+// ETCD_* settings to start the new member with; name and peerURLs are the
+// command's arguments.
+func (p *printer) memberAdd(resp *clientv3.MemberAddResponse, name, peerURLs string) error {
+	switch p.format {
+	case formatSimple:
+		as := " "
+		if resp.Member.IsLearner {
+			as = " as learner "
+		}
+		p.printf("Member %16x added%sto cluster %16x\n", resp.Member.ID, as, resp.Header.GetClusterId())
+		var cluster []string
+		for _, m := range resp.Members {
+			n := m.Name
+			if m.ID == resp.Member.ID {
+				n = name
+			}
+			for _, u := range m.PeerURLs {
+				cluster = append(cluster, n+"="+u)
+			}
+		}
+		p.printf("\nETCD_NAME=%q\n", name)
+		p.printf("ETCD_INITIAL_CLUSTER=%q\n", strings.Join(cluster, ","))
+		p.printf("ETCD_INITIAL_ADVERTISE_PEER_URLS=%q\n", peerURLs)
+		p.printf("ETCD_INITIAL_CLUSTER_STATE=\"existing\"\n")
+		return nil
+	case formatJSON:
+		if p.hex {
+			return p.json(struct {
+				Header  *hexHeader   `json:"header"`
+				Member  *hexMember   `json:"member"`
+				Members []*hexMember `json:"members"`
+			}{(*hexHeader)(resp.Header), (*hexMember)(resp.Member), hexMembers(resp.Members)})
+		}
+		return p.json((*pb.MemberAddResponse)(resp))
+	case formatProtobuf:
+		return p.protobuf((*pb.MemberAddResponse)(resp))
+	}
+	return p.unsupported()
+}
+
+// memberChange prints the response of member remove, update or promote: what
+// says what happened to member id ("removed from", ...), msg is the response
+// as a protobuf message.
+func (p *printer) memberChange(what string, id uint64, msg proto.Message, h *pb.ResponseHeader, members []*pb.Member) error {
+	switch p.format {
+	case formatSimple:
+		p.printf("Member %16x %s cluster %16x\n", id, what, h.GetClusterId())
+		return nil
+	case formatJSON:
+		if p.hex {
+			return p.json(hexMembersResponse{(*hexHeader)(h), hexMembers(members)})
+		}
+		return p.json(msg)
+	case formatProtobuf:
+		return p.protobuf(msg)
+	}
+	return p.unsupported()
+}
+
+func (p *printer) memberList(resp *clientv3.MemberListResponse) error {
+	switch p.format {
+	case formatSimple:
+		for _, row := range memberRows(resp.Members) {
+			p.println(strings.Join(row, ", "))
+		}
+	case formatTable:
+		return p.table([]string{"ID", "Status", "Name", "Peer Addrs", "Client Addrs", "Is Learner"}, memberRows(resp.Members))
+	case formatFields:
+		p.fieldsHeader(resp.Header)
+		for _, m := range resp.Members {
+			p.printf("\"ID\" : %s\n", p.id(m.ID))
+			p.printf("\"Name\" : %q\n", m.Name)
+			for _, u := range m.PeerURLs {
+				p.printf("\"PeerURL\" : %q\n", u)
+			}
+			for _, u := range m.ClientURLs {
+				p.printf("\"ClientURL\" : %q\n", u)
+			}
+			p.printf("\"IsLearner\" : %v\n\n", m.IsLearner)
+		}
+	case formatJSON:
+		if p.hex {
+			return p.json(hexMembersResponse{(*hexHeader)(resp.Header), hexMembers(resp.Members)})
+		}
+		return p.json((*pb.MemberListResponse)(resp))
+	case formatProtobuf:
+		return p.protobuf((*pb.MemberListResponse)(resp))
+	}
+	return nil
+}
+
+// memberRows are the rows of the member table, also printed by the simple
+// format: a member without a name has not started yet.
+func memberRows(members []*pb.Member) [][]string {
+	var rows [][]string
+	for _, m := range members {
+		status := "started"
+		if m.Name == "" {
+			status = "unstarted"
+		}
+		rows = append(rows, []string{
+			fmt.Sprintf("%x", m.ID), status, m.Name,
+			strings.Join(m.PeerURLs, ","), strings.Join(m.ClientURLs, ","),
+			strconv.FormatBool(m.IsLearner),
+		})
+	}
+	return rows
+}
+
+// hexHeader is a response header in JSON with --hex: the IDs as hexadecimal
+// strings.
+type hexHeader pb.ResponseHeader
+
+func (h *hexHeader) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		ClusterID string `json:"cluster_id"`
+		MemberID  string `json:"member_id"`
+		Revision  int64  `json:"revision,omitempty"`
+		RaftTerm  uint64 `json:"raft_term,omitempty"`
+	}{fmt.Sprintf("%x", h.ClusterId), fmt.Sprintf("%x", h.MemberId), h.Revision, h.RaftTerm})
+}
+
+// hexMember is a member in JSON with --hex: its ID as a hexadecimal string.
+type hexMember pb.Member
+
+func (m *hexMember) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		ID         string   `json:"ID"`
+		Name       string   `json:"name,omitempty"`
+		PeerURLs   []string `json:"peerURLs,omitempty"`
+		ClientURLs []string `json:"clientURLs,omitempty"`
+		IsLearner  bool     `json:"isLearner,omitempty"`
+	}{fmt.Sprintf("%x", m.ID), m.Name, m.PeerURLs, m.ClientURLs, m.IsLearner})
+}
+
+func hexMembers(members []*pb.Member) []*hexMember {
+	out := make([]*hexMember, len(members))
+	for i, m := range members {
+		out[i] = (*hexMember)(m)
+	}
+	return out
+}
+
+// hexMembersResponse is a membership response in JSON with --hex.
+type hexMembersResponse struct {
+	Header  *hexHeader   `json:"header"`
+	Members []*hexMember `json:"members"`
+}
