@@ -44,7 +44,7 @@ func (g *globals) targetEndpoints(cluster bool) ([]string, error) {
 		return nil, err
 	}
 	defer c.Close()
-	ctx, cancel := g.commandContext()
+	ctx, cancel := g.envCommandContext()
 	defer cancel()
 	resp, err := c.MemberList(ctx)
 	if err != nil {
@@ -140,7 +140,7 @@ func (g *globals) health(cfg clientv3.Config) epHealth {
 	}
 	defer c.Close()
 	start := time.Now()
-	ctx, cancel := g.commandContext()
+	ctx, cancel := g.envCommandContext()
 	defer cancel()
 	_, err = c.Get(ctx, "health")
 	h := epHealth{Ep: ep, Took: time.Since(start).String()}
@@ -220,7 +220,7 @@ index and applied index, errors and downgrade state, separated by commas.`,
 		}
 		var list []epStatus
 		failed, err := g.eachEndpoint(*cluster, "status", func(c *clientv3.Client, ep string) error {
-			ctx, cancel := g.commandContext()
+			ctx, cancel := g.envCommandContext()
 			defer cancel()
 			resp, err := c.Status(ctx, ep)
 			if err == nil {
@@ -350,7 +350,7 @@ func endpointHashKVCommand(g *globals, cluster *bool) *cobra.Command {
 		}
 		var list []epHashKV
 		failed, err := g.eachEndpoint(*cluster, "hash", func(c *clientv3.Client, ep string) error {
-			ctx, cancel := g.commandContext()
+			ctx, cancel := g.envCommandContext()
 			defer cancel()
 			resp, err := c.HashKV(ctx, ep, rev)
 			if err == nil {

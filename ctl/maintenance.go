@@ -138,7 +138,7 @@ func (g *globals) defrag(ep string) (ok bool, err error) {
 		return false, err
 	}
 	defer c.Close()
-	ctx, cancel := g.commandContext()
+	ctx, cancel := g.envCommandContext()
 	defer cancel()
 	start := time.Now()
 	_, derr := c.Defragment(ctx, ep)
@@ -175,7 +175,7 @@ func moveLeaderCommand(g *globals) *cobra.Command {
 		}
 		eps := c.Endpoints()
 		c.Close()
-		ctx, cancel := g.commandContext()
+		ctx, cancel := g.envCommandContext()
 		defer cancel()
 		leader, leaderID, err := g.findLeader(ctx, eps)
 		if err != nil {
