@@ -372,7 +372,9 @@ func delCommand(g *globals) *cobra.Command {
 func (p *printer) fieldsHeader(h *pb.ResponseHeader) {
 	p.printf("\"ClusterID\" : %s\n", p.id(h.GetClusterId()))
 	p.printf("\"MemberID\" : %s\n", p.id(h.GetMemberId()))
-	p.printf("\"Revision\" : %d\n", h.GetRevision())
+	if h.GetRevision() > 0 { // as etcdctl: responses outside the key space have none
+		p.printf("\"Revision\" : %d\n", h.GetRevision())
+	}
 	p.printf("\"RaftTerm\" : %d\n", h.GetRaftTerm())
 }
 
