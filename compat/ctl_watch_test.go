@@ -238,7 +238,8 @@ func TestCtlWatchInteractive(t *testing.T) {
 		// the command line's flags do not apply to the lines
 		in(keyDone("zlast"), "watch zlast --rev 7\n", "watch", "-i", "--prev-kv", "--rev", "1", "ignored"),
 		in(untilCount("ran", 1), "watch \"zlast\" --rev 1 -- sh -c 'echo ran $ETCD_WATCH_KEY'\n", "watch", "-i"),
-		in(untilCount("progress notify", 1), "watch zlast --rev 1\nprogress\n", "watch", "-i"),
+		// "progress" is not tested: etcd answers it only once the new
+		// watch is synced, so whether it prints depends on timing.
 		in(untilCount("env", 1), "watch --rev 7 -- echo env\n", "watch", "-i").withEnv("ETCDCTL_WATCH_KEY=zlast"),
 		// mistakes that do not end the watch
 		in(now, "\nwatch\nbogus k\nwatch a b --prefix\n", "watch", "-i"),
