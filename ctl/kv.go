@@ -5,8 +5,10 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -16,20 +18,16 @@ func kvCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{getCommand(g), putCommand(g), delCommand(g)}
 }
 
-func getCommand(g *globals) *cobra.Command {
-	var o struct {
-		consistency, order, sortBy                      string
-		limit, rev                                      int64
-		prefix, fromKey, keysOnly, countOnly, valueOnly bool
-		minCreate, maxCreate, minMod, maxMod            int64
-		stream                                          bool
-	}
-	cmd := &cobra.Command{
-		Use:     "get [options] <key> [range_end]",
-		Short:   "Gets the key or a range of keys",
-		GroupID: groupKV,
-	}
-	f := cmd.Flags()
+// getOptions are get's flags; txn's get requests take them too.
+type getOptions struct {
+	consistency, order, sortBy                      string
+	limit, rev                                      int64
+	prefix, fromKey, keysOnly, countOnly, valueOnly bool
+	minCreate, maxCreate, minMod, maxMod            int64
+	stream                                          bool
+}
+
+func (o *getOptions) register(f *pflag.FlagSet) {
 	f.StringVar(&o.consistency, "consistency", "l", "Linearizable(l) or Serializable(s)")
 	f.StringVar(&o.order, "order", "", "order of results: ASCEND or DESCEND (ASCEND by default)")
 	f.StringVar(&o.sortBy, "sort-by", "", "sort target: CREATE, KEY, MODIFY, VALUE, or VERSION")
@@ -45,61 +43,79 @@ func getCommand(g *globals) *cobra.Command {
 	f.Int64Var(&o.minMod, "min-mod-rev", 0, "minimum modification revision")
 	f.Int64Var(&o.maxMod, "max-mod-rev", 0, "maximum modification revision")
 	f.BoolVar(&o.stream, "stream", false, "use the RangeStream RPC")
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		if len(args) == 0 {
-			return badArgs("get command needs one argument as key and an optional argument as range_end")
+}
+
+// op is the range request of get's arguments and flags.
+func (o *getOptions) op(args []string) (key string, opts []clientv3.OpOption, err error) {
+	if len(args) == 0 {
+		return "", nil, badArgs("get command needs one argument as key and an optional argument as range_end")
+	}
+	if o.prefix && o.fromKey {
+		return "", nil, badArgs("`--prefix` and `--from-key` cannot be set at the same time, choose one")
+	}
+	switch o.consistency {
+	case "l":
+	case "s":
+		opts = append(opts, clientv3.WithSerializable())
+	default:
+		return "", nil, withCode(ExitBadFeature, fmt.Errorf("unknown consistency flag %q", o.consistency))
+	}
+	key = args[0]
+	if len(args) > 1 {
+		if o.prefix || o.fromKey {
+			return "", nil, badArgs("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
 		}
-		if o.prefix && o.fromKey {
-			return badArgs("`--prefix` and `--from-key` cannot be set at the same time, choose one")
-		}
-		opts := []clientv3.OpOption{}
-		switch o.consistency {
-		case "l":
-		case "s":
-			opts = append(opts, clientv3.WithSerializable())
-		default:
-			return withCode(ExitBadFeature, fmt.Errorf("unknown consistency flag %q", o.consistency))
-		}
-		key := args[0]
-		if len(args) > 1 {
-			if o.prefix || o.fromKey {
-				return badArgs("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
-			}
-			opts = append(opts, clientv3.WithRange(args[1]))
-		}
-		opts = append(opts, clientv3.WithLimit(o.limit), clientv3.WithRev(o.rev))
-		order, err := sortOrder(o.order)
-		if err != nil {
-			return err
-		}
-		target, err := sortTarget(o.sortBy)
-		if err != nil {
-			return err
-		}
-		opts = append(opts, clientv3.WithSort(target, order))
-		if o.prefix {
-			if key == "" {
-				key = "\x00"
-				opts = append(opts, clientv3.WithFromKey())
-			} else {
-				opts = append(opts, clientv3.WithPrefix())
-			}
-		}
-		if o.fromKey {
-			if key == "" {
-				key = "\x00"
-			}
+		opts = append(opts, clientv3.WithRange(args[1]))
+	}
+	opts = append(opts, clientv3.WithLimit(o.limit), clientv3.WithRev(o.rev))
+	order, err := sortOrder(o.order)
+	if err != nil {
+		return "", nil, err
+	}
+	target, err := sortTarget(o.sortBy)
+	if err != nil {
+		return "", nil, err
+	}
+	opts = append(opts, clientv3.WithSort(target, order))
+	if o.prefix {
+		if key == "" {
+			key = "\x00"
 			opts = append(opts, clientv3.WithFromKey())
+		} else {
+			opts = append(opts, clientv3.WithPrefix())
 		}
-		if o.keysOnly {
-			opts = append(opts, clientv3.WithKeysOnly())
+	}
+	if o.fromKey {
+		if key == "" {
+			key = "\x00"
 		}
-		if o.countOnly {
-			opts = append(opts, clientv3.WithCountOnly())
+		opts = append(opts, clientv3.WithFromKey())
+	}
+	if o.keysOnly {
+		opts = append(opts, clientv3.WithKeysOnly())
+	}
+	if o.countOnly {
+		opts = append(opts, clientv3.WithCountOnly())
+	}
+	opts = append(opts,
+		clientv3.WithMinCreateRev(o.minCreate), clientv3.WithMaxCreateRev(o.maxCreate),
+		clientv3.WithMinModRev(o.minMod), clientv3.WithMaxModRev(o.maxMod))
+	return key, opts, nil
+}
+
+func getCommand(g *globals) *cobra.Command {
+	var o getOptions
+	cmd := &cobra.Command{
+		Use:     "get [options] <key> [range_end]",
+		Short:   "Gets the key or a range of keys",
+		GroupID: groupKV,
+	}
+	o.register(cmd.Flags())
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		key, opts, err := o.op(args)
+		if err != nil {
+			return err
 		}
-		opts = append(opts,
-			clientv3.WithMinCreateRev(o.minCreate), clientv3.WithMaxCreateRev(o.maxCreate),
-			clientv3.WithMinModRev(o.minMod), clientv3.WithMaxModRev(o.maxMod))
 		p, err := g.printer()
 		if err != nil {
 			return err
@@ -162,28 +178,41 @@ func sortTarget(s string) (clientv3.SortTarget, error) {
 	return 0, withCode(ExitBadFeature, fmt.Errorf("bad sort target %v", s))
 }
 
-func putCommand(g *globals) *cobra.Command {
-	var o struct {
-		lease                            string
-		prevKV, ignoreValue, ignoreLease bool
+// putOptions are put's flags; txn's put requests take them too.
+type putOptions struct {
+	lease                            string
+	prevKV, ignoreValue, ignoreLease bool
+}
+
+func (o *putOptions) register(f *pflag.FlagSet) {
+	f.StringVar(&o.lease, "lease", "0", "lease ID (in hexadecimal) to attach to the key")
+	f.BoolVar(&o.prevKV, "prev-kv", false, "return the previous key-value pair")
+	f.BoolVar(&o.ignoreValue, "ignore-value", false, "keep the key's current value")
+	f.BoolVar(&o.ignoreLease, "ignore-lease", false, "keep the key's current lease")
+}
+
+// op is the put request of put's arguments and flags; the value is read
+// from in when not given.
+func (o *putOptions) op(in io.Reader, args []string) (key, value string, opts []clientv3.OpOption, err error) {
+	key, value, opts, err = putArgs(in, args, o.lease, o.ignoreValue, o.ignoreLease)
+	if err == nil && o.prevKV {
+		opts = append(opts, clientv3.WithPrevKV())
 	}
+	return key, value, opts, err
+}
+
+func putCommand(g *globals) *cobra.Command {
+	var o putOptions
 	cmd := &cobra.Command{
 		Use:     "put [options] <key> <value> (<value> can also be given from stdin)",
 		Short:   "Puts the given key into the store",
 		GroupID: groupKV,
 	}
-	f := cmd.Flags()
-	f.StringVar(&o.lease, "lease", "0", "lease ID (in hexadecimal) to attach to the key")
-	f.BoolVar(&o.prevKV, "prev-kv", false, "return the previous key-value pair")
-	f.BoolVar(&o.ignoreValue, "ignore-value", false, "keep the key's current value")
-	f.BoolVar(&o.ignoreLease, "ignore-lease", false, "keep the key's current lease")
+	o.register(cmd.Flags())
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		key, value, opts, err := putArgs(g.stdio.In, args, o.lease, o.ignoreValue, o.ignoreLease)
+		key, value, opts, err := o.op(g.stdio.In, args)
 		if err != nil {
 			return err
-		}
-		if o.prevKV {
-			opts = append(opts, clientv3.WithPrevKV())
 		}
 		p, err := g.printer()
 		if err != nil {
@@ -254,49 +283,70 @@ func parseLeaseID(s string) (clientv3.LeaseID, error) {
 	return clientv3.LeaseID(id), nil
 }
 
+// delOptions are del's flags; txn's del requests take them too.
+type delOptions struct{ prefix, prevKV, fromKey, isRange bool }
+
+func (o *delOptions) register(f *pflag.FlagSet) {
+	f.BoolVar(&o.prefix, "prefix", false, "delete the keys with the given prefix")
+	f.BoolVar(&o.prevKV, "prev-kv", false, "return the deleted key-value pairs")
+	f.BoolVar(&o.fromKey, "from-key", false, "delete the keys greater than or equal to the given key (byte order)")
+	f.BoolVar(&o.isRange, "range", false, "delete the range of keys [key, range_end)")
+}
+
+// op is the delete request of del's arguments and flags. A range given
+// without --range is warned about on warn, and op waits 2 seconds to give
+// the user time to interrupt, as etcdctl does.
+func (o *delOptions) op(warn io.Writer, args []string) (key string, opts []clientv3.OpOption, err error) {
+	if len(args) == 0 {
+		return "", nil, badArgs("del command needs one argument as key and an optional argument as range_end")
+	}
+	if o.prefix && o.fromKey {
+		return "", nil, badArgs("`--prefix` and `--from-key` cannot be set at the same time, choose one")
+	}
+	key = args[0]
+	if len(args) > 1 {
+		if o.prefix || o.fromKey {
+			return "", nil, badArgs("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
+		}
+		opts = append(opts, clientv3.WithRange(args[1]))
+		if !o.isRange {
+			fmt.Fprintf(warn, "Warning: Keys between %q and %q will be deleted. Please interrupt the command within next 2 seconds to cancel. "+
+				"You can provide `--range` flag to avoid the delay.\n", args[0], args[1])
+			time.Sleep(2 * time.Second)
+		}
+	}
+	if o.prefix {
+		if key == "" {
+			key = "\x00"
+			opts = append(opts, clientv3.WithFromKey())
+		} else {
+			opts = append(opts, clientv3.WithPrefix())
+		}
+	}
+	if o.fromKey {
+		if key == "" {
+			key = "\x00"
+		}
+		opts = append(opts, clientv3.WithFromKey())
+	}
+	if o.prevKV {
+		opts = append(opts, clientv3.WithPrevKV())
+	}
+	return key, opts, nil
+}
+
 func delCommand(g *globals) *cobra.Command {
-	var o struct{ prefix, prevKV, fromKey, isRange bool }
+	var o delOptions
 	cmd := &cobra.Command{
 		Use:     "del [options] <key> [range_end]",
 		Short:   "Removes the specified key or range of keys [key, range_end)",
 		GroupID: groupKV,
 	}
-	f := cmd.Flags()
-	f.BoolVar(&o.prefix, "prefix", false, "delete the keys with the given prefix")
-	f.BoolVar(&o.prevKV, "prev-kv", false, "return the deleted key-value pairs")
-	f.BoolVar(&o.fromKey, "from-key", false, "delete the keys greater than or equal to the given key (byte order)")
-	f.BoolVar(&o.isRange, "range", false, "delete the range of keys [key, range_end)")
+	o.register(cmd.Flags())
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		if len(args) == 0 {
-			return badArgs("del command needs one argument as key and an optional argument as range_end")
-		}
-		if o.prefix && o.fromKey {
-			return badArgs("`--prefix` and `--from-key` cannot be set at the same time, choose one")
-		}
-		key := args[0]
-		var opts []clientv3.OpOption
-		if len(args) > 1 {
-			if o.prefix || o.fromKey {
-				return badArgs("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
-			}
-			opts = append(opts, clientv3.WithRange(args[1]))
-		}
-		if o.prefix {
-			if key == "" {
-				key = "\x00"
-				opts = append(opts, clientv3.WithFromKey())
-			} else {
-				opts = append(opts, clientv3.WithPrefix())
-			}
-		}
-		if o.fromKey {
-			if key == "" {
-				key = "\x00"
-			}
-			opts = append(opts, clientv3.WithFromKey())
-		}
-		if o.prevKV {
-			opts = append(opts, clientv3.WithPrevKV())
+		key, opts, err := o.op(g.stdio.Err, args)
+		if err != nil {
+			return err
 		}
 		p, err := g.printer()
 		if err != nil {
@@ -322,7 +372,8 @@ func delCommand(g *globals) *cobra.Command {
 func (p *printer) fieldsHeader(h *pb.ResponseHeader) {
 	p.printf("\"ClusterID\" : %s\n", p.id(h.GetClusterId()))
 	p.printf("\"MemberID\" : %s\n", p.id(h.GetMemberId()))
-	// Responses outside the key space (member list, ...) carry no revision.
+	// As etcdctl: responses outside the key space (member list, a
+	// compacted watch's cancel, ...) carry no revision.
 	if h.GetRevision() > 0 {
 		p.printf("\"Revision\" : %d\n", h.GetRevision())
 	}

@@ -1,5 +1,377 @@
 package ctl
 
-import "github.com/spf13/cobra"
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
 
-func txnCommands(g *globals) []*cobra.Command { return nil }
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func txnCommands(g *globals) []*cobra.Command {
+	return []*cobra.Command{txnCommand(g), compactionCommand(g)}
+}
+
+func txnCommand(g *globals) *cobra.Command {
+	var interactive bool
+	cmd := &cobra.Command{
+		Use:   "txn [options]",
+		Short: "Txn processes all the requests in one transaction",
+		Long: `Txn reads a transaction from standard input and applies it atomically.
+
+The input has three parts, each ended by an empty line:
+1) compares, one a line, such as: mod("key1") > "0"
+2) requests (get, put, del) applied when every compare holds,
+3) requests applied otherwise.`,
+		GroupID: groupKV,
+	}
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "prompt for each part of the transaction")
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		if len(args) != 0 {
+			return badArgs("txn command does not accept argument")
+		}
+		p, err := g.printer()
+		if err != nil {
+			return err
+		}
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		r := &txnReader{g: g, lines: bufio.NewReader(g.stdio.In)}
+		prompt := func(s string) {
+			if interactive {
+				fmt.Fprintln(g.stdio.Out, s)
+			}
+		}
+		prompt("compares:")
+		cmps, err := r.compares()
+		if err != nil {
+			return err
+		}
+		prompt("success requests (get, put, del):")
+		then, err := r.ops()
+		if err != nil {
+			return err
+		}
+		prompt("failure requests (get, put, del):")
+		els, err := r.ops()
+		if err != nil {
+			return err
+		}
+		resp, err := c.Txn(context.Background()).If(cmps...).Then(then...).Else(els...).Commit()
+		if err != nil {
+			return err
+		}
+		return p.txn(resp)
+	})
+	return cmd
+}
+
+// txnReader reads the parts of a transaction from standard input.
+type txnReader struct {
+	g *globals
+	// lines buffers standard input. A put request without a value reads it
+	// from g.stdio.In itself, so it gets what lines has not buffered, as
+	// etcdctl's does.
+	lines *bufio.Reader
+}
+
+// section reads lines up to an empty one, each trimmed of spaces. The input
+// ending before the empty line is an error.
+func (r *txnReader) section(parse func(line string) error) error {
+	for {
+		line, err := r.lines.ReadString('\n')
+		if err != nil {
+			return withCode(ExitInvalidInput, err)
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			return nil
+		}
+		if err := parse(line); err != nil {
+			return invalidInput(err)
+		}
+	}
+}
+
+func (r *txnReader) compares() ([]clientv3.Cmp, error) {
+	var cmps []clientv3.Cmp
+	err := r.section(func(line string) error {
+		cmp, err := parseCompare(line)
+		if err == nil {
+			cmps = append(cmps, cmp)
+		}
+		return err
+	})
+	return cmps, err
+}
+
+func (r *txnReader) ops() ([]clientv3.Op, error) {
+	var ops []clientv3.Op
+	err := r.section(func(line string) error {
+		op, err := r.op(line)
+		if err == nil {
+			ops = append(ops, op)
+		}
+		return err
+	})
+	return ops, err
+}
+
+// parseCompare reads a compare: target("key") op "value", where target is
+// ver[sion], c[reate], m[od], val[ue] or lease and op one of = != < >.
+// clientv3.Compare panics on any other op, and on a lease compare (etcdctl
+// gives it the value as a string), as etcdctl does.
+func parseCompare(line string) (clientv3.Cmp, error) {
+	target, rest, ok := strings.Cut(line, "(")
+	if !ok {
+		return clientv3.Cmp{}, fmt.Errorf("malformed comparison: %s", line)
+	}
+	var key, op, val string
+	n, err := fmt.Sscanf(rest, "%q) %s %q", &key, &op, &val)
+	if n != 3 {
+		return clientv3.Cmp{}, fmt.Errorf("malformed comparison: %s; got %s(%q) %s %q", line, target, key, op, val)
+	}
+	if err != nil {
+		return clientv3.Cmp{}, fmt.Errorf("malformed comparison: %s (%w)", line, err)
+	}
+	var cmp clientv3.Cmp
+	switch target {
+	case "ver", "version":
+		cmp = clientv3.Version(key)
+	case "c", "create":
+		cmp = clientv3.CreateRevision(key)
+	case "m", "mod":
+		cmp = clientv3.ModRevision(key)
+	case "val", "value":
+		return clientv3.Compare(clientv3.Value(key), op, val), nil
+	case "lease":
+		return clientv3.Compare(clientv3.LeaseValue(key), op, val), nil
+	default:
+		return clientv3.Cmp{}, fmt.Errorf("malformed comparison: %s (unknown target %s)", line, target)
+	}
+	v, err := strconv.ParseInt(val, 10, 64)
+	if err != nil {
+		return clientv3.Cmp{}, fmt.Errorf("invalid txn compare request: %s", line)
+	}
+	return clientv3.Compare(cmp, op, v), nil
+}
+
+// op reads a request line: get, put or del with the arguments and flags of
+// the command of that name. An error of the request's arguments (a missing
+// key, a bad lease) keeps its own message and exit code; a line the commands
+// cannot parse at all is "invalid txn request".
+func (r *txnReader) op(line string) (clientv3.Op, error) {
+	args, err := argify(line)
+	if err != nil {
+		return clientv3.Op{}, err
+	}
+	if len(args) < 2 {
+		return clientv3.Op{}, fmt.Errorf("invalid txn compare request: %s", line)
+	}
+	var op *clientv3.Op
+	var opErr error
+	var get getOptions
+	var put putOptions
+	var del delOptions
+	root := &cobra.Command{Use: "txn", SilenceErrors: true}
+	root.SetOut(r.g.stdio.Err) // cobra prints the usage of a bad request there
+	root.SetErr(r.g.stdio.Err)
+	root.AddCommand(
+		requestCommand("get", get.register, func(args []string) {
+			key, opts, err := get.op(args)
+			o := clientv3.OpGet(key, opts...)
+			op, opErr = &o, err
+		}),
+		requestCommand("put", put.register, func(args []string) {
+			key, value, opts, err := put.op(r.g.stdio.In, args)
+			o := clientv3.OpPut(key, value, opts...)
+			op, opErr = &o, err
+		}),
+		requestCommand("del", del.register, func(args []string) {
+			key, opts, err := del.op(r.g.stdio.Err, args)
+			o := clientv3.OpDelete(key, opts...)
+			op, opErr = &o, err
+		}),
+	)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil || op == nil {
+		// op is nil after cobra's own help command.
+		return clientv3.Op{}, fmt.Errorf("invalid txn request: %s", line)
+	}
+	return *op, opErr
+}
+
+// invalidInput gives err ExitInvalidInput unless it carries its own exit
+// code (a request's bad arguments).
+func invalidInput(err error) error {
+	var e *exitError
+	if errors.As(err, &e) {
+		return err
+	}
+	return withCode(ExitInvalidInput, err)
+}
+
+// requestCommand is a txn request command: its flags and what it does with
+// its arguments.
+func requestCommand(name string, register func(*pflag.FlagSet), run func(args []string)) *cobra.Command {
+	cmd := &cobra.Command{Use: name, Run: func(_ *cobra.Command, args []string) { run(args) }}
+	register(cmd.Flags())
+	return cmd
+}
+
+// argsPattern splits a request line into arguments: a double-quoted string
+// (Go escapes), a single-quoted string (as is), or a word.
+var argsPattern = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'[^']*'|[^'"\s]\S*`)
+
+// argify splits line into arguments, unquoting the quoted ones.
+func argify(line string) ([]string, error) {
+	args := argsPattern.FindAllString(line, -1)
+	for i, a := range args {
+		switch a[0] {
+		case '\'':
+			args[i] = a[1 : len(a)-1]
+		case '"':
+			if _, err := fmt.Sscanf(a, "%q", &args[i]); err != nil {
+				return nil, withCode(ExitInvalidInput, err)
+			}
+		}
+	}
+	return args, nil
+}
+
+func (p *printer) txn(resp *clientv3.TxnResponse) error {
+	r := (*pb.TxnResponse)(resp)
+	switch p.format {
+	case formatSimple:
+		if r.Succeeded {
+			p.println("SUCCESS")
+		} else {
+			p.println("FAILURE")
+		}
+		for _, op := range r.Responses {
+			p.println()
+			if err := p.txnResponse(op); err != nil {
+				return err
+			}
+		}
+	case formatFields:
+		p.fieldsHeader(r.Header)
+		p.printf("\"Succeeded\" : %v\n", r.Succeeded)
+		for _, op := range r.Responses {
+			if err := p.txnResponse(op); err != nil {
+				return err
+			}
+		}
+	case formatJSON:
+		return p.json(txnJSON(r))
+	case formatProtobuf:
+		return p.protobuf(r)
+	default:
+		return p.unsupported()
+	}
+	return nil
+}
+
+// txnResponse prints one response of a transaction as the command of its
+// kind prints it (simple and fields formats).
+func (p *printer) txnResponse(op *pb.ResponseOp) error {
+	switch v := op.Response.(type) {
+	case *pb.ResponseOp_ResponseRange:
+		return p.get((*clientv3.GetResponse)(v.ResponseRange), false)
+	case *pb.ResponseOp_ResponsePut:
+		return p.put((*clientv3.PutResponse)(v.ResponsePut))
+	case *pb.ResponseOp_ResponseDeleteRange:
+		return p.del((*clientv3.DeleteResponse)(v.ResponseDeleteRange))
+	}
+	if p.format == formatFields {
+		p.printf("\"Unknown\" : %q\n", fmt.Sprintf("%+v", op.Response))
+	} else {
+		p.printf("unexpected response %+v\n", op)
+	}
+	return nil
+}
+
+// txnResponseJSON is a transaction response as etcdctl prints it in JSON:
+// each response under "Response", named by its kind.
+type txnResponseJSON struct {
+	Header    *pb.ResponseHeader `json:"header,omitempty"`
+	Succeeded bool               `json:"succeeded,omitempty"`
+	Responses []responseOpJSON   `json:"responses,omitempty"`
+}
+
+type responseOpJSON struct {
+	Response struct {
+		Range       *pb.RangeResponse       `json:"response_range,omitempty"`
+		Put         *pb.PutResponse         `json:"response_put,omitempty"`
+		DeleteRange *pb.DeleteRangeResponse `json:"response_delete_range,omitempty"`
+		Txn         *txnResponseJSON        `json:"response_txn,omitempty"`
+	} `json:"Response"`
+}
+
+func txnJSON(r *pb.TxnResponse) *txnResponseJSON {
+	out := &txnResponseJSON{Header: r.Header, Succeeded: r.Succeeded}
+	for _, op := range r.Responses {
+		var j responseOpJSON
+		switch v := op.Response.(type) {
+		case *pb.ResponseOp_ResponseRange:
+			j.Response.Range = v.ResponseRange
+		case *pb.ResponseOp_ResponsePut:
+			j.Response.Put = v.ResponsePut
+		case *pb.ResponseOp_ResponseDeleteRange:
+			j.Response.DeleteRange = v.ResponseDeleteRange
+		case *pb.ResponseOp_ResponseTxn:
+			j.Response.Txn = txnJSON(v.ResponseTxn)
+		}
+		out.Responses = append(out.Responses, j)
+	}
+	return out
+}
+
+func compactionCommand(g *globals) *cobra.Command {
+	var physical bool
+	cmd := &cobra.Command{
+		Use:     "compaction [options] <revision>",
+		Short:   "Compacts the event history in etcd",
+		GroupID: groupKV,
+	}
+	cmd.Flags().BoolVar(&physical, "physical", false, "wait until the old revisions are physically removed")
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return badArgs("compaction command needs 1 argument")
+		}
+		rev, err := strconv.ParseInt(args[0], 10, 64)
+		if err != nil {
+			return err
+		}
+		var opts []clientv3.CompactOption
+		if physical {
+			opts = append(opts, clientv3.WithCompactPhysical())
+		}
+		if _, err := g.printer(); err != nil {
+			return err
+		}
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := g.commandContext()
+		defer cancel()
+		if _, err := c.Compact(ctx, rev, opts...); err != nil {
+			return err
+		}
+		fmt.Fprintln(g.stdio.Out, "compacted revision", rev)
+		return nil
+	})
+	return cmd
+}
