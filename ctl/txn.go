@@ -365,7 +365,7 @@ func compactionCommand(g *globals) *cobra.Command {
 			return err
 		}
 		defer c.Close()
-		ctx, cancel := g.commandContext()
+		ctx, cancel := g.envCommandContext()
 		defer cancel()
 		if _, err := c.Compact(ctx, rev, opts...); err != nil {
 			return err
