@@ -277,9 +277,6 @@ func dbSizeMasked(steps []twinStep) []twinStep {
 	return steps
 }
 
-// deadEndpoint is an address nothing listens on.
-const deadEndpoint = "127.0.0.1:1"
-
 func TestCtlEndpoint(t *testing.T) {
 	tw := newCtlTwins(t)
 	dead := func(args ...string) twinStep {

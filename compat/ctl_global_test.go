@@ -5,10 +5,6 @@ import (
 	"testing"
 )
 
-// deadEndpoint is a loopback endpoint nobody listens on: port 1 is
-// privileged and never bound by the tests, so a dial is refused at once.
-const deadEndpoint = "127.0.0.1:1"
-
 func envLine(env []string, a ...string) twinStep {
 	return twinStep{Args: a, Env: env, NoEndpoints: true}
 }

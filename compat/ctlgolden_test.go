@@ -347,6 +347,10 @@ func lineDiff(a, b string) string {
 	return "  (same lines; different line endings)"
 }
 
+// deadEndpoint is a loopback endpoint nobody listens on: port 1 is
+// privileged and never bound by the tests, so a dial is refused at once.
+const deadEndpoint = "127.0.0.1:1"
+
 // Patterns for Mask.
 var (
 	maskLeaseHex = regexp.MustCompile(`\b[0-9a-f]{16}\b`)
