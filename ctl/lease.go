@@ -36,9 +36,9 @@ func leaseArg(s string) (clientv3.LeaseID, error) {
 	return clientv3.LeaseID(id), nil
 }
 
-// leaseClient validates the output format, then connects: the order in
+// printerAndClient validates the output format, then connects: the order in
 // which etcdctl reports their mistakes.
-func (g *globals) leaseClient() (*printer, *clientv3.Client, error) {
+func (g *globals) printerAndClient() (*printer, *clientv3.Client, error) {
 	p, err := g.printer()
 	if err != nil {
 		return nil, nil, err
@@ -63,7 +63,7 @@ func leaseGrantCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return badArgs("bad TTL (%w)", err)
 		}
-		p, c, err := g.leaseClient()
+		p, c, err := g.printerAndClient()
 		if err != nil {
 			return err
 		}
@@ -92,7 +92,7 @@ func leaseRevokeCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		p, c, err := g.leaseClient()
+		p, c, err := g.printerAndClient()
 		if err != nil {
 			return err
 		}
@@ -123,7 +123,7 @@ func leaseTimeToLiveCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		p, c, err := g.leaseClient()
+		p, c, err := g.printerAndClient()
 		if err != nil {
 			return err
 		}
@@ -149,7 +149,7 @@ func leaseListCommand(g *globals) *cobra.Command {
 		Short: "Lists the leases alive",
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		p, c, err := g.leaseClient()
+		p, c, err := g.printerAndClient()
 		if err != nil {
 			return err
 		}
@@ -178,7 +178,7 @@ func leaseKeepAliveCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		p, c, err := g.leaseClient()
+		p, c, err := g.printerAndClient()
 		if err != nil {
 			return err
 		}
