@@ -1,5 +1,325 @@
 package ctl
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"fmt"
+	"strconv"
 
-func leaseCommands(g *globals) []*cobra.Command { return nil }
+	"github.com/spf13/cobra"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+func leaseCommands(g *globals) []*cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "lease <subcommand>",
+		Short:   "Grant, revoke, inspect and renew leases",
+		GroupID: groupKV,
+	}
+	cmd.AddCommand(
+		leaseGrantCommand(g),
+		leaseRevokeCommand(g),
+		leaseTimeToLiveCommand(g),
+		leaseListCommand(g),
+		leaseKeepAliveCommand(g),
+	)
+	return []*cobra.Command{cmd}
+}
+
+// leaseArg reads the lease ID argument of a lease command, in hexadecimal.
+func leaseArg(s string) (clientv3.LeaseID, error) {
+	id, err := strconv.ParseInt(s, 16, 64)
+	if err != nil {
+		return 0, badArgs("bad lease ID arg (%w), expecting ID in Hex", err)
+	}
+	return clientv3.LeaseID(id), nil
+}
+
+// printerAndClient validates the output format, then connects: the order in
+// which etcdctl reports their mistakes.
+func (g *globals) printerAndClient() (*printer, *clientv3.Client, error) {
+	p, err := g.printer()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := g.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, c, nil
+}
+
+func leaseGrantCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "grant <ttl>",
+		Short: "Grants a lease with a TTL in seconds",
+	}
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return badArgs("lease grant command needs TTL argument")
+		}
+		ttl, err := strconv.ParseInt(args[0], 10, 64)
+		if err != nil {
+			return badArgs("bad TTL (%w)", err)
+		}
+		p, c, err := g.printerAndClient()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := g.commandContext()
+		defer cancel()
+		resp, err := c.Grant(ctx, ttl)
+		if err != nil {
+			return fmt.Errorf("failed to grant lease (%w)", err)
+		}
+		return p.leaseGrant(resp)
+	})
+	return cmd
+}
+
+func leaseRevokeCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "revoke <leaseID>",
+		Short: "Revokes a lease and deletes its keys",
+	}
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return badArgs("lease revoke command needs 1 argument")
+		}
+		id, err := leaseArg(args[0])
+		if err != nil {
+			return err
+		}
+		p, c, err := g.printerAndClient()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := g.commandContext()
+		defer cancel()
+		resp, err := c.Revoke(ctx, id)
+		if err != nil {
+			return fmt.Errorf("failed to revoke lease (%w)", err)
+		}
+		return p.leaseRevoke(id, resp)
+	})
+	return cmd
+}
+
+func leaseTimeToLiveCommand(g *globals) *cobra.Command {
+	var keys bool
+	cmd := &cobra.Command{
+		Use:   "timetolive <leaseID> [options]",
+		Short: "Shows a lease's granted and remaining TTL",
+	}
+	cmd.Flags().BoolVar(&keys, "keys", false, "also list the keys attached to the lease")
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return badArgs("lease timetolive command needs lease ID as argument")
+		}
+		id, err := leaseArg(args[0])
+		if err != nil {
+			return err
+		}
+		p, c, err := g.printerAndClient()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		var opts []clientv3.LeaseOption
+		if keys {
+			opts = append(opts, clientv3.WithAttachedKeys())
+		}
+		// As etcdctl: no --command-timeout here, and a failure is reported
+		// as a connection error.
+		resp, err := c.TimeToLive(context.Background(), id, opts...)
+		if err != nil {
+			return withCode(ExitBadConnection, err)
+		}
+		return p.leaseTimeToLive(resp, keys)
+	})
+	return cmd
+}
+
+func leaseListCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "Lists the leases alive",
+	}
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		p, c, err := g.printerAndClient()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		resp, err := c.Leases(context.Background())
+		if err != nil {
+			return withCode(ExitBadConnection, err)
+		}
+		return p.leaseList(resp)
+	})
+	return cmd
+}
+
+func leaseKeepAliveCommand(g *globals) *cobra.Command {
+	var once bool
+	cmd := &cobra.Command{
+		Use:   "keep-alive [options] <leaseID>",
+		Short: "Renews a lease until stopped, or once",
+	}
+	cmd.Flags().BoolVar(&once, "once", false, "renew the lease once and exit")
+	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return badArgs("lease keep-alive command needs lease ID as argument")
+		}
+		id, err := leaseArg(args[0])
+		if err != nil {
+			return err
+		}
+		p, c, err := g.printerAndClient()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if once {
+			resp, err := c.KeepAliveOnce(context.Background(), id)
+			if err != nil {
+				return withCode(ExitBadConnection, err)
+			}
+			return p.leaseKeepAlive(resp)
+		}
+		return keepAlive(c, p, id)
+	})
+	return cmd
+}
+
+// keepAlive renews lease id until it expires or is revoked, printing each
+// renewal. It runs until then or until keelctl is stopped by a signal.
+func keepAlive(c *clientv3.Client, p *printer, id clientv3.LeaseID) error {
+	respc, err := c.KeepAlive(context.Background(), id)
+	if err != nil {
+		return withCode(ExitBadConnection, err)
+	}
+	for resp := range respc {
+		if err := p.leaseKeepAlive(resp); err != nil {
+			return err
+		}
+	}
+	if p.format == formatSimple {
+		p.printf("lease %016x expired or revoked.\n", id)
+	}
+	return nil
+}
+
+// fieldsLeaseID prints a lease ID in the fields format: decimal, or 16
+// hexadecimal digits with --hex.
+func (p *printer) fieldsLeaseID(id clientv3.LeaseID) {
+	p.printf("\"ID\" : %s\n", p.lease(int64(id)))
+}
+
+// leaseRPC prints a lease response as etcdctl does in the json and protobuf
+// formats: the client's response struct as it is. The client's structs embed
+// the response header, so in protobuf only the header is encoded, and a
+// struct without it cannot be encoded at all.
+func (p *printer) leaseRPC(resp any) error {
+	switch p.format {
+	case formatJSON:
+		return p.json(resp)
+	case formatProtobuf:
+		if m, ok := resp.(proto.Message); ok {
+			return p.protobuf(m)
+		}
+		return withCode(ExitBadFeature, fmt.Errorf("marshal unsupported for type %T (%v)", resp, resp))
+	}
+	return p.unsupported()
+}
+
+func (p *printer) leaseGrant(resp *clientv3.LeaseGrantResponse) error {
+	switch p.format {
+	case formatSimple:
+		p.printf("lease %016x granted with TTL(%ds)\n", resp.ID, resp.TTL)
+	case formatFields:
+		p.fieldsHeader(resp.ResponseHeader)
+		p.fieldsLeaseID(resp.ID)
+		p.printf("\"TTL\" : %d\n", resp.TTL)
+	default:
+		return p.leaseRPC(resp)
+	}
+	return nil
+}
+
+func (p *printer) leaseRevoke(id clientv3.LeaseID, resp *clientv3.LeaseRevokeResponse) error {
+	switch p.format {
+	case formatSimple:
+		p.printf("lease %016x revoked\n", id)
+	case formatFields:
+		p.fieldsHeader((*pb.LeaseRevokeResponse)(resp).GetHeader())
+	default:
+		return p.leaseRPC(resp)
+	}
+	return nil
+}
+
+func (p *printer) leaseKeepAlive(resp *clientv3.LeaseKeepAliveResponse) error {
+	switch p.format {
+	case formatSimple:
+		p.printf("lease %016x keepalived with TTL(%d)\n", resp.ID, resp.TTL)
+	case formatFields:
+		p.fieldsHeader(resp.ResponseHeader)
+		p.fieldsLeaseID(resp.ID)
+		p.printf("\"TTL\" : %d\n", resp.TTL)
+	default:
+		return p.leaseRPC(resp)
+	}
+	return nil
+}
+
+func (p *printer) leaseTimeToLive(resp *clientv3.LeaseTimeToLiveResponse, keys bool) error {
+	switch p.format {
+	case formatSimple:
+		if resp.GrantedTTL == 0 && resp.TTL == -1 {
+			p.printf("lease %016x already expired\n", resp.ID)
+			return nil
+		}
+		p.printf("lease %016x granted with TTL(%ds), remaining(%ds)", resp.ID, resp.GrantedTTL, resp.TTL)
+		if keys {
+			names := make([]string, len(resp.Keys))
+			for i, k := range resp.Keys {
+				names[i] = string(k)
+			}
+			p.printf(", attached keys(%v)", names)
+		}
+		p.println()
+	case formatFields:
+		p.fieldsHeader(resp.ResponseHeader)
+		p.fieldsLeaseID(resp.ID)
+		p.printf("\"TTL\" : %d\n", resp.TTL)
+		p.printf("\"GrantedTTL\" : %d\n", resp.GrantedTTL)
+		for _, k := range resp.Keys {
+			p.printf("\"Key\" : %q\n", k)
+		}
+	default:
+		return p.leaseRPC(resp)
+	}
+	return nil
+}
+
+func (p *printer) leaseList(resp *clientv3.LeaseLeasesResponse) error {
+	switch p.format {
+	case formatSimple:
+		p.printf("found %d leases\n", len(resp.Leases))
+		for _, l := range resp.Leases {
+			p.printf("%016x\n", l.ID)
+		}
+	case formatFields:
+		p.fieldsHeader(resp.ResponseHeader)
+		for _, l := range resp.Leases {
+			p.fieldsLeaseID(l.ID)
+		}
+	default:
+		return p.leaseRPC(resp)
+	}
+	return nil
+}
