@@ -37,7 +37,7 @@ func lockCommand(g *globals) *cobra.Command {
 		if len(args) == 0 {
 			return badArgs("lock takes a lock name argument and an optional command to execute")
 		}
-		p, c, err := g.printerAndClient()
+		p, c, err := g.connect()
 		if err != nil {
 			return err
 		}
@@ -123,7 +123,7 @@ func electCommand(g *globals) *cobra.Command {
 		if len(args) != 1 && len(args) != 2 {
 			return badArgs("elect takes one election name argument and an optional proposal argument")
 		}
-		p, c, err := g.printerAndClient()
+		p, c, err := g.connect()
 		if err != nil {
 			return err
 		}

@@ -190,6 +190,20 @@ func (g *globals) client() (*clientv3.Client, error) {
 	return newClient(cfg)
 }
 
+// connect is the start of most commands: the printer for -w (checked
+// first, as etcdctl does), then the client. The caller closes the client.
+func (g *globals) connect() (*printer, *clientv3.Client, error) {
+	p, err := g.printer()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := g.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, c, nil
+}
+
 func newClient(cfg clientv3.Config) (*clientv3.Client, error) {
 	c, err := clientv3.New(cfg)
 	if err != nil {

@@ -214,11 +214,7 @@ func putCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		p, err := g.printer()
-		if err != nil {
-			return err
-		}
-		c, err := g.client()
+		p, c, err := g.connect()
 		if err != nil {
 			return err
 		}
@@ -348,11 +344,7 @@ func delCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		p, err := g.printer()
-		if err != nil {
-			return err
-		}
-		c, err := g.client()
+		p, c, err := g.connect()
 		if err != nil {
 			return err
 		}

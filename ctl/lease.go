@@ -36,20 +36,6 @@ func leaseArg(s string) (clientv3.LeaseID, error) {
 	return clientv3.LeaseID(id), nil
 }
 
-// printerAndClient validates the output format, then connects: the order in
-// which etcdctl reports their mistakes.
-func (g *globals) printerAndClient() (*printer, *clientv3.Client, error) {
-	p, err := g.printer()
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := g.client()
-	if err != nil {
-		return nil, nil, err
-	}
-	return p, c, nil
-}
-
 func leaseGrantCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "grant <ttl>",
@@ -63,7 +49,7 @@ func leaseGrantCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return badArgs("bad TTL (%w)", err)
 		}
-		p, c, err := g.printerAndClient()
+		p, c, err := g.connect()
 		if err != nil {
 			return err
 		}
@@ -92,7 +78,7 @@ func leaseRevokeCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		p, c, err := g.printerAndClient()
+		p, c, err := g.connect()
 		if err != nil {
 			return err
 		}
@@ -123,7 +109,7 @@ func leaseTimeToLiveCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		p, c, err := g.printerAndClient()
+		p, c, err := g.connect()
 		if err != nil {
 			return err
 		}
@@ -149,7 +135,7 @@ func leaseListCommand(g *globals) *cobra.Command {
 		Short: "Lists the leases alive",
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		p, c, err := g.printerAndClient()
+		p, c, err := g.connect()
 		if err != nil {
 			return err
 		}
@@ -178,7 +164,7 @@ func leaseKeepAliveCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		p, c, err := g.printerAndClient()
+		p, c, err := g.connect()
 		if err != nil {
 			return err
 		}

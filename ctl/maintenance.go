@@ -62,11 +62,7 @@ func alarmDisarmCommand(g *globals) *cobra.Command {
 // alarmCall connects, makes one alarm request and prints the alarms it
 // returns.
 func alarmCall(g *globals, call func(*clientv3.Client) (*clientv3.AlarmResponse, error)) error {
-	p, err := g.printer()
-	if err != nil {
-		return err
-	}
-	c, err := g.client()
+	p, c, err := g.connect()
 	if err != nil {
 		return err
 	}

@@ -70,11 +70,7 @@ func memberAddCommand(g *globals) *cobra.Command {
 // before the request; a format the command cannot print fails only after the
 // request is made, as in etcdctl.
 func memberCall[R any](g *globals, call func(*clientv3.Client, context.Context) (R, error), print func(*printer, R) error) error {
-	p, err := g.printer()
-	if err != nil {
-		return err
-	}
-	c, err := g.client()
+	p, c, err := g.connect()
 	if err != nil {
 		return err
 	}

@@ -37,11 +37,7 @@ The input has three parts, each ended by an empty line:
 		if len(args) != 0 {
 			return badArgs("txn command does not accept argument")
 		}
-		p, err := g.printer()
-		if err != nil {
-			return err
-		}
-		c, err := g.client()
+		p, c, err := g.connect()
 		if err != nil {
 			return err
 		}

@@ -185,11 +185,7 @@ func (o *watchOptions) watch(c *clientv3.Client, keys []string) (clientv3.WatchC
 // watch prints its events as they come, concurrently with the others; a
 // failing watch (an unsupported format, a failing command) ends keelctl.
 func (g *globals) watchInteractive(env watchEnv) error {
-	p, err := g.printer()
-	if err != nil {
-		return err
-	}
-	c, err := g.client()
+	p, c, err := g.connect()
 	if err != nil {
 		return err
 	}
