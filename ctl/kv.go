@@ -77,20 +77,7 @@ func (o *getOptions) op(args []string) (key string, opts []clientv3.OpOption, er
 		return "", nil, err
 	}
 	opts = append(opts, clientv3.WithSort(target, order))
-	if o.prefix {
-		if key == "" {
-			key = "\x00"
-			opts = append(opts, clientv3.WithFromKey())
-		} else {
-			opts = append(opts, clientv3.WithPrefix())
-		}
-	}
-	if o.fromKey {
-		if key == "" {
-			key = "\x00"
-		}
-		opts = append(opts, clientv3.WithFromKey())
-	}
+	key, opts = openEnded(key, opts, o.prefix, o.fromKey)
 	if o.keysOnly {
 		opts = append(opts, clientv3.WithKeysOnly())
 	}
@@ -311,20 +298,7 @@ func (o *delOptions) op(warn io.Writer, args []string) (key string, opts []clien
 			time.Sleep(2 * time.Second)
 		}
 	}
-	if o.prefix {
-		if key == "" {
-			key = "\x00"
-			opts = append(opts, clientv3.WithFromKey())
-		} else {
-			opts = append(opts, clientv3.WithPrefix())
-		}
-	}
-	if o.fromKey {
-		if key == "" {
-			key = "\x00"
-		}
-		opts = append(opts, clientv3.WithFromKey())
-	}
+	key, opts = openEnded(key, opts, o.prefix, o.fromKey)
 	if o.prevKV {
 		opts = append(opts, clientv3.WithPrevKV())
 	}
@@ -458,4 +432,18 @@ func (p *printer) del(resp *clientv3.DeleteResponse) error {
 		return p.unsupported()
 	}
 	return nil
+}
+
+// openEnded applies --prefix or --from-key to key: the empty key with either
+// means every key (from "\x00"), as in etcdctl.
+func openEnded(key string, opts []clientv3.OpOption, prefix, fromKey bool) (string, []clientv3.OpOption) {
+	switch {
+	case (prefix || fromKey) && key == "":
+		return "\x00", append(opts, clientv3.WithFromKey())
+	case prefix:
+		return key, append(opts, clientv3.WithPrefix())
+	case fromKey:
+		return key, append(opts, clientv3.WithFromKey())
+	}
+	return key, opts
 }
