@@ -31,8 +31,9 @@ type peer struct {
 
 	mu       sync.Mutex
 	urls     []string
-	urlIdx   int              // the URL in use, or to try next
-	cc       *grpc.ClientConn // connection to urls[urlIdx]; nil until needed
+	urlIdx   int              // the URL to dial next, or the one cc was dialled to
+	cc       *grpc.ClientConn // the connection in use; nil until needed
+	ccURL    string           // the URL cc was dialled to; after setURLs it may no longer be listed
 	snapping bool             // a snapshot is being sent
 }
 
@@ -82,28 +83,25 @@ func (p *peer) close() {
 	}
 }
 
-// setURLs replaces the peer's URLs; a connection to an address no longer
-// listed is closed, which ends the stream on it, and the next stream starts
-// with the first new URL.
+// setURLs replaces the peer's URLs. A working connection is kept even when
+// its address is no longer listed, as etcd keeps its streams: the member
+// being moved still listens there until it restarts on the new URL, and it
+// must hear the commit of its own update first. Once that connection fails,
+// the next one is dialled to the first new URL.
 func (p *peer) setURLs(urls []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if slices.Equal(p.urls, urls) {
 		return
 	}
-	cur := ""
-	if len(p.urls) > 0 {
+	cur := p.ccURL
+	if p.cc == nil && len(p.urls) > 0 {
 		cur = p.urls[p.urlIdx]
 	}
 	p.urls = slices.Clone(urls)
 	p.urlIdx = 0
 	if i := slices.Index(p.urls, cur); i >= 0 {
-		p.urlIdx = i // still listed: keep the working connection
-		return
-	}
-	if p.cc != nil {
-		p.cc.Close()
-		p.cc = nil
+		p.urlIdx = i
 	}
 }
 
@@ -117,15 +115,15 @@ func (p *peer) conn() (*grpc.ClientConn, string, error) {
 	if len(p.urls) == 0 {
 		return nil, "", status.Errorf(codes.Unavailable, "transport: peer %x has no URLs", p.id)
 	}
-	u := p.urls[p.urlIdx]
 	if p.cc == nil {
+		u := p.urls[p.urlIdx]
 		cc, err := dial(u, p.t.cfg.ClientTLS, p.t.cfg.DialTimeout)
 		if err != nil {
 			return nil, "", status.Error(codes.Unavailable, err.Error())
 		}
-		p.cc = cc
+		p.cc, p.ccURL = cc, u
 	}
-	return p.cc, u, nil
+	return p.cc, p.ccURL, nil
 }
 
 // connFailed closes cc, through which the peer could not be reached, and
@@ -139,9 +137,12 @@ func (p *peer) connFailed(cc *grpc.ClientConn) {
 	}
 	p.cc.Close()
 	p.cc = nil
-	if len(p.urls) > 0 {
+	// Move on to the next URL, unless cc's URL is no longer listed:
+	// setURLs has already pointed urlIdx at the first new one.
+	if len(p.urls) > 0 && slices.Contains(p.urls, p.ccURL) {
 		p.urlIdx = (p.urlIdx + 1) % len(p.urls)
 	}
+	p.ccURL = ""
 }
 
 // run keeps a stream open to the peer and writes queued messages on it,

@@ -373,7 +373,11 @@ func TestPeerWithSeveralURLsUsesTheOneThatWorks(t *testing.T) {
 	})
 }
 
-func TestUpdatePeerMovesTheStreamToTheNewAddress(t *testing.T) {
+// As in etcd, a member whose peer URLs are updated keeps receiving on its old
+// address while it still listens there: it must hear the commit of its own
+// update before it restarts on the new URL. Once the old address fails,
+// delivery moves to the new one.
+func TestUpdatePeerKeepsTheWorkingStreamUntilItFails(t *testing.T) {
 	a, b1 := startNode(t, 1, nodeOpts{}), startNode(t, 2, nodeOpts{})
 	a.tr.AddPeer(2, []string{b1.url})
 	waitFor(t, "delivery to the first address", func() bool {
@@ -382,8 +386,17 @@ func TestUpdatePeerMovesTheStreamToTheNewAddress(t *testing.T) {
 	})
 	b2 := startNode(t, 2, nodeOpts{})
 	a.tr.UpdatePeer(2, []string{b2.url})
+	before := len(b1.h.received())
+	a.tr.Send([]*raftpb.Message{app(1, 2, 2)})
+	waitFor(t, "delivery to the old address after the update", func() bool {
+		return len(b1.h.received()) > before
+	})
+	if n := len(b2.h.received()); n != 0 {
+		t.Fatalf("the new address received %d messages while the old one still worked", n)
+	}
+	b1.tr.Stop()
 	waitFor(t, "delivery to the new address", func() bool {
-		a.tr.Send([]*raftpb.Message{app(1, 2, 2)})
+		a.tr.Send([]*raftpb.Message{app(1, 2, 3)})
 		return len(b2.h.received()) > 0
 	})
 }
