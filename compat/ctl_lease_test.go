@@ -1,9 +1,11 @@
 package compat
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -82,6 +84,12 @@ func (lt *leaseTwins) run(steps ...twinStep) {
 				lines[1], runs[1].stdout, runs[1].stderr, runs[1].code)
 		}
 	}
+}
+
+// startBG is ctlTwins.startBG with the lease references.
+func (lt *leaseTwins) startBG(st twinStep) *bgPair {
+	lt.t.Helper()
+	return lt.startBGArgs(st, [2][]string{lt.leaseArgs(0, st.Args), lt.leaseArgs(1, st.Args)})
 }
 
 // noteGrant remembers the lease a grant printed in stdout (masked) on side.
@@ -191,8 +199,27 @@ func TestCtlLease(t *testing.T) {
 			lstep("lease", "keep-alive"),
 			lstep("lease", "keep-alive", "zz"),
 			lstep("lease", "keep-alive", "1", "2", "--once"),
+			{Args: []string{"--endpoints=127.0.0.1:1", "--command-timeout=1s", "lease", "grant", "10"}, NoEndpoints: true},
+			{Args: []string{"--endpoints=127.0.0.1:1", "--command-timeout=1s", "lease", "revoke", "10"}, NoEndpoints: true},
 		},
 	)...)
+
+	// keep-alive ends when its lease is revoked, which it learns at its
+	// next renewal, a third of the TTL later; signals end it at once.
+	for _, f := range []string{"simple", "json", "fields", "protobuf"} {
+		lt.run(lstep("lease", "grant", "12"))
+		id := fmt.Sprintf("{lease:%d}", len(lt.granted[0])-1)
+		bp := lt.startBG(twinStep{Args: []string{"lease", "keep-alive", id, "-w", f}, Mask: leaseMasks()})
+		bp.waitLines(1)
+		lt.run(lstep("lease", "revoke", id))
+		bp.wait()
+	}
+	lt.run(lstep("lease", "grant", "60"))
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		bp := lt.startBG(lstep("lease", "keep-alive", fmt.Sprintf("{lease:%d}", len(lt.granted[0])-1)))
+		bp.waitLines(1)
+		bp.stop(sig)
+	}
 }
 
 // keepAliveSteps runs lease keep-alive (until killed) on id in every format.
