@@ -86,6 +86,9 @@ func (lt *leaseTwins) run(steps ...twinStep) {
 	}
 }
 
+// last is the reference to the lease granted last.
+func (lt *leaseTwins) last() string { return fmt.Sprintf("{lease:%d}", len(lt.granted[0])-1) }
+
 // startBG is ctlTwins.startBG with the lease references.
 func (lt *leaseTwins) startBG(st twinStep) *bgPair {
 	lt.t.Helper()
@@ -151,7 +154,7 @@ func TestCtlLease(t *testing.T) {
 		leaseFormats(nil, "lease", "keep-alive", "--once", "{lease:1}"),
 		[]twinStep{lstep("lease", "keep-alive", "--once", "{lease:1}", "-w", "fields", "--hex")},
 		// keep-alive renews at once, then every third of the TTL: within
-		// two seconds, a 200s lease is renewed once.
+		// four seconds, a 200s lease is renewed once.
 		keepAliveSteps("{lease:1}"),
 		[]twinStep{
 			lstep("lease", "revoke", "{lease:1}"),
@@ -208,7 +211,7 @@ func TestCtlLease(t *testing.T) {
 	// next renewal, a third of the TTL later; signals end it at once.
 	for _, f := range []string{"simple", "json", "fields", "protobuf"} {
 		lt.run(lstep("lease", "grant", "12"))
-		id := fmt.Sprintf("{lease:%d}", len(lt.granted[0])-1)
+		id := lt.last()
 		bp := lt.startBG(twinStep{Args: []string{"lease", "keep-alive", id, "-w", f}, Mask: leaseMasks()})
 		bp.waitLines(1)
 		lt.run(lstep("lease", "revoke", id))
@@ -216,7 +219,7 @@ func TestCtlLease(t *testing.T) {
 	}
 	lt.run(lstep("lease", "grant", "60"))
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
-		bp := lt.startBG(lstep("lease", "keep-alive", fmt.Sprintf("{lease:%d}", len(lt.granted[0])-1)))
+		bp := lt.startBG(lstep("lease", "keep-alive", lt.last()))
 		bp.waitLines(1)
 		bp.stop(sig)
 	}
@@ -226,7 +229,7 @@ func TestCtlLease(t *testing.T) {
 func keepAliveSteps(id string) []twinStep {
 	var out []twinStep
 	for _, st := range leaseFormats(nil, "lease", "keep-alive", id) {
-		st.Timeout, st.Killed = 2*time.Second, true
+		st.Timeout, st.Killed = 4*time.Second, true
 		out = append(out, st)
 	}
 	return out
