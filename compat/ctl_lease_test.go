@@ -1,9 +1,11 @@
 package compat
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -84,6 +86,15 @@ func (lt *leaseTwins) run(steps ...twinStep) {
 	}
 }
 
+// last is the reference to the lease granted last.
+func (lt *leaseTwins) last() string { return fmt.Sprintf("{lease:%d}", len(lt.granted[0])-1) }
+
+// startBG is ctlTwins.startBG with the lease references.
+func (lt *leaseTwins) startBG(st twinStep) *bgPair {
+	lt.t.Helper()
+	return lt.startBGArgs(st, [2][]string{lt.leaseArgs(0, st.Args), lt.leaseArgs(1, st.Args)})
+}
+
 // noteGrant remembers the lease a grant printed in stdout (masked) on side.
 func (lt *leaseTwins) noteGrant(side int, stdout string) {
 	m := grantedPattern.FindStringSubmatch(stdout)
@@ -143,7 +154,7 @@ func TestCtlLease(t *testing.T) {
 		leaseFormats(nil, "lease", "keep-alive", "--once", "{lease:1}"),
 		[]twinStep{lstep("lease", "keep-alive", "--once", "{lease:1}", "-w", "fields", "--hex")},
 		// keep-alive renews at once, then every third of the TTL: within
-		// two seconds, a 200s lease is renewed once.
+		// four seconds, a 200s lease is renewed once.
 		keepAliveSteps("{lease:1}"),
 		[]twinStep{
 			lstep("lease", "revoke", "{lease:1}"),
@@ -191,15 +202,34 @@ func TestCtlLease(t *testing.T) {
 			lstep("lease", "keep-alive"),
 			lstep("lease", "keep-alive", "zz"),
 			lstep("lease", "keep-alive", "1", "2", "--once"),
+			{Args: []string{"--endpoints=127.0.0.1:1", "--command-timeout=1s", "lease", "grant", "10"}, NoEndpoints: true},
+			{Args: []string{"--endpoints=127.0.0.1:1", "--command-timeout=1s", "lease", "revoke", "10"}, NoEndpoints: true},
 		},
 	)...)
+
+	// keep-alive ends when its lease is revoked, which it learns at its
+	// next renewal, a third of the TTL later; signals end it at once.
+	for _, f := range []string{"simple", "json", "fields", "protobuf"} {
+		lt.run(lstep("lease", "grant", "12"))
+		id := lt.last()
+		bp := lt.startBG(twinStep{Args: []string{"lease", "keep-alive", id, "-w", f}, Mask: leaseMasks()})
+		bp.waitLines(1)
+		lt.run(lstep("lease", "revoke", id))
+		bp.wait()
+	}
+	lt.run(lstep("lease", "grant", "60"))
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		bp := lt.startBG(lstep("lease", "keep-alive", lt.last()))
+		bp.waitLines(1)
+		bp.stop(sig)
+	}
 }
 
 // keepAliveSteps runs lease keep-alive (until killed) on id in every format.
 func keepAliveSteps(id string) []twinStep {
 	var out []twinStep
 	for _, st := range leaseFormats(nil, "lease", "keep-alive", id) {
-		st.Timeout, st.Killed = 2*time.Second, true
+		st.Timeout, st.Killed = 4*time.Second, true
 		out = append(out, st)
 	}
 	return out
