@@ -145,6 +145,18 @@ func (p *peer) connFailed(cc *grpc.ClientConn) {
 	p.ccURL = ""
 }
 
+// dropIfUnlisted closes cc, whose stream has ended, if its URL is no longer
+// one of the peer's: the next stream then goes to the new URLs, whatever
+// still answers at the old address.
+func (p *peer) dropIfUnlisted(cc *grpc.ClientConn) {
+	p.mu.Lock()
+	unlisted := p.cc == cc && !slices.Contains(p.urls, p.ccURL)
+	p.mu.Unlock()
+	if unlisted {
+		p.connFailed(cc)
+	}
+}
+
 // run keeps a stream open to the peer and writes queued messages on it,
 // until the peer is closed. Between attempts it backs off (from minBackoff,
 // doubling to maxBackoff, reset once a stream became active) and drops what is
@@ -227,6 +239,7 @@ func (p *peer) stream(lg *zap.Logger) (wasActive bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	defer p.dropIfUnlisted(cc)
 	ctx, cancel := context.WithCancel(p.ctx)
 	defer cancel()
 	dialTimer := time.AfterFunc(p.t.cfg.DialTimeout, cancel)

@@ -242,8 +242,9 @@ func (t *Transport) AddPeer(id uint64, urls []string) {
 	t.lg.Info("added remote peer", t.localField(), idField("remote-peer-id", id), zap.Strings("remote-peer-urls", urls))
 }
 
-// UpdatePeer changes the URLs of peer id; a stream to an address no longer
-// listed is closed and reopened to the new ones.
+// UpdatePeer changes the URLs of peer id. A working stream to an address no
+// longer listed is kept until it ends (the moved member listens there until
+// it restarts); the next one goes to the new URLs.
 func (t *Transport) UpdatePeer(id uint64, urls []string) {
 	if p := t.peer(id); p != nil {
 		p.setURLs(urls)

@@ -401,6 +401,27 @@ func TestUpdatePeerKeepsTheWorkingStreamUntilItFails(t *testing.T) {
 	})
 }
 
+// A stream to an address dropped by UpdatePeer must move to the new URLs
+// however it ends, even when something still answers at the old address and
+// refuses the stream (here another member took the old address over).
+func TestUpdatePeerLeavesAnOldAddressThatRefuses(t *testing.T) {
+	a, b1 := startNode(t, 1, nodeOpts{}), startNode(t, 2, nodeOpts{})
+	a.tr.AddPeer(2, []string{b1.url})
+	waitFor(t, "delivery to the first address", func() bool {
+		a.tr.Send([]*raftpb.Message{app(1, 2, 1)})
+		return len(b1.h.received()) > 0
+	})
+	b2 := startNode(t, 2, nodeOpts{})
+	a.tr.UpdatePeer(2, []string{b2.url})
+	oldAddr := strings.TrimPrefix(b1.url, "http://")
+	b1.tr.Stop()
+	startNode(t, 3, nodeOpts{addr: oldAddr})
+	waitFor(t, "delivery to the new address", func() bool {
+		a.tr.Send([]*raftpb.Message{app(1, 2, 2)})
+		return len(b2.h.received()) > 0
+	})
+}
+
 // refusedLogged reports whether n logged that peer refused its stream with
 // an error containing want.
 func refusedLogged(n *node, want string) bool {
