@@ -62,18 +62,18 @@ type checkOptions struct {
 	autoCompact, autoDefrag bool
 }
 
-func (o *checkOptions) register(cmd *cobra.Command, what, prefix string) {
+func (o *checkOptions) register(cmd *cobra.Command, prefix string) {
 	f := cmd.Flags()
-	f.StringVar(&o.load, "load", "s", "the "+what+" workload: s(small), m(medium), l(large) or xl(xLarge)")
-	f.StringVar(&o.prefix, "prefix", prefix, "the prefix of the keys the check writes")
-	f.BoolVar(&o.autoCompact, "auto-compact", false, "compact the storage at the last revision after the check")
-	f.BoolVar(&o.autoDefrag, "auto-defrag", false, "defragment the storage after the check")
+	f.StringVar(&o.load, "load", "s", "size of the workload: s (small), m (medium), l (large) or xl (xLarge)")
+	f.StringVar(&o.prefix, "prefix", prefix, "write the check's keys under this prefix, which must hold none")
+	f.BoolVar(&o.autoCompact, "auto-compact", false, "compact away the check's history once it is done")
+	f.BoolVar(&o.autoDefrag, "auto-defrag", false, "defragment each endpoint once the check is done")
 }
 
 func checkCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "check <subcommand>",
-		Short:   "Checks properties of the cluster; see the subcommands",
+		Short:   "Puts the cluster under a workload and judges how it copes",
 		GroupID: groupUtility,
 	}
 	cmd.AddCommand(checkPerfCommand(g), checkDatascaleCommand(g))
@@ -84,9 +84,9 @@ func checkPerfCommand(g *globals) *cobra.Command {
 	var o checkOptions
 	cmd := &cobra.Command{
 		Use:   "perf [options]",
-		Short: "Checks the write throughput and latency of the cluster",
+		Short: "Writes at a steady rate for a minute, then judges throughput and latency",
 	}
-	o.register(cmd, "performance check's", "/etcdctl-check-perf/")
+	o.register(cmd, "/etcdctl-check-perf/")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		model, ok := checkLoads[o.load]
 		if !ok {
@@ -312,9 +312,9 @@ func checkDatascaleCommand(g *globals) *cobra.Command {
 	var o checkOptions
 	cmd := &cobra.Command{
 		Use:   "datascale [options]",
-		Short: "Checks the memory the first endpoint uses to hold a workload's keys",
+		Short: "Writes many keys and reports the memory the first endpoint took for them",
 	}
-	o.register(cmd, "datascale check's", "/etcdctl-check-datascale/")
+	o.register(cmd, "/etcdctl-check-datascale/")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		model, ok := checkLoads[o.load]
 		if !ok {

@@ -28,11 +28,11 @@ func interruptContext() (ctx context.Context, stop context.CancelFunc) {
 func lockCommand(g *globals) *cobra.Command {
 	var ttl int
 	cmd := &cobra.Command{
-		Use:     "lock <lockname> [exec-command arg1 arg2 ...]",
-		Short:   "Takes a named distributed lock, holding it until interrupted or while a command runs",
+		Use:     "lock [options] <lockname> [command [args...]]",
+		Short:   "Holds a distributed lock while a command runs, or until interrupted",
 		GroupID: groupConcurrency,
 	}
-	cmd.Flags().IntVar(&ttl, "ttl", 10, "TTL in seconds of the session that holds the lock")
+	cmd.Flags().IntVar(&ttl, "ttl", 10, "seconds the lock outlives keelctl should it die holding it")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
 			return badArgs("lock takes a lock name argument and an optional command to execute")
@@ -115,10 +115,10 @@ func electCommand(g *globals) *cobra.Command {
 	var listen bool
 	cmd := &cobra.Command{
 		Use:     "elect <election-name> [proposal]",
-		Short:   "Campaigns in a leader election, or watches who leads it",
+		Short:   "Runs for leader of an election, or follows who leads it",
 		GroupID: groupConcurrency,
 	}
-	cmd.Flags().BoolVarP(&listen, "listen", "l", false, "only print each new leader, without campaigning")
+	cmd.Flags().BoolVarP(&listen, "listen", "l", false, "follow the election's leaders instead of running")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 && len(args) != 2 {
 			return badArgs("elect takes one election name argument and an optional proposal argument")

@@ -23,16 +23,20 @@ func txnCommand(g *globals) *cobra.Command {
 	var interactive bool
 	cmd := &cobra.Command{
 		Use:   "txn [options]",
-		Short: "Txn processes all the requests in one transaction",
-		Long: `Txn reads a transaction from standard input and applies it atomically.
+		Short: "Applies compares and requests from standard input as one transaction",
+		Long: `Reads a transaction from standard input in three blocks, each closed by an
+empty line, and applies it as a whole:
 
-The input has three parts, each ended by an empty line:
-1) compares, one a line, such as: mod("key1") > "0"
-2) requests (get, put, del) applied when every compare holds,
-3) requests applied otherwise.`,
+  compares, one a line:          mod("key1") > "0"
+  requests if all of them hold:  put key1 value1
+  requests if any fails:         get key1
+
+A compare looks at ver[sion], c[reate], m[od], val[ue] or lease of a key
+with =, !=, < or >. A request is a get, put or del line taking that
+command's arguments and flags.`,
 		GroupID: groupKV,
 	}
-	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "prompt for each part of the transaction")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "ask for each block of the transaction in turn")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 0 {
 			return badArgs("txn command does not accept argument")
@@ -337,10 +341,10 @@ func compactionCommand(g *globals) *cobra.Command {
 	var physical bool
 	cmd := &cobra.Command{
 		Use:     "compaction [options] <revision>",
-		Short:   "Compacts the event history in etcd",
+		Short:   "Drops the key history older than a revision",
 		GroupID: groupKV,
 	}
-	cmd.Flags().BoolVar(&physical, "physical", false, "wait until the old revisions are physically removed")
+	cmd.Flags().BoolVar(&physical, "physical", false, "return only once the old revisions are gone from disk")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 {
 			return badArgs("compaction command needs 1 argument")

@@ -29,7 +29,7 @@ func utilityCommands(g *globals) []*cobra.Command {
 func versionCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:     "version",
-		Short:   "Prints keelctl's version and the API version",
+		Short:   "Prints the versions of keelctl and of the API it speaks",
 		GroupID: groupUtility,
 		Run: func(cmd *cobra.Command, args []string) {
 			p := &printer{w: g.stdio.Out}
@@ -58,21 +58,21 @@ func makeMirrorCommand(g *globals) *cobra.Command {
 	var o mirrorOptions
 	cmd := &cobra.Command{
 		Use:     "make-mirror [options] <destination>",
-		Short:   "Copies the keys to a destination cluster, then keeps it in step",
+		Short:   "Copies keys to another cluster and keeps copying their changes",
 		GroupID: groupUtility,
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.prefix, "prefix", "", "mirror only the keys under this prefix")
-	f.Int64Var(&o.rev, "rev", 0, "start mirroring the changes from this revision, without copying the keys first")
-	f.UintVar(&o.maxTxnOps, "max-txn-ops", 128, "most operations in one destination transaction while following changes")
-	f.StringVar(&o.destPrefix, "dest-prefix", "", "write the keys under this prefix in the destination instead of --prefix")
-	f.BoolVar(&o.noDestPrefix, "no-dest-prefix", false, "write the keys without --prefix in the destination")
-	f.StringVar(&o.cert, "dest-cert", "", "TLS certificate file identifying keelctl to the destination")
-	f.StringVar(&o.key, "dest-key", "", "TLS key file of --dest-cert")
-	f.StringVar(&o.cacert, "dest-cacert", "", "verify the destination's TLS certificate with this CA bundle")
-	f.BoolVar(&o.insecureTransport, "dest-insecure-transport", true, "talk to the destination without TLS")
-	f.StringVar(&o.user, "dest-user", "", "username[:password] at the destination (prompt if password is not supplied)")
-	f.StringVar(&o.password, "dest-password", "", "password at the destination (then --dest-user holds only the name)")
+	f.StringVar(&o.prefix, "prefix", "", "copy only the keys that start with this")
+	f.Int64Var(&o.rev, "rev", 0, "skip the initial copy and replay the changes from this revision on")
+	f.UintVar(&o.maxTxnOps, "max-txn-ops", 128, "most changes written in one transaction at the destination")
+	f.StringVar(&o.destPrefix, "dest-prefix", "", "rename --prefix to this at the destination")
+	f.BoolVar(&o.noDestPrefix, "no-dest-prefix", false, "drop --prefix from the key names at the destination")
+	f.StringVar(&o.cert, "dest-cert", "", "TLS certificate keelctl presents to the destination")
+	f.StringVar(&o.key, "dest-key", "", "private key of --dest-cert")
+	f.StringVar(&o.cacert, "dest-cacert", "", "CA bundle that signed the destination's certificate")
+	f.BoolVar(&o.insecureTransport, "dest-insecure-transport", true, "talk plain text to the destination when no TLS file is given")
+	f.StringVar(&o.user, "dest-user", "", "log in to the destination as this user; add :password or be asked for it")
+	f.StringVar(&o.password, "dest-password", "", "password at the destination; --dest-user then holds the name alone")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 {
 			return badArgs("make-mirror takes one destination argument")

@@ -39,18 +39,18 @@ type watchOptions struct {
 }
 
 func (o *watchOptions) register(f *pflag.FlagSet) {
-	f.BoolVarP(&o.interactive, "interactive", "i", false, "read watch commands from standard input")
-	f.BoolVar(&o.prefix, "prefix", false, "watch the keys with the given prefix")
-	f.Int64Var(&o.rev, "rev", 0, "revision to start watching from")
-	f.BoolVar(&o.prevKV, "prev-kv", false, "also print each key-value pair as it was before the event")
-	f.BoolVar(&o.progressNotify, "progress-notify", false, "ask the server for periodic progress notifications")
+	f.BoolVarP(&o.interactive, "interactive", "i", false, "take watch and progress commands line by line from standard input")
+	f.BoolVar(&o.prefix, "prefix", false, "watch every key that starts with the key")
+	f.Int64Var(&o.rev, "rev", 0, "replay the changes from this revision on")
+	f.BoolVar(&o.prevKV, "prev-kv", false, "also print each key as it was before the change")
+	f.BoolVar(&o.progressNotify, "progress-notify", false, "have the server report its revision now and then when nothing changes")
 }
 
 func watchCommand(g *globals) *cobra.Command {
 	var o watchOptions
 	cmd := &cobra.Command{
-		Use:     "watch [options] [key or prefix] [range_end] [--] [exec-command arg1 arg2 ...]",
-		Short:   "Watches events stream on keys or prefixes",
+		Use:     "watch [options] [key | prefix] [range_end] [-- command [args...]]",
+		Short:   "Prints the changes to a key, range or prefix as they happen",
 		GroupID: groupKV,
 	}
 	o.register(cmd.Flags())
