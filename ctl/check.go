@@ -62,18 +62,18 @@ type checkOptions struct {
 	autoCompact, autoDefrag bool
 }
 
-func (o *checkOptions) register(cmd *cobra.Command, what, prefix string) {
+func (o *checkOptions) register(cmd *cobra.Command, prefix string) {
 	f := cmd.Flags()
-	f.StringVar(&o.load, "load", "s", "the "+what+" workload: s(small), m(medium), l(large) or xl(xLarge)")
-	f.StringVar(&o.prefix, "prefix", prefix, "the prefix of the keys the check writes")
-	f.BoolVar(&o.autoCompact, "auto-compact", false, "compact the storage at the last revision after the check")
-	f.BoolVar(&o.autoDefrag, "auto-defrag", false, "defragment the storage after the check")
+	f.StringVar(&o.load, "load", "s", "size of the workload: s (small), m (medium), l (large) or xl (xLarge)")
+	f.StringVar(&o.prefix, "prefix", prefix, "write the check's keys under this prefix, which must hold none")
+	f.BoolVar(&o.autoCompact, "auto-compact", false, "compact away the check's history once it is done")
+	f.BoolVar(&o.autoDefrag, "auto-defrag", false, "defragment each endpoint once the check is done")
 }
 
 func checkCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "check <subcommand>",
-		Short:   "Checks properties of the cluster; see the subcommands",
+		Short:   "Puts the cluster under a workload and judges how it copes",
 		GroupID: groupUtility,
 	}
 	cmd.AddCommand(checkPerfCommand(g), checkDatascaleCommand(g))
@@ -84,17 +84,26 @@ func checkPerfCommand(g *globals) *cobra.Command {
 	var o checkOptions
 	cmd := &cobra.Command{
 		Use:   "perf [options]",
-		Short: "Checks the write throughput and latency of the cluster",
+		Short: "Writes at a steady rate for a minute, then judges throughput and latency",
 	}
-	o.register(cmd, "performance check's", "/etcdctl-check-perf/")
+	o.register(cmd, "/etcdctl-check-perf/")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		model, ok := checkLoads[o.load]
-		if !ok {
-			return withCode(ExitBadFeature, fmt.Errorf("unknown load option %v", o.load))
+		model, err := o.model()
+		if err != nil {
+			return err
 		}
 		return g.checkPerf(perfLoads[model], o)
 	})
 	return cmd
+}
+
+// model is the workload model --load names.
+func (o *checkOptions) model() (string, error) {
+	model, ok := checkLoads[o.load]
+	if !ok {
+		return "", withCode(ExitBadFeature, fmt.Errorf("unknown load option %v", o.load))
+	}
+	return model, nil
 }
 
 // checkClients connects n clients to the endpoints, as etcdctl's checks do.
@@ -135,22 +144,27 @@ func checkEmptyPrefix(ctx context.Context, c *clientv3.Client, prefix, quote str
 	return nil
 }
 
-// runWorkers sends each request from requests with one of the clients (one
-// goroutine per client) and reports it to r; done is called after each. It
-// returns once requests is closed and drained.
-func runWorkers(clients []*clientv3.Client, requests <-chan clientv3.Op, r report.Report, done func()) {
+// putLoad answers the puts of ops with the clients, one goroutine per
+// client, calling each after every answer, and returns the statistics of
+// the answers once ops is closed and every put answered. Its goroutines
+// have all ended when it returns.
+func putLoad(clients []*clientv3.Client, ops <-chan clientv3.Op, each func()) report.Stats {
+	r := report.NewReport("%4.4f", "", false)
+	stats := r.Stats()
 	var wg sync.WaitGroup
 	for _, c := range clients {
 		wg.Go(func() {
-			for op := range requests {
-				st := time.Now()
+			for op := range ops {
+				start := time.Now()
 				_, err := c.Do(context.Background(), op)
-				r.Results() <- report.Result{Err: err, Start: st, End: time.Now()}
-				done()
+				r.Results() <- report.Result{Err: err, Start: start, End: time.Now()}
+				each()
 			}
 		})
 	}
 	wg.Wait()
+	close(r.Results())
+	return <-stats
 }
 
 // randomKey fills k with a random varint and returns prefix+k.
@@ -159,6 +173,66 @@ func randomKey(prefix string, k []byte) string {
 	return prefix + string(k)
 }
 
+// steadyPuts yields puts of 1 KiB values under random keys, at most
+// perSecond a second, until ctx ends; then it closes the channel. The
+// channel must be drained.
+func steadyPuts(ctx context.Context, prefix string, perSecond, buffer int) <-chan clientv3.Op {
+	ops := make(chan clientv3.Op, buffer)
+	go func() {
+		defer close(ops)
+		pace := rate.NewLimiter(rate.Limit(perSecond), 1)
+		key, value := make([]byte, 256), string(make([]byte, 1024))
+		for pace.Wait(ctx) == nil {
+			ops <- clientv3.OpPut(randomKey(prefix, key), value)
+		}
+	}()
+	return ops
+}
+
+// countedPuts yields n puts of 512-byte values under random keys, then
+// closes the channel. The channel must be drained.
+func countedPuts(prefix string, n, buffer int) <-chan clientv3.Op {
+	ops := make(chan clientv3.Op, buffer)
+	go func() {
+		defer close(ops)
+		key, value := make([]byte, 512), string(make([]byte, 512))
+		for range n {
+			ops <- clientv3.OpPut(randomKey(prefix, key), value)
+		}
+	}()
+	return ops
+}
+
+// clockBar shows on w the seconds that pass, up to total, until stop is
+// called; stop ends its goroutines, leaving the bar as it stands.
+func clockBar(w io.Writer, total int) (stop func()) {
+	bar := pb.New(total)
+	bar.SetWriter(w)
+	bar.Start()
+	quit, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for range total {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+				bar.Increment()
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-ended
+		bar.Finish()
+	}
+}
+
+// checkPerf writes at the load's pace for its duration, or until SIGINT,
+// then deletes the keys it wrote, once (compacting and defragmenting if
+// asked), and judges the measures: PASS, or FAIL with ExitError.
 func (g *globals) checkPerf(load perfLoad, o checkOptions) error {
 	clients, err := g.checkClients(load.clients)
 	if err != nil {
@@ -166,41 +240,18 @@ func (g *globals) checkPerf(load perfLoad, o checkOptions) error {
 	}
 	defer closeClients(clients)
 	p := &printer{w: g.stdio.Out}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(load.duration)*time.Second)
+	timed, cancel := context.WithTimeout(context.Background(), time.Duration(load.duration)*time.Second)
 	defer cancel()
-	// An interrupt ends the load early and cleans up; the results of what
-	// ran are still printed.
-	ctx, stop := interruptible(ctx, func() { p.cleanup(clients[0], o.prefix, false) })
-	defer stop()
+	// SIGINT only ends the load early: the cleanup and the verdict follow.
+	ctx, stopCatching := signal.NotifyContext(timed, os.Interrupt)
+	defer stopCatching()
 	if err := checkEmptyPrefix(ctx, clients[0], o.prefix, "'keelctl del --prefix %s'"); err != nil {
 		return err
 	}
 
-	bar := pb.New(load.duration)
-	bar.SetWriter(g.stdio.Err)
-	bar.Start()
-	go func() {
-		for range load.duration {
-			time.Sleep(time.Second)
-			bar.Add(1)
-		}
-		bar.Finish()
-	}()
-
-	requests := make(chan clientv3.Op, load.clients)
-	go func() {
-		defer close(requests)
-		limit := rate.NewLimiter(rate.Limit(load.limit), 1)
-		k, v := make([]byte, 256), string(make([]byte, 1024))
-		for limit.Wait(ctx) == nil {
-			requests <- clientv3.OpPut(randomKey(o.prefix, k), v)
-		}
-	}()
-	r := report.NewReport("%4.4f", "", false)
-	sc := r.Stats()
-	runWorkers(clients, requests, r, func() {})
-	close(r.Results())
-	s := <-sc
+	stopBar := clockBar(g.stdio.Err, load.duration)
+	stats := putLoad(clients, steadyPuts(ctx, o.prefix, load.limit, load.clients), func() {})
+	stopBar()
 
 	p.cleanup(clients[0], o.prefix, o.autoCompact)
 	if o.autoDefrag {
@@ -208,7 +259,7 @@ func (g *globals) checkPerf(load perfLoad, o checkOptions) error {
 			return err
 		}
 	}
-	if !p.perfVerdict(s, load) {
+	if !p.perfVerdict(stats, load) {
 		p.println("FAIL")
 		return withCode(ExitError, errSilent)
 	}
@@ -216,54 +267,48 @@ func (g *globals) checkPerf(load perfLoad, o checkOptions) error {
 	return nil
 }
 
-// perfVerdict prints a PASS or FAIL line for errors, throughput, slowest
-// request and standard deviation, and says whether all passed.
+// perfLimits are what check perf asks of the cluster: the share of the
+// load's rate it must exceed, and the slowest answer and the spread it
+// allows, in seconds.
+var perfLimits = struct{ rateShare, slowest, stddev float64 }{0.9, 0.5, 0.1}
+
+// perfVerdict prints one line per measure (errors, throughput, slowest
+// answer, spread) and says whether all are within perfLimits.
 func (p *printer) perfVerdict(s report.Stats, load perfLoad) bool {
-	ok := true
-	if len(s.ErrorDist) != 0 {
-		p.println("FAIL: too many errors")
-		for k, v := range s.ErrorDist {
-			p.printf("FAIL: ERROR(%v) -> %d\n", k, v)
-		}
-		ok = false
-	}
-	if s.RPS/float64(load.limit) <= 0.9 {
-		p.printf("FAIL: Throughput too low: %d writes/s\n", int(s.RPS)+1)
-		ok = false
+	pass := !p.requestErrors(s)
+	writes := int(s.RPS) + 1
+	if s.RPS/float64(load.limit) > perfLimits.rateShare {
+		p.printf("PASS: Throughput is %d writes/s\n", writes)
 	} else {
-		p.printf("PASS: Throughput is %d writes/s\n", int(s.RPS)+1)
+		p.printf("FAIL: Throughput too low: %d writes/s\n", writes)
+		pass = false
 	}
-	if s.Slowest > 0.5 {
-		p.printf("Slowest request took too long: %fs\n", s.Slowest)
-		ok = false
-	} else {
+	if s.Slowest <= perfLimits.slowest {
 		p.printf("PASS: Slowest request took %fs\n", s.Slowest)
-	}
-	if s.Stddev > 0.1 {
-		p.printf("Stddev too high: %fs\n", s.Stddev)
-		ok = false
 	} else {
-		p.printf("PASS: Stddev is %fs\n", s.Stddev)
+		p.printf("Slowest request took too long: %fs\n", s.Slowest)
+		pass = false
 	}
-	return ok
+	if s.Stddev <= perfLimits.stddev {
+		p.printf("PASS: Stddev is %fs\n", s.Stddev)
+	} else {
+		p.printf("Stddev too high: %fs\n", s.Stddev)
+		pass = false
+	}
+	return pass
 }
 
-// interruptible is ctx, also cancelled by an interrupt, after which
-// onInterrupt runs. stop releases the signal.
-func interruptible(ctx context.Context, onInterrupt func()) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt)
-	go func() {
-		defer signal.Stop(sig)
-		select {
-		case <-sig:
-			cancel()
-			onInterrupt()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
+// requestErrors prints the errors the load's requests met, with how often
+// each came, and says whether there were any.
+func (p *printer) requestErrors(s report.Stats) bool {
+	if len(s.ErrorDist) == 0 {
+		return false
+	}
+	p.println("FAIL: too many errors")
+	for msg, n := range s.ErrorDist {
+		p.printf("FAIL: ERROR(%v) -> %d\n", msg, n)
+	}
+	return true
 }
 
 // cleanup deletes the check's keys, then compacts at the deletion's
@@ -312,19 +357,23 @@ func checkDatascaleCommand(g *globals) *cobra.Command {
 	var o checkOptions
 	cmd := &cobra.Command{
 		Use:   "datascale [options]",
-		Short: "Checks the memory the first endpoint uses to hold a workload's keys",
+		Short: "Writes many keys and reports the memory the first endpoint took for them",
 	}
-	o.register(cmd, "datascale check's", "/etcdctl-check-datascale/")
+	o.register(cmd, "/etcdctl-check-datascale/")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		model, ok := checkLoads[o.load]
-		if !ok {
-			return withCode(ExitBadFeature, fmt.Errorf("unknown load option %v", o.load))
+		model, err := o.model()
+		if err != nil {
+			return err
 		}
 		return g.checkDatascale(datascaleLoads[model], o)
 	})
 	return cmd
 }
 
+// checkDatascale writes the load's keys and prints how much the resident
+// memory of the first endpoint grew meanwhile, read from its /metrics
+// before and after. It deletes the keys (compacting and defragmenting if
+// asked) before judging: errors of the puts are a FAIL with ExitError.
 func (g *globals) checkDatascale(load datascaleLoad, o checkOptions) error {
 	clients, err := g.checkClients(load.clients)
 	if err != nil {
@@ -335,9 +384,9 @@ func (g *globals) checkDatascale(load datascaleLoad, o checkOptions) error {
 	if err := checkEmptyPrefix(context.Background(), clients[0], o.prefix, "keelctl del --prefix %s"); err != nil {
 		return err
 	}
-	ep := g.endpoints[0]
-	before := p.residentMemory(ep, g.cert, g.key, g.insecureSkipVerify)
-	if before == 0 {
+	metrics := g.metricsReader(p, g.endpoints[0])
+	before, ok := metrics.residentBytes()
+	if !ok {
 		p.println("FAIL: Could not read process_resident_memory_bytes before the put operations.")
 		return withCode(ExitError, errSilent)
 	}
@@ -345,26 +394,14 @@ func (g *globals) checkDatascale(load datascaleLoad, o checkOptions) error {
 	bar := pb.New(load.limit)
 	bar.SetWriter(g.stdio.Err)
 	bar.Start()
-	requests := make(chan clientv3.Op, load.clients)
-	go func() {
-		defer close(requests)
-		k, v := make([]byte, 512), string(make([]byte, 512))
-		for range load.limit {
-			requests <- clientv3.OpPut(randomKey(o.prefix, k), v)
-		}
-	}()
-	r := report.NewReport("%4.4f", "", false)
-	sc := r.Stats()
-	runWorkers(clients, requests, r, func() { bar.Increment() })
-	close(r.Results())
+	stats := putLoad(clients, countedPuts(o.prefix, load.limit, load.clients), func() { bar.Increment() })
 	bar.Finish()
-	s := <-sc
-
-	after := p.residentMemory(ep, g.cert, g.key, g.insecureSkipVerify)
-	if after == 0 {
+	after, ok := metrics.residentBytes()
+	if !ok {
 		p.println("FAIL: Could not read process_resident_memory_bytes after the put operations.")
 		return withCode(ExitError, errSilent)
 	}
+
 	resp, err := clients[0].Delete(context.Background(), o.prefix, clientv3.WithPrefix())
 	if err != nil {
 		return err
@@ -379,66 +416,89 @@ func (g *globals) checkDatascale(load datascaleLoad, o checkOptions) error {
 			return err
 		}
 	}
-	if len(s.ErrorDist) != 0 {
-		p.println("FAIL: too many errors")
-		for k, v := range s.ErrorDist {
-			p.printf("FAIL: ERROR(%v) -> %d\n", k, v)
-		}
+	if p.requestErrors(stats) {
 		return withCode(ExitError, errSilent)
 	}
-	mb := (after - before) / (1024 * 1024)
-	p.printf("PASS: Approximate system memory used : %v MB.\n", strconv.FormatFloat(mb, 'f', 2, 64))
+	grown := (after - before) / (1 << 20)
+	p.printf("PASS: Approximate system memory used : %v MB.\n", strconv.FormatFloat(grown, 'f', 2, 64))
 	return nil
 }
 
 // residentMemoryMetric is the Prometheus metric check datascale reads.
 const residentMemoryMetric = "process_resident_memory_bytes"
 
-// residentMemory reads process_resident_memory_bytes from the endpoint's
-// /metrics (https with the client certificate for an https endpoint). As
-// etcdctl, a failure is printed and read as 0.
-func (p *printer) residentMemory(ep, cert, key string, skipVerify bool) float64 {
+// metricsReader reads an endpoint's Prometheus /metrics, saying on p why
+// it could not.
+type metricsReader struct {
+	p      *printer
+	url    string
+	client *http.Client
+	// tlsErr is the error loading the client certificate for https.
+	tlsErr error
+}
+
+// metricsReader is the reader of ep's /metrics: plain http unless ep says
+// https, which presents the --cert client certificate.
+func (g *globals) metricsReader(p *printer, ep string) *metricsReader {
 	if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
 		ep = "http://" + ep
 	}
-	url := ep + "/metrics"
-	hc := http.DefaultClient
+	m := &metricsReader{p: p, url: ep + "/metrics", client: http.DefaultClient}
 	if strings.HasPrefix(ep, "https://") {
-		tr, err := metricsTransport(cert, key, skipVerify)
-		if err != nil {
-			p.printf("client certificate error: %v\n", err)
-			return 0
-		}
-		hc = &http.Client{Transport: tr}
+		tr, err := metricsTransport(g.cert, g.key, g.insecureSkipVerify)
+		m.client, m.tlsErr = &http.Client{Transport: tr}, err
 	}
-	resp, err := hc.Get(url)
+	return m
+}
+
+// residentBytes is the endpoint's resident memory in bytes. It is false,
+// with the reason printed, when the memory cannot be read (or reads 0).
+func (m *metricsReader) residentBytes() (float64, bool) {
+	if m.tlsErr != nil {
+		m.p.printf("client certificate error: %v\n", m.tlsErr)
+		return 0, false
+	}
+	body, err := m.fetch()
 	if err != nil {
-		p.printf("fetch error: %v\n", err)
-		return 0
+		m.p.printf("fetch error: %v\n", err)
+		return 0, false
 	}
+	value, found := metricValue(body, residentMemoryMetric)
+	if !found {
+		m.p.printf("could not find: %v\n", residentMemoryMetric)
+		return 0, false
+	}
+	n, err := strconv.ParseFloat(value, 64)
+	if err != nil {
+		m.p.printf("parse error: %v\n", err)
+		return 0, false
+	}
+	return n, n != 0
+}
+
+func (m *metricsReader) fetch() (string, error) {
+	resp, err := m.client.Get(m.url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	if err != nil {
-		p.printf("fetch error: reading %s: %v\n", url, err)
-		return 0
+		return "", fmt.Errorf("reading %s: %w", m.url, err)
 	}
-	var value string
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, residentMemoryMetric); ok {
-			value = strings.TrimSpace(v)
-			break
+	return string(body), nil
+}
+
+// metricValue is the value of the first sample of metric in a Prometheus
+// text exposition.
+func metricValue(exposition, metric string) (string, bool) {
+	for line := range strings.Lines(exposition) {
+		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if ok && (name == metric || strings.HasPrefix(name, metric+"{")) {
+			return strings.TrimSpace(value), true
 		}
 	}
-	if value == "" {
-		p.printf("could not find: %v\n", residentMemoryMetric)
-		return 0
-	}
-	bytes, err := strconv.ParseFloat(value, 64)
-	if err != nil {
-		p.printf("parse error: %v\n", err)
-		return 0
-	}
-	return bytes
+	return "", false
 }
 
 // metricsTransport is an HTTP transport presenting the client certificate,

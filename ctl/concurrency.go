@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -18,21 +19,14 @@ func concurrencyCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{lockCommand(g), electCommand(g)}
 }
 
-// interruptContext is cancelled by the first SIGINT or SIGTERM. Until stop is
-// called, those signals no longer end keelctl: the command must wind down
-// (unlock, resign) and return by itself once ctx is done.
-func interruptContext() (ctx context.Context, stop context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-}
-
 func lockCommand(g *globals) *cobra.Command {
 	var ttl int
 	cmd := &cobra.Command{
-		Use:     "lock <lockname> [exec-command arg1 arg2 ...]",
-		Short:   "Takes a named distributed lock, holding it until interrupted or while a command runs",
+		Use:     "lock [options] <lockname> [command [args...]]",
+		Short:   "Holds a distributed lock while a command runs, or until interrupted",
 		GroupID: groupConcurrency,
 	}
-	cmd.Flags().IntVar(&ttl, "ttl", 10, "TTL in seconds of the session that holds the lock")
+	cmd.Flags().IntVar(&ttl, "ttl", 10, "seconds the lock outlives keelctl should it die holding it")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
 			return badArgs("lock takes a lock name argument and an optional command to execute")
@@ -42,83 +36,33 @@ func lockCommand(g *globals) *cobra.Command {
 			return err
 		}
 		defer c.Close()
-		return lockExitCode(g.lock(p, c, ttl, args[0], args[1:]))
-	})
-	return cmd
-}
-
-// lockExitCode ends keelctl with the exit code of the command run under the
-// lock when that command failed, and with ExitError for any other failure.
-func lockExitCode(err error) error {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
-			return withCode(ws.ExitStatus(), err)
-		}
-	}
-	return err
-}
-
-// lock takes the lock name in a session with the TTL, then either runs argv
-// holding it, or prints the lock's key and holds it until SIGINT or SIGTERM.
-// It unlocks before returning, unless the session expired.
-func (g *globals) lock(p *printer, c *clientv3.Client, ttl int, name string, argv []string) error {
-	s, err := concurrency.NewSession(c, concurrency.WithTTL(ttl))
-	if err != nil {
-		return err
-	}
-	ctx, stop := interruptContext()
-	defer stop()
-	m := concurrency.NewMutex(s, name)
-	if err := m.Lock(ctx); err != nil {
-		return err
-	}
-	if len(argv) > 0 {
-		err := g.runLocked(m, argv)
-		uerr := m.Unlock(context.Background())
+		s, err := concurrency.NewSession(c, concurrency.WithTTL(ttl))
 		if err != nil {
 			return err
 		}
-		return uerr
-	}
-	resp, err := c.Get(ctx, m.Key())
-	if err != nil {
-		return err
-	}
-	if len(resp.Kvs) == 0 {
-		return errors.New("lock lost on init")
-	}
-	if err := p.get(resp, false); err != nil {
-		return err
-	}
-	select {
-	case <-ctx.Done():
-		return m.Unlock(context.Background())
-	case <-s.Done():
-		return errors.New("session expired")
-	}
-}
-
-// runLocked runs argv with keelctl's standard output and error, telling it
-// the lock's key and revision in ETCD_LOCK_KEY and ETCD_LOCK_REV.
-func (g *globals) runLocked(m *concurrency.Mutex, argv []string) error {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append([]string{
-		"ETCD_LOCK_KEY=" + m.Key(),
-		fmt.Sprintf("ETCD_LOCK_REV=%d", m.Header().Revision),
-	}, os.Environ()...)
-	cmd.Stdout, cmd.Stderr = g.stdio.Out, g.stdio.Err
-	return cmd.Run()
+		sig := catchStopSignals()
+		defer sig.release()
+		m := concurrency.NewMutex(s, args[0])
+		if err := m.Lock(sig.ctx); err != nil {
+			return err
+		}
+		hold := &holding{s: s, key: m.Key(), give: m.Unlock, expired: "session expired", needKey: true}
+		if len(args) > 1 {
+			return childStatus(g.underLock(sig, hold, m.Header().Revision, args[1:]))
+		}
+		return g.hold(sig, p, c, hold)
+	})
+	return cmd
 }
 
 func electCommand(g *globals) *cobra.Command {
 	var listen bool
 	cmd := &cobra.Command{
 		Use:     "elect <election-name> [proposal]",
-		Short:   "Campaigns in a leader election, or watches who leads it",
+		Short:   "Runs for leader of an election, or follows who leads it",
 		GroupID: groupConcurrency,
 	}
-	cmd.Flags().BoolVarP(&listen, "listen", "l", false, "only print each new leader, without campaigning")
+	cmd.Flags().BoolVarP(&listen, "listen", "l", false, "follow the election's leaders instead of running")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 && len(args) != 2 {
 			return badArgs("elect takes one election name argument and an optional proposal argument")
@@ -128,65 +72,189 @@ func electCommand(g *globals) *cobra.Command {
 			return err
 		}
 		defer c.Close()
-		switch {
-		case len(args) == 1 && !listen:
+		if listen != (len(args) == 1) {
+			if listen {
+				return badArgs("proposal given but -l is set")
+			}
 			return badArgs("no proposal argument but -l not set")
-		case len(args) == 2 && listen:
-			return badArgs("proposal given but -l is set")
-		case listen:
-			return observe(p, c, args[0])
-		default:
-			return campaign(p, c, args[0], args[1])
 		}
+		// Following the election needs no session of its own, but etcdctl
+		// opens one all the same (its lease is visible): so does keelctl.
+		s, err := concurrency.NewSession(c)
+		if err != nil {
+			return err
+		}
+		sig := catchStopSignals()
+		defer sig.release()
+		e := concurrency.NewElection(s, args[0])
+		if listen {
+			return followLeaders(sig.ctx, p, e)
+		}
+		if err := e.Campaign(sig.ctx, args[1]); err != nil {
+			return err
+		}
+		return g.hold(sig, p, c, &holding{s: s, key: e.Key(), give: e.Resign, expired: "elect: session expired"})
 	})
 	return cmd
 }
 
-// observe prints the leader of the election each time it changes, until
-// SIGINT or SIGTERM.
-func observe(p *printer, c *clientv3.Client, name string) error {
-	// As etcdctl, in a session of its own although it never campaigns.
-	s, err := concurrency.NewSession(c)
-	if err != nil {
-		return err
-	}
-	ctx, stop := interruptContext()
-	defer stop()
-	for resp := range concurrency.NewElection(s, name).Observe(ctx) {
-		if err := p.get(resp, false); err != nil {
+// followLeaders prints the leader of the election, then each new one, until
+// ctx ends. The observation ending by itself is an error.
+func followLeaders(ctx context.Context, p *printer, e *concurrency.Election) error {
+	for leader := range e.Observe(ctx) {
+		if err := p.get(leader, false); err != nil {
 			return err
 		}
 	}
-	if ctx.Err() == nil {
-		return errors.New("elect: observer lost")
+	if ctx.Err() != nil {
+		return nil
 	}
-	return nil
+	return errors.New("elect: observer lost")
 }
 
-// campaign waits to lead the election with the proposal, prints the leader
-// key, and leads until SIGINT or SIGTERM, then resigns.
-func campaign(p *printer, c *clientv3.Client, name, proposal string) error {
-	s, err := concurrency.NewSession(c)
+// holding is a lock or an election's lead, taken in session s under key.
+type holding struct {
+	s   *concurrency.Session
+	key string
+	// give hands it back (unlock, resign).
+	give func(context.Context) error
+	// expired is the error when the session ends while holding.
+	expired string
+	// needKey makes a key gone before it is printed an error.
+	needKey bool
+}
+
+// giveBack hands h back within --command-timeout, so that an unreachable
+// cluster cannot keep keelctl waiting: the session's TTL frees it then.
+func (g *globals) giveBack(h *holding) error {
+	ctx, cancel := g.commandContext()
+	defer cancel()
+	return h.give(ctx)
+}
+
+// hold prints h's key-value pair and keeps h until SIGINT or SIGTERM, then
+// gives it back. Once a signal came, keelctl stops catching them: a second
+// one ends it at once. A key that cannot be printed (the format) is not
+// given back, as etcdctl: the session's TTL frees it.
+func (g *globals) hold(sig *stopSignals, p *printer, c *clientv3.Client, h *holding) error {
+	resp, err := c.Get(sig.ctx, h.key)
 	if err != nil {
 		return err
 	}
-	ctx, stop := interruptContext()
-	defer stop()
-	e := concurrency.NewElection(s, name)
-	if err := e.Campaign(ctx, proposal); err != nil {
-		return err
-	}
-	resp, err := c.Get(ctx, e.Key())
-	if err != nil {
-		return err
+	if h.needKey && len(resp.Kvs) == 0 {
+		return errors.New("lock lost on init")
 	}
 	if err := p.get(resp, false); err != nil {
 		return err
 	}
 	select {
-	case <-ctx.Done():
-	case <-s.Done():
-		return errors.New("elect: session expired")
+	case <-h.s.Done():
+		return errors.New(h.expired)
+	case <-sig.ctx.Done():
 	}
-	return e.Resign(context.Background())
+	sig.release()
+	return g.giveBack(h)
+}
+
+// underLock runs argv holding h, then gives h back. The command sees the
+// lock in ETCD_LOCK_KEY and ETCD_LOCK_REV and writes to keelctl's output.
+// While it runs, SIGTERM is passed on to it; SIGINT is not (Ctrl-C reaches
+// the command through its process group already), and keelctl keeps
+// waiting for the command either way, as etcdctl does.
+func (g *globals) underLock(sig *stopSignals, h *holding, rev int64, argv []string) error {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append([]string{"ETCD_LOCK_KEY=" + h.key, fmt.Sprintf("ETCD_LOCK_REV=%d", rev)}, os.Environ()...)
+	cmd.Stdout, cmd.Stderr = g.stdio.Out, g.stdio.Err
+	runErr := sig.forwardDuring(cmd, syscall.SIGTERM)
+	sig.release()
+	if err := g.giveBack(h); runErr == nil {
+		return err
+	}
+	return runErr
+}
+
+// childStatus makes the exit status of a command that failed under the
+// lock keelctl's own (-1, read as 255, when a signal killed it).
+func childStatus(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return withCode(ee.ExitCode(), err)
+	}
+	return err
+}
+
+// stopSignals catches SIGINT and SIGTERM for a command that winds down by
+// itself (unlock, resign) instead of dying at once. ctx ends at the first
+// signal, unless a child command is running (see forwardDuring).
+type stopSignals struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	ch     chan os.Signal
+
+	mu    sync.Mutex
+	child *exec.Cmd      // running under forwardDuring
+	pass  os.Signal      // the signal the child gets
+	quit  chan struct{}  // closed by release
+	wg    sync.WaitGroup // the relaying goroutine
+	freed bool
+}
+
+func catchStopSignals() *stopSignals {
+	s := &stopSignals{ch: make(chan os.Signal, 1), quit: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	signal.Notify(s.ch, os.Interrupt, syscall.SIGTERM)
+	s.wg.Go(s.relay)
+	return s
+}
+
+// relay handles each signal until release.
+func (s *stopSignals) relay() {
+	for {
+		select {
+		case <-s.quit:
+			return
+		case got := <-s.ch:
+			s.mu.Lock()
+			switch {
+			case s.child == nil:
+				s.cancel()
+			case got == s.pass:
+				_ = s.child.Process.Signal(got) // it may have just exited
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// forwardDuring runs cmd to its end, passing the signal pass on to it.
+func (s *stopSignals) forwardDuring(cmd *exec.Cmd, pass os.Signal) error {
+	s.mu.Lock()
+	defer func() {
+		s.mu.Lock()
+		s.child = nil
+		s.mu.Unlock()
+	}()
+	if err := cmd.Start(); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.child, s.pass = cmd, pass
+	s.mu.Unlock()
+	return cmd.Wait()
+}
+
+// release stops catching the signals, so that the next one ends keelctl,
+// and ends ctx and the relaying goroutine. It may be called more than once.
+func (s *stopSignals) release() {
+	s.mu.Lock()
+	freed := s.freed
+	s.freed = true
+	s.mu.Unlock()
+	if freed {
+		return
+	}
+	signal.Stop(s.ch)
+	close(s.quit)
+	s.wg.Wait()
+	s.cancel()
 }

@@ -20,10 +20,10 @@ func endpointCommands(g *globals) []*cobra.Command {
 	var cluster bool
 	ep := &cobra.Command{
 		Use:     "endpoint <subcommand>",
-		Short:   "Endpoint commands (see `keelctl endpoint --help`)",
+		Short:   "Looks at each endpoint: health, status, hash",
 		GroupID: groupCluster,
 	}
-	ep.PersistentFlags().BoolVar(&cluster, "cluster", false, "use the client URLs of every member in the member list")
+	ep.PersistentFlags().BoolVar(&cluster, "cluster", false, "act on every member the cluster lists, not only --endpoints")
 	ep.AddCommand(endpointHealthCommand(g, &cluster), endpointStatusCommand(g, &cluster), endpointHashKVCommand(g, &cluster))
 	return []*cobra.Command{ep}
 }
@@ -77,7 +77,7 @@ type epHealth struct {
 func endpointHealthCommand(g *globals, cluster *bool) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "health",
-		Short: "Checks that each endpoint serves a read and has no alarm",
+		Short: "Tells whether each endpoint answers reads and is free of alarms",
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		p, err := g.printer()
@@ -207,11 +207,12 @@ type epStatus struct {
 func endpointStatusCommand(g *globals, cluster *bool) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Prints the status of each endpoint",
-		Long: `Prints the status of each endpoint. The simple format prints one line per
-endpoint with its endpoint, ID, version, storage version, database size and
-size in use, share not in use, quota, leadership, learner state, Raft term,
-index and applied index, errors and downgrade state, separated by commas.`,
+		Short: "Reports version, size, leadership and Raft position of each endpoint",
+		Long: `Reports on each endpoint's member. In the simple format each endpoint gets
+one comma-separated line: address, member ID, server and storage versions,
+database size, bytes in use and the free share, quota, whether it leads,
+whether it is a learner, Raft term, Raft index, applied index, errors and
+downgrade state. Use -w table for a readable layout.`,
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		p, err := g.printer()
@@ -340,9 +341,9 @@ func endpointHashKVCommand(g *globals, cluster *bool) *cobra.Command {
 	var rev int64
 	cmd := &cobra.Command{
 		Use:   "hashkv",
-		Short: "Prints the hash of the key-value history of each endpoint",
+		Short: "Prints a checksum of each endpoint's key history, to compare members",
 	}
-	cmd.PersistentFlags().Int64Var(&rev, "rev", 0, "the revision to hash up to (default: the latest)")
+	cmd.PersistentFlags().Int64Var(&rev, "rev", 0, "hash the history up to this revision (0: all of it)")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		p, err := g.printer()
 		if err != nil {

@@ -28,21 +28,21 @@ type getOptions struct {
 }
 
 func (o *getOptions) register(f *pflag.FlagSet) {
-	f.StringVar(&o.consistency, "consistency", "l", "Linearizable(l) or Serializable(s)")
-	f.StringVar(&o.order, "order", "", "order of results: ASCEND or DESCEND (ASCEND by default)")
-	f.StringVar(&o.sortBy, "sort-by", "", "sort target: CREATE, KEY, MODIFY, VALUE, or VERSION")
-	f.Int64Var(&o.limit, "limit", 0, "maximum number of results")
-	f.BoolVar(&o.prefix, "prefix", false, "get the keys with the given prefix")
-	f.BoolVar(&o.fromKey, "from-key", false, "get the keys greater than or equal to the given key (byte order)")
-	f.Int64Var(&o.rev, "rev", 0, "revision to read at")
-	f.BoolVar(&o.keysOnly, "keys-only", false, "get the keys only")
-	f.BoolVar(&o.countOnly, "count-only", false, "get the count only")
-	f.BoolVar(&o.valueOnly, "print-value-only", false, "print only the values, in the simple format")
-	f.Int64Var(&o.minCreate, "min-create-rev", 0, "minimum create revision")
-	f.Int64Var(&o.maxCreate, "max-create-rev", 0, "maximum create revision")
-	f.Int64Var(&o.minMod, "min-mod-rev", 0, "minimum modification revision")
-	f.Int64Var(&o.maxMod, "max-mod-rev", 0, "maximum modification revision")
-	f.BoolVar(&o.stream, "stream", false, "use the RangeStream RPC")
+	f.StringVar(&o.consistency, "consistency", "l", "l reads through the leader (up to date), s reads the local member (may lag)")
+	f.StringVar(&o.order, "order", "", "ASCEND or DESCEND; ascending when only --sort-by is given")
+	f.StringVar(&o.sortBy, "sort-by", "", "sort the keys by KEY, VERSION, CREATE, MODIFY or VALUE")
+	f.Int64Var(&o.limit, "limit", 0, "return at most this many keys (0: all)")
+	f.BoolVar(&o.prefix, "prefix", false, "read every key that starts with <key>")
+	f.BoolVar(&o.fromKey, "from-key", false, "read every key from <key> on, in byte order")
+	f.Int64Var(&o.rev, "rev", 0, "read the keys as they were at this revision")
+	f.BoolVar(&o.keysOnly, "keys-only", false, "leave the values out")
+	f.BoolVar(&o.countOnly, "count-only", false, "print how many keys match, not the keys")
+	f.BoolVar(&o.valueOnly, "print-value-only", false, "print the values alone (simple format)")
+	f.Int64Var(&o.minCreate, "min-create-rev", 0, "skip keys created before this revision")
+	f.Int64Var(&o.maxCreate, "max-create-rev", 0, "skip keys created after this revision")
+	f.Int64Var(&o.minMod, "min-mod-rev", 0, "skip keys last changed before this revision")
+	f.Int64Var(&o.maxMod, "max-mod-rev", 0, "skip keys last changed after this revision")
+	f.BoolVar(&o.stream, "stream", false, "fetch the result in chunks (RangeStream)")
 }
 
 // op is the range request of get's arguments and flags.
@@ -94,7 +94,7 @@ func getCommand(g *globals) *cobra.Command {
 	var o getOptions
 	cmd := &cobra.Command{
 		Use:     "get [options] <key> [range_end]",
-		Short:   "Gets the key or a range of keys",
+		Short:   "Reads a key, or the keys of a range or prefix",
 		GroupID: groupKV,
 	}
 	o.register(cmd.Flags())
@@ -172,10 +172,10 @@ type putOptions struct {
 }
 
 func (o *putOptions) register(f *pflag.FlagSet) {
-	f.StringVar(&o.lease, "lease", "0", "lease ID (in hexadecimal) to attach to the key")
-	f.BoolVar(&o.prevKV, "prev-kv", false, "return the previous key-value pair")
-	f.BoolVar(&o.ignoreValue, "ignore-value", false, "keep the key's current value")
-	f.BoolVar(&o.ignoreLease, "ignore-lease", false, "keep the key's current lease")
+	f.StringVar(&o.lease, "lease", "0", "attach the key to this lease (hexadecimal ID)")
+	f.BoolVar(&o.prevKV, "prev-kv", false, "also print what the key held before")
+	f.BoolVar(&o.ignoreValue, "ignore-value", false, "change the lease only, keeping the stored value")
+	f.BoolVar(&o.ignoreLease, "ignore-lease", false, "change the value only, keeping the attached lease")
 }
 
 // op is the put request of put's arguments and flags; the value is read
@@ -191,8 +191,8 @@ func (o *putOptions) op(in io.Reader, args []string) (key, value string, opts []
 func putCommand(g *globals) *cobra.Command {
 	var o putOptions
 	cmd := &cobra.Command{
-		Use:     "put [options] <key> <value> (<value> can also be given from stdin)",
-		Short:   "Puts the given key into the store",
+		Use:     "put [options] <key> [<value> | value read from standard input]",
+		Short:   "Writes a value under a key",
 		GroupID: groupKV,
 	}
 	o.register(cmd.Flags())
@@ -270,10 +270,10 @@ func parseLeaseID(s string) (clientv3.LeaseID, error) {
 type delOptions struct{ prefix, prevKV, fromKey, isRange bool }
 
 func (o *delOptions) register(f *pflag.FlagSet) {
-	f.BoolVar(&o.prefix, "prefix", false, "delete the keys with the given prefix")
-	f.BoolVar(&o.prevKV, "prev-kv", false, "return the deleted key-value pairs")
-	f.BoolVar(&o.fromKey, "from-key", false, "delete the keys greater than or equal to the given key (byte order)")
-	f.BoolVar(&o.isRange, "range", false, "delete the range of keys [key, range_end)")
+	f.BoolVar(&o.prefix, "prefix", false, "remove every key that starts with <key>")
+	f.BoolVar(&o.prevKV, "prev-kv", false, "also print the pairs that were removed")
+	f.BoolVar(&o.fromKey, "from-key", false, "remove every key from <key> on, in byte order")
+	f.BoolVar(&o.isRange, "range", false, "remove the keys from <key> up to, not including, range_end")
 }
 
 // op is the delete request of del's arguments and flags. A range given
@@ -309,7 +309,7 @@ func delCommand(g *globals) *cobra.Command {
 	var o delOptions
 	cmd := &cobra.Command{
 		Use:     "del [options] <key> [range_end]",
-		Short:   "Removes the specified key or range of keys [key, range_end)",
+		Short:   "Removes a key, or the keys of a range or prefix",
 		GroupID: groupKV,
 	}
 	o.register(cmd.Flags())

@@ -14,7 +14,7 @@ import (
 func leaseCommands(g *globals) []*cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "lease <subcommand>",
-		Short:   "Grant, revoke, inspect and renew leases",
+		Short:   "Manages leases, the timers that expire keys",
 		GroupID: groupKV,
 	}
 	cmd.AddCommand(
@@ -39,7 +39,7 @@ func leaseArg(s string) (clientv3.LeaseID, error) {
 func leaseGrantCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "grant <ttl>",
-		Short: "Grants a lease with a TTL in seconds",
+		Short: "Creates a lease that expires after <ttl> seconds",
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 {
@@ -68,7 +68,7 @@ func leaseGrantCommand(g *globals) *cobra.Command {
 func leaseRevokeCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "revoke <leaseID>",
-		Short: "Revokes a lease and deletes its keys",
+		Short: "Ends a lease now, removing the keys attached to it",
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 {
@@ -98,9 +98,9 @@ func leaseTimeToLiveCommand(g *globals) *cobra.Command {
 	var keys bool
 	cmd := &cobra.Command{
 		Use:   "timetolive <leaseID> [options]",
-		Short: "Shows a lease's granted and remaining TTL",
+		Short: "Tells how long a lease has left",
 	}
-	cmd.Flags().BoolVar(&keys, "keys", false, "also list the keys attached to the lease")
+	cmd.Flags().BoolVar(&keys, "keys", false, "also print the keys the lease holds")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 {
 			return badArgs("lease timetolive command needs lease ID as argument")
@@ -132,7 +132,7 @@ func leaseTimeToLiveCommand(g *globals) *cobra.Command {
 func leaseListCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "Lists the leases alive",
+		Short: "Prints the IDs of the current leases",
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		p, c, err := g.connect()
@@ -153,9 +153,9 @@ func leaseKeepAliveCommand(g *globals) *cobra.Command {
 	var once bool
 	cmd := &cobra.Command{
 		Use:   "keep-alive [options] <leaseID>",
-		Short: "Renews a lease until stopped, or once",
+		Short: "Keeps a lease from expiring until interrupted",
 	}
-	cmd.Flags().BoolVar(&once, "once", false, "renew the lease once and exit")
+	cmd.Flags().BoolVar(&once, "once", false, "renew a single time, then stop")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 {
 			return badArgs("lease keep-alive command needs lease ID as argument")

@@ -14,7 +14,7 @@ import (
 func maintenanceCommands(g *globals) []*cobra.Command {
 	alarm := &cobra.Command{
 		Use:     "alarm <subcommand>",
-		Short:   "Alarm commands (see `keelctl alarm --help`)",
+		Short:   "Shows or clears the alarms members raised",
 		GroupID: groupCluster,
 	}
 	alarm.AddCommand(alarmDisarmCommand(g), alarmListCommand(g))
@@ -24,7 +24,7 @@ func maintenanceCommands(g *globals) []*cobra.Command {
 func alarmListCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "Lists the raised alarms",
+		Short: "Prints the alarms in force",
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 0 {
@@ -42,7 +42,7 @@ func alarmListCommand(g *globals) *cobra.Command {
 func alarmDisarmCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "disarm",
-		Short: "Disarms every alarm",
+		Short: "Clears every alarm",
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 0 {
@@ -100,10 +100,10 @@ func defragCommand(g *globals) *cobra.Command {
 	var cluster bool
 	cmd := &cobra.Command{
 		Use:     "defrag",
-		Short:   "Defragments the storage of each endpoint's member",
+		Short:   "Gives the free space in each member's database file back to the disk",
 		GroupID: groupCluster,
 	}
-	cmd.PersistentFlags().BoolVar(&cluster, "cluster", false, "use the client URLs of every member in the member list")
+	cmd.PersistentFlags().BoolVar(&cluster, "cluster", false, "act on every member the cluster lists, not only --endpoints")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		eps, err := g.targetEndpoints(cluster)
 		if err != nil {
@@ -150,7 +150,7 @@ func (g *globals) defrag(ep string) (ok bool, err error) {
 func moveLeaderCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "move-leader <transferee-member-id>",
-		Short:   "Hands the cluster's leadership to another member",
+		Short:   "Makes another member the Raft leader",
 		GroupID: groupCluster,
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {

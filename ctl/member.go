@@ -16,7 +16,7 @@ import (
 func memberCommands(g *globals) []*cobra.Command {
 	member := &cobra.Command{
 		Use:     "member <subcommand>",
-		Short:   "Cluster membership commands (see `keelctl member --help`)",
+		Short:   "Adds, removes, changes and lists the cluster's members",
 		GroupID: groupCluster,
 	}
 	member.AddCommand(memberAddCommand(g), memberRemoveCommand(g), memberUpdateCommand(g),
@@ -31,10 +31,10 @@ func memberAddCommand(g *globals) *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "add <memberName> [options]",
-		Short: "Adds a member to the cluster",
+		Short: "Announces a new member to the cluster, before it starts",
 	}
-	cmd.Flags().StringVar(&o.peerURLs, "peer-urls", "", "the new member's peer URLs, comma separated")
-	cmd.Flags().BoolVar(&o.learner, "learner", false, "add the member as a non-voting learner")
+	cmd.Flags().StringVar(&o.peerURLs, "peer-urls", "", "where the other members reach the new one (comma separated URLs)")
+	cmd.Flags().BoolVar(&o.learner, "learner", false, "join as a learner, which follows the log but does not vote")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
 			return badArgs("member name not provided")
@@ -100,7 +100,7 @@ func parseMemberID(args []string) (uint64, error) {
 func memberRemoveCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "remove <memberID>",
-		Short: "Removes a member from the cluster",
+		Short: "Takes a member out of the cluster",
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		id, err := parseMemberID(args)
@@ -120,9 +120,9 @@ func memberUpdateCommand(g *globals) *cobra.Command {
 	var peerURLs string
 	cmd := &cobra.Command{
 		Use:   "update <memberID> [options]",
-		Short: "Changes the peer URLs of a member",
+		Short: "Changes where the other members reach a member",
 	}
-	cmd.Flags().StringVar(&peerURLs, "peer-urls", "", "the member's new peer URLs, comma separated")
+	cmd.Flags().StringVar(&peerURLs, "peer-urls", "", "the member's new peer addresses (comma separated URLs)")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		id, err := parseMemberID(args)
 		if err != nil {
@@ -144,7 +144,7 @@ func memberUpdateCommand(g *globals) *cobra.Command {
 func memberPromoteCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "promote <memberID>",
-		Short: "Makes a learner a voting member",
+		Short: "Turns a caught-up learner into a voting member",
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		id, err := parseMemberID(args)
@@ -164,12 +164,12 @@ func memberListCommand(g *globals) *cobra.Command {
 	var consistency string
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "Lists the members of the cluster",
-		Long: `Lists the members of the cluster. The simple format prints one line per member
-with ID, status, name, peer URLs, client URLs and whether it is a learner,
-separated by commas.`,
+		Short: "Prints every member of the cluster",
+		Long: `Prints every member of the cluster. In the simple format each member gets
+one comma-separated line: ID, started or unstarted, name, peer URLs, client
+URLs, and whether it is a learner. Use -w table for a readable layout.`,
 	}
-	cmd.Flags().StringVar(&consistency, "consistency", "l", "Linearizable(l) or Serializable(s)")
+	cmd.Flags().StringVar(&consistency, "consistency", "l", "l asks the leader (up to date), s the local member (may lag)")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		var opts []clientv3.OpOption
 		switch consistency {

@@ -60,7 +60,7 @@ func newRoot(stdio Stdio) *cobra.Command {
 	g := &globals{stdio: stdio}
 	root := &cobra.Command{
 		Use:           "keelctl",
-		Short:         "A command line client for keel and etcd v3.",
+		Short:         "keelctl talks to a keel or etcd v3 cluster: keys, leases, members, maintenance.",
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -69,11 +69,11 @@ func newRoot(stdio Stdio) *cobra.Command {
 	root.SetErr(stdio.Err)
 	g.register(root.PersistentFlags())
 	root.AddGroup(
-		&cobra.Group{ID: groupKV, Title: "Key-value commands"},
-		&cobra.Group{ID: groupCluster, Title: "Cluster maintenance commands"},
-		&cobra.Group{ID: groupConcurrency, Title: "Concurrency commands"},
-		&cobra.Group{ID: groupAuth, Title: "Authentication commands"},
-		&cobra.Group{ID: groupUtility, Title: "Utility commands"},
+		&cobra.Group{ID: groupKV, Title: "Keys and values"},
+		&cobra.Group{ID: groupCluster, Title: "Running the cluster"},
+		&cobra.Group{ID: groupConcurrency, Title: "Locks and elections"},
+		&cobra.Group{ID: groupAuth, Title: "Users and roles"},
+		&cobra.Group{ID: groupUtility, Title: "Tools"},
 	)
 	for _, add := range commandFamilies {
 		for _, c := range add(g) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -23,16 +22,20 @@ func txnCommand(g *globals) *cobra.Command {
 	var interactive bool
 	cmd := &cobra.Command{
 		Use:   "txn [options]",
-		Short: "Txn processes all the requests in one transaction",
-		Long: `Txn reads a transaction from standard input and applies it atomically.
+		Short: "Applies compares and requests from standard input as one transaction",
+		Long: `Reads a transaction from standard input in three blocks, each closed by an
+empty line, and applies it as a whole:
 
-The input has three parts, each ended by an empty line:
-1) compares, one a line, such as: mod("key1") > "0"
-2) requests (get, put, del) applied when every compare holds,
-3) requests applied otherwise.`,
+  compares, one a line:          mod("key1") > "0"
+  requests if all of them hold:  put key1 value1
+  requests if any fails:         get key1
+
+A compare looks at ver[sion], c[reate], m[od], val[ue] or lease of a key
+with =, !=, < or >. A request is a get, put or del line taking that
+command's arguments and flags.`,
 		GroupID: groupKV,
 	}
-	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "prompt for each part of the transaction")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "ask for each block of the transaction in turn")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 0 {
 			return badArgs("txn command does not accept argument")
@@ -123,43 +126,51 @@ func (r *txnReader) ops() ([]clientv3.Op, error) {
 	return ops, err
 }
 
-// parseCompare reads a compare: target("key") op "value", where target is
-// ver[sion], c[reate], m[od], val[ue] or lease and op one of = != < >.
-// clientv3.Compare panics on any other op, and on a lease compare (etcdctl
-// gives it the value as a string), as etcdctl does.
+// compareTarget is what a compare looks at in a key, by the names a
+// compare line gives it.
+type compareTarget struct {
+	of func(key string) clientv3.Cmp
+	// revision says the value is a number (version or revision); the
+	// others are compared as strings.
+	revision bool
+}
+
+var compareTargets = map[string]compareTarget{
+	"ver": {clientv3.Version, true}, "version": {clientv3.Version, true},
+	"c": {clientv3.CreateRevision, true}, "create": {clientv3.CreateRevision, true},
+	"m": {clientv3.ModRevision, true}, "mod": {clientv3.ModRevision, true},
+	"val": {clientv3.Value, false}, "value": {clientv3.Value, false},
+	"lease": {clientv3.LeaseValue, false},
+}
+
+// parseCompare reads a compare line: target("key") op "value", with a
+// target of compareTargets and op one of = != < >. As in etcdctl,
+// clientv3.Compare panics on any other op, and on a lease compare, whose
+// value stays a string.
 func parseCompare(line string) (clientv3.Cmp, error) {
-	target, rest, ok := strings.Cut(line, "(")
+	name, rest, ok := strings.Cut(line, "(")
 	if !ok {
 		return clientv3.Cmp{}, fmt.Errorf("malformed comparison: %s", line)
 	}
-	var key, op, val string
-	n, err := fmt.Sscanf(rest, "%q) %s %q", &key, &op, &val)
-	if n != 3 {
-		return clientv3.Cmp{}, fmt.Errorf("malformed comparison: %s; got %s(%q) %s %q", line, target, key, op, val)
-	}
-	if err != nil {
+	var key, op, value string
+	switch n, err := fmt.Sscanf(rest, "%q) %s %q", &key, &op, &value); {
+	case n != 3:
+		return clientv3.Cmp{}, fmt.Errorf("malformed comparison: %s; got %s(%q) %s %q", line, name, key, op, value)
+	case err != nil:
 		return clientv3.Cmp{}, fmt.Errorf("malformed comparison: %s (%w)", line, err)
 	}
-	var cmp clientv3.Cmp
-	switch target {
-	case "ver", "version":
-		cmp = clientv3.Version(key)
-	case "c", "create":
-		cmp = clientv3.CreateRevision(key)
-	case "m", "mod":
-		cmp = clientv3.ModRevision(key)
-	case "val", "value":
-		return clientv3.Compare(clientv3.Value(key), op, val), nil
-	case "lease":
-		return clientv3.Compare(clientv3.LeaseValue(key), op, val), nil
-	default:
-		return clientv3.Cmp{}, fmt.Errorf("malformed comparison: %s (unknown target %s)", line, target)
+	target, ok := compareTargets[name]
+	if !ok {
+		return clientv3.Cmp{}, fmt.Errorf("malformed comparison: %s (unknown target %s)", line, name)
 	}
-	v, err := strconv.ParseInt(val, 10, 64)
+	if !target.revision {
+		return clientv3.Compare(target.of(key), op, value), nil
+	}
+	n, err := strconv.ParseInt(value, 10, 64)
 	if err != nil {
 		return clientv3.Cmp{}, fmt.Errorf("invalid txn compare request: %s", line)
 	}
-	return clientv3.Compare(cmp, op, v), nil
+	return clientv3.Compare(target.of(key), op, n), nil
 }
 
 // op reads a request line: get, put or del with the arguments and flags of
@@ -225,24 +236,67 @@ func requestCommand(name string, register func(*pflag.FlagSet), run func(args []
 	return cmd
 }
 
-// argsPattern splits a request line into arguments: a double-quoted string
-// (Go escapes), a single-quoted string (as is), or a word.
-var argsPattern = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'[^']*'|[^'"\s]\S*`)
-
-// argify splits line into arguments, unquoting the quoted ones.
+// argify splits a request line into its arguments. Arguments are separated
+// by white space; one starting with a double quote runs to the next
+// unescaped double quote and is unquoted as a Go string literal, one
+// starting with a single quote runs to the next single quote and is taken
+// as is between the quotes; a quote never closed is skipped. A bad escape
+// in a double-quoted argument is ExitInvalidInput.
 func argify(line string) ([]string, error) {
-	args := argsPattern.FindAllString(line, -1)
-	for i, a := range args {
-		switch a[0] {
-		case '\'':
-			args[i] = a[1 : len(a)-1]
-		case '"':
-			if _, err := fmt.Sscanf(a, "%q", &args[i]); err != nil {
-				return nil, withCode(ExitInvalidInput, err)
+	var args []string
+	for i := 0; i < len(line); {
+		switch c := line[i]; {
+		case isArgSpace(c):
+			i++
+		case c == '"' || c == '\'':
+			end := closingQuote(line, i)
+			if end < 0 {
+				i++
+				continue
 			}
+			arg := line[i+1 : end]
+			if c == '"' {
+				var err error
+				if arg, err = strconv.Unquote(line[i : end+1]); err != nil {
+					return nil, withCode(ExitInvalidInput, err)
+				}
+			}
+			args = append(args, arg)
+			i = end + 1
+		default:
+			end := i + 1
+			for end < len(line) && !isArgSpace(line[end]) {
+				end++
+			}
+			args = append(args, line[i:end])
+			i = end
 		}
 	}
 	return args, nil
+}
+
+// isArgSpace says whether c separates arguments.
+func isArgSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'
+}
+
+// closingQuote is the index of the quote that closes the one at
+// line[open], or -1. In double quotes a backslash escapes the character
+// after it (not a line end).
+func closingQuote(line string, open int) int {
+	quote := line[open]
+	for j := open + 1; j < len(line); j++ {
+		switch {
+		case line[j] == quote:
+			return j
+		case quote == '"' && line[j] == '\\':
+			if j+1 == len(line) || line[j+1] == '\n' {
+				return -1
+			}
+			j++
+		}
+	}
+	return -1
 }
 
 func (p *printer) txn(resp *clientv3.TxnResponse) error {
@@ -337,10 +391,10 @@ func compactionCommand(g *globals) *cobra.Command {
 	var physical bool
 	cmd := &cobra.Command{
 		Use:     "compaction [options] <revision>",
-		Short:   "Compacts the event history in etcd",
+		Short:   "Drops the key history older than a revision",
 		GroupID: groupKV,
 	}
-	cmd.Flags().BoolVar(&physical, "physical", false, "wait until the old revisions are physically removed")
+	cmd.Flags().BoolVar(&physical, "physical", false, "return only once the old revisions are gone from disk")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 {
 			return badArgs("compaction command needs 1 argument")
@@ -353,10 +407,7 @@ func compactionCommand(g *globals) *cobra.Command {
 		if physical {
 			opts = append(opts, clientv3.WithCompactPhysical())
 		}
-		if _, err := g.printer(); err != nil {
-			return err
-		}
-		c, err := g.client()
+		_, c, err := g.connect()
 		if err != nil {
 			return err
 		}

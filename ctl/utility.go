@@ -3,7 +3,6 @@ package ctl
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +28,7 @@ func utilityCommands(g *globals) []*cobra.Command {
 func versionCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:     "version",
-		Short:   "Prints keelctl's version and the API version",
+		Short:   "Prints the versions of keelctl and of the API it speaks",
 		GroupID: groupUtility,
 		Run: func(cmd *cobra.Command, args []string) {
 			p := &printer{w: g.stdio.Out}
@@ -58,21 +57,21 @@ func makeMirrorCommand(g *globals) *cobra.Command {
 	var o mirrorOptions
 	cmd := &cobra.Command{
 		Use:     "make-mirror [options] <destination>",
-		Short:   "Copies the keys to a destination cluster, then keeps it in step",
+		Short:   "Copies keys to another cluster and keeps copying their changes",
 		GroupID: groupUtility,
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.prefix, "prefix", "", "mirror only the keys under this prefix")
-	f.Int64Var(&o.rev, "rev", 0, "start mirroring the changes from this revision, without copying the keys first")
-	f.UintVar(&o.maxTxnOps, "max-txn-ops", 128, "most operations in one destination transaction while following changes")
-	f.StringVar(&o.destPrefix, "dest-prefix", "", "write the keys under this prefix in the destination instead of --prefix")
-	f.BoolVar(&o.noDestPrefix, "no-dest-prefix", false, "write the keys without --prefix in the destination")
-	f.StringVar(&o.cert, "dest-cert", "", "TLS certificate file identifying keelctl to the destination")
-	f.StringVar(&o.key, "dest-key", "", "TLS key file of --dest-cert")
-	f.StringVar(&o.cacert, "dest-cacert", "", "verify the destination's TLS certificate with this CA bundle")
-	f.BoolVar(&o.insecureTransport, "dest-insecure-transport", true, "talk to the destination without TLS")
-	f.StringVar(&o.user, "dest-user", "", "username[:password] at the destination (prompt if password is not supplied)")
-	f.StringVar(&o.password, "dest-password", "", "password at the destination (then --dest-user holds only the name)")
+	f.StringVar(&o.prefix, "prefix", "", "copy only the keys that start with this")
+	f.Int64Var(&o.rev, "rev", 0, "skip the initial copy and replay the changes from this revision on")
+	f.UintVar(&o.maxTxnOps, "max-txn-ops", 128, "most changes written in one transaction at the destination")
+	f.StringVar(&o.destPrefix, "dest-prefix", "", "rename --prefix to this at the destination")
+	f.BoolVar(&o.noDestPrefix, "no-dest-prefix", false, "drop --prefix from the key names at the destination")
+	f.StringVar(&o.cert, "dest-cert", "", "TLS certificate keelctl presents to the destination")
+	f.StringVar(&o.key, "dest-key", "", "private key of --dest-cert")
+	f.StringVar(&o.cacert, "dest-cacert", "", "CA bundle that signed the destination's certificate")
+	f.BoolVar(&o.insecureTransport, "dest-insecure-transport", true, "talk plain text to the destination when no TLS file is given")
+	f.StringVar(&o.user, "dest-user", "", "log in to the destination as this user; add :password or be asked for it")
+	f.StringVar(&o.password, "dest-password", "", "password at the destination; --dest-user then holds the name alone")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 {
 			return badArgs("make-mirror takes one destination argument")
@@ -135,89 +134,133 @@ func (g *globals) mirrorDestination(endpoint string, o *mirrorOptions) (*clientv
 	return newClient(*cfg)
 }
 
-// makeMirror copies the keys under o.prefix from c to dc (unless o.rev is
-// set), then follows the changes from there until ctx ends or an error,
-// which it returns. Every mirrorProgressEvery it prints how many keys it
-// has written so far.
-func makeMirror(ctx context.Context, c, dc *clientv3.Client, o mirrorOptions, p *printer) error {
-	var total atomic.Int64
+// keyMirror copies keys from src to dst, renamed, and counts them.
+type keyMirror struct {
+	src, dst *clientv3.Client
+	// from is the source prefix, replaced by to in the destination.
+	from, to string
+	// maxOps bounds a destination transaction; 0 leaves it unbounded.
+	maxOps int
+	// written counts the keys written and deleted in the destination.
+	written atomic.Int64
+}
+
+// makeMirror copies the keys under o.prefix to dst as they are now (unless
+// o.rev says where to start following instead), then follows their changes
+// until ctx ends or a failure, which it returns. Every mirrorProgressEvery
+// it prints how many keys it has written so far.
+func makeMirror(ctx context.Context, src, dst *clientv3.Client, o mirrorOptions, p *printer) error {
+	m := &keyMirror{src: src, dst: dst, from: o.prefix, to: o.destPrefix, maxOps: int(o.maxTxnOps)}
+	stopReporting := reportEvery(p, mirrorProgressEvery, &m.written)
+	defer stopReporting()
+	if o.rev > 1 {
+		// Following from a revision, the prefix is cut unless
+		// --dest-prefix names another one, as etcdctl does.
+		return m.follow(ctx, mirror.NewSyncer(src, o.prefix, o.rev-1))
+	}
+	if !o.noDestPrefix && o.destPrefix == "" {
+		m.to = o.prefix
+	}
+	s := mirror.NewSyncer(src, o.prefix, 0)
+	if err := m.copyAll(ctx, s); err != nil {
+		return err
+	}
+	return m.follow(ctx, s)
+}
+
+// reportEvery prints n every period until stop, which waits for its
+// goroutine to end.
+func reportEvery(p *printer, period time.Duration, n *atomic.Int64) (stop func()) {
+	tick := time.NewTicker(period)
+	quit, ended := make(chan struct{}), make(chan struct{})
 	go func() {
-		t := time.NewTicker(mirrorProgressEvery)
-		defer t.Stop()
-		for range t.C {
-			p.println(total.Load())
+		defer close(ended)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+				p.println(n.Load())
+			}
 		}
 	}()
-	startRev := max(o.rev-1, 0)
-	s := mirror.NewSyncer(c, o.prefix, startRev)
-	if startRev == 0 {
-		// As etcdctl, the destination prefix defaults to --prefix only
-		// when the keys are copied first: with --rev, the prefix is cut.
-		if !o.noDestPrefix && o.destPrefix == "" {
-			o.destPrefix = o.prefix
+	return func() {
+		tick.Stop()
+		close(quit)
+		<-ended
+	}
+}
+
+// rename is key's name in the destination. The syncer only yields keys
+// under m.from.
+func (m *keyMirror) rename(key []byte) string {
+	return m.to + string(key[len(m.from):])
+}
+
+// copyAll writes the keys the syncer reads at its revision to the
+// destination, one put each. On a failed put it stops the syncer and
+// drains what it already read, so that its goroutine ends.
+func (m *keyMirror) copyAll(ctx context.Context, s mirror.Syncer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages, readErr := s.SyncBase(ctx)
+	var putErr error
+	for page := range pages {
+		for _, kv := range page.Kvs {
+			if putErr != nil {
+				break
+			}
+			if _, putErr = m.dst.Put(ctx, m.rename(kv.Key), string(kv.Value)); putErr == nil {
+				m.written.Add(1)
+			}
 		}
-		if err := copyKeys(ctx, s, dc, o, &total); err != nil {
-			return err
+		if putErr != nil {
+			cancel()
 		}
 	}
-	for wr := range s.SyncUpdates(ctx) {
-		if wr.CompactRevision != 0 {
+	if putErr != nil {
+		return putErr
+	}
+	return <-readErr
+}
+
+// follow replays the changes the syncer watches in the destination until
+// the watch ends (nil) or a failure. A compaction that skips changes
+// fails.
+func (m *keyMirror) follow(ctx context.Context, s mirror.Syncer) error {
+	for resp := range s.SyncUpdates(ctx) {
+		if resp.CompactRevision != 0 {
 			return rpctypes.ErrCompacted
 		}
-		if err := applyEvents(ctx, dc, wr.Events, o, &total); err != nil {
+		if err := m.replay(ctx, resp.Events); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// copyKeys writes the keys the syncer reads at its start revision to dc.
-func copyKeys(ctx context.Context, s mirror.Syncer, dc *clientv3.Client, o mirrorOptions, total *atomic.Int64) error {
-	rc, errc := s.SyncBase(ctx)
-	for r := range rc {
-		for _, kv := range r.Kvs {
-			if _, err := dc.Put(ctx, o.destKey(kv.Key), string(kv.Value)); err != nil {
-				return err
-			}
-			total.Add(1)
+// replay writes events, in order, to the destination: the events of one
+// source revision in one transaction, split every m.maxOps operations.
+func (m *keyMirror) replay(ctx context.Context, events []*clientv3.Event) error {
+	for len(events) > 0 {
+		n := 1
+		for n < len(events) && (m.maxOps == 0 || n < m.maxOps) && events[n].Kv.ModRevision == events[0].Kv.ModRevision {
+			n++
 		}
-	}
-	return <-errc
-}
-
-// applyEvents replays one watch response's events on dc: one transaction
-// per source revision, split every o.maxTxnOps operations.
-func applyEvents(ctx context.Context, dc *clientv3.Client, events []*clientv3.Event, o mirrorOptions, total *atomic.Int64) error {
-	var ops []clientv3.Op
-	commit := func() error {
-		if len(ops) == 0 {
-			return nil
-		}
-		_, err := dc.Txn(ctx).Then(ops...).Commit()
-		ops = ops[:0]
-		return err
-	}
-	var lastRev int64
-	for _, ev := range events {
-		if (lastRev != 0 && ev.Kv.ModRevision > lastRev) || len(ops) == int(o.maxTxnOps) {
-			if err := commit(); err != nil {
-				return err
+		ops := make([]clientv3.Op, n)
+		for i, ev := range events[:n] {
+			key := m.rename(ev.Kv.Key)
+			if ev.Type == mvccpb.DELETE {
+				ops[i] = clientv3.OpDelete(key)
+			} else {
+				ops[i] = clientv3.OpPut(key, string(ev.Kv.Value))
 			}
 		}
-		lastRev = ev.Kv.ModRevision
-		key := o.destKey(ev.Kv.Key)
-		if ev.Type == mvccpb.DELETE {
-			ops = append(ops, clientv3.OpDelete(key))
-		} else {
-			ops = append(ops, clientv3.OpPut(key, string(ev.Kv.Value)))
+		m.written.Add(int64(n))
+		if _, err := m.dst.Txn(ctx).Then(ops...).Commit(); err != nil {
+			return err
 		}
-		total.Add(1)
+		events = events[n:]
 	}
-	return commit()
-}
-
-// destKey is key's name in the destination: the first occurrence of
-// --prefix replaced by the destination prefix, as etcdctl does.
-func (o mirrorOptions) destKey(key []byte) string {
-	return strings.Replace(string(key), o.prefix, o.destPrefix, 1)
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -39,18 +40,18 @@ type watchOptions struct {
 }
 
 func (o *watchOptions) register(f *pflag.FlagSet) {
-	f.BoolVarP(&o.interactive, "interactive", "i", false, "read watch commands from standard input")
-	f.BoolVar(&o.prefix, "prefix", false, "watch the keys with the given prefix")
-	f.Int64Var(&o.rev, "rev", 0, "revision to start watching from")
-	f.BoolVar(&o.prevKV, "prev-kv", false, "also print each key-value pair as it was before the event")
-	f.BoolVar(&o.progressNotify, "progress-notify", false, "ask the server for periodic progress notifications")
+	f.BoolVarP(&o.interactive, "interactive", "i", false, "take watch and progress commands line by line from standard input")
+	f.BoolVar(&o.prefix, "prefix", false, "watch every key that starts with the key")
+	f.Int64Var(&o.rev, "rev", 0, "replay the changes from this revision on")
+	f.BoolVar(&o.prevKV, "prev-kv", false, "also print each key as it was before the change")
+	f.BoolVar(&o.progressNotify, "progress-notify", false, "have the server report its revision now and then when nothing changes")
 }
 
 func watchCommand(g *globals) *cobra.Command {
 	var o watchOptions
 	cmd := &cobra.Command{
-		Use:     "watch [options] [key or prefix] [range_end] [--] [exec-command arg1 arg2 ...]",
-		Short:   "Watches events stream on keys or prefixes",
+		Use:     "watch [options] [key | prefix] [range_end] [-- command [args...]]",
+		Short:   "Prints the changes to a key, range or prefix as they happen",
 		GroupID: groupKV,
 	}
 	o.register(cmd.Flags())
@@ -66,11 +67,7 @@ func watchCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return withCode(ExitBadArgs, err)
 		}
-		p, err := g.printer()
-		if err != nil {
-			return err
-		}
-		c, err := g.client()
+		p, c, err := g.connect()
 		if err != nil {
 			return err
 		}
@@ -79,8 +76,7 @@ func watchCommand(g *globals) *cobra.Command {
 			c.Close()
 			return withCode(ExitBadArgs, err)
 		}
-		w := &watchPrinter{p: p, c: c, execArgs: execArgs, stderr: g.stdio.Err}
-		if err := w.print(ch); err != nil {
+		if err := g.watchOutput(p, c, execArgs).follow(ch); err != nil {
 			c.Close()
 			return err
 		}
@@ -184,78 +180,118 @@ func (o *watchOptions) watch(c *clientv3.Client, keys []string) (clientv3.WatchC
 // until it ends, which ends keelctl with ExitInvalidInput as etcdctl. Each
 // watch prints its events as they come, concurrently with the others; a
 // failing watch (an unsupported format, a failing command) ends keelctl.
+// Every watch has ended when it returns.
 func (g *globals) watchInteractive(env watchEnv) error {
 	p, c, err := g.connect()
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	out := &lockedWriter{w: g.stdio.Out}
-	p.w = out
-	failed := make(chan error, 1)
-	lines := make(chan string)
-	readErr := make(chan error, 1)
-	go func() {
-		r := bufio.NewReader(g.stdio.In)
-		for {
-			l, err := r.ReadString('\n')
-			if err != nil {
-				readErr <- err
-				return
-			}
-			lines <- l
-		}
-	}()
+	p.w = &lockedWriter{w: g.stdio.Out}
+	s := &watchSession{g: g, p: p, c: c, env: env, failed: make(chan error, 1), done: make(chan struct{})}
+	defer s.end()
+	lines, readErr := readLines(g.stdio.In, s.done)
 	for {
-		var l string
 		select {
-		case err := <-failed:
+		case err := <-s.failed:
 			return err
 		case err := <-readErr:
 			return withCode(ExitInvalidInput, fmt.Errorf("error reading watch request line: %w", err))
-		case l = <-lines:
-		}
-		l = strings.TrimSuffix(l, "\n")
-		args, err := argify(l)
-		if err != nil {
-			return err
-		}
-		if len(args) == 0 {
-			fmt.Fprintf(g.stdio.Err, "Invalid command: %s (watch and progress supported)\n", l)
-			continue
-		}
-		switch args[0] {
-		case "watch":
-			if len(args) < 2 && env.key == "" {
-				fmt.Fprintf(g.stdio.Err, "Invalid command %s (command type or key is not provided)\n", l)
-				continue
-			}
-			o, keys, execArgs, err := env.parseLine(args[1:])
-			if err != nil {
-				return withCode(ExitBadArgs, err)
-			}
-			ch, err := o.watch(c, keys)
-			if err != nil {
-				fmt.Fprintf(g.stdio.Err, "Invalid command %s (%v)\n", l, err)
-				continue
-			}
-			w := &watchPrinter{p: p, c: c, execArgs: execArgs, stderr: g.stdio.Err}
-			go func() {
-				if err := w.print(ch); err != nil {
-					select {
-					case failed <- err:
-					default:
-					}
-				}
-			}()
-		case "progress":
-			if err := c.RequestProgress(clientv3.WithRequireLeader(context.Background())); err != nil {
+		case l := <-lines:
+			if err := s.line(strings.TrimSuffix(l, "\n")); err != nil {
 				return err
 			}
-		default:
-			fmt.Fprintf(g.stdio.Err, "Invalid command %s (only support watch)\n", l)
 		}
 	}
+}
+
+// watchSession is a run of watch -i: the watches its lines started.
+type watchSession struct {
+	g   *globals
+	p   *printer
+	c   *clientv3.Client
+	env watchEnv
+	// failed gets the first error that ends a watch.
+	failed  chan error
+	watches sync.WaitGroup
+	// done is closed when the session ends.
+	done chan struct{}
+}
+
+// end closes the client, which closes every watch channel, and waits for
+// the watches to end.
+func (s *watchSession) end() {
+	close(s.done)
+	s.c.Close()
+	s.watches.Wait()
+}
+
+// line runs one line of input. A line it cannot run is reported on
+// standard error and skipped; the error it returns ends keelctl.
+func (s *watchSession) line(l string) error {
+	stderr := s.g.stdio.Err
+	args, err := argify(l)
+	if err != nil {
+		return err
+	}
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, "Invalid command: %s (watch and progress supported)\n", l)
+		return nil
+	}
+	switch args[0] {
+	case "progress":
+		return s.c.RequestProgress(clientv3.WithRequireLeader(context.Background()))
+	case "watch":
+	default:
+		fmt.Fprintf(stderr, "Invalid command %s (only support watch)\n", l)
+		return nil
+	}
+	if len(args) < 2 && s.env.key == "" {
+		fmt.Fprintf(stderr, "Invalid command %s (command type or key is not provided)\n", l)
+		return nil
+	}
+	o, keys, execArgs, err := s.env.parseLine(args[1:])
+	if err != nil {
+		return withCode(ExitBadArgs, err)
+	}
+	ch, err := o.watch(s.c, keys)
+	if err != nil {
+		fmt.Fprintf(stderr, "Invalid command %s (%v)\n", l, err)
+		return nil
+	}
+	out := s.g.watchOutput(s.p, s.c, execArgs)
+	s.watches.Go(func() {
+		if err := out.follow(ch); err != nil {
+			select {
+			case s.failed <- err:
+			default: // another watch failed first
+			}
+		}
+	})
+	return nil
+}
+
+// readLines sends each line of r, with its newline, on lines, then the
+// error that ended the reading (io.EOF at the end) on errc. Once quit is
+// closed it sends nothing more and stops after the read in progress,
+// which only r's end or an input line can finish.
+func readLines(r io.Reader, quit <-chan struct{}) (lines <-chan string, errc <-chan error) {
+	lc, ec := make(chan string), make(chan error, 1)
+	go func() {
+		br := bufio.NewReader(r)
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				ec <- err
+				return
+			}
+			select {
+			case lc <- l:
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return lc, ec
 }
 
 // parseLine reads the arguments of a "watch" line of watch -i: its own
@@ -292,52 +328,72 @@ func (e watchEnv) parseLine(args []string) (o *watchOptions, keys, execArgs []st
 	return o, keys, execArgs, err
 }
 
-// watchPrinter prints the responses of one watch and runs its command on
-// each event.
-type watchPrinter struct {
-	p        *printer
-	c        *clientv3.Client
-	execArgs []string
-	stderr   io.Writer
+// watchOutput is where one watch's responses go: printed with p, and each
+// event handed to the command, if any.
+type watchOutput struct {
+	p       *printer
+	stderr  io.Writer
+	command []string
+	// ctx ends a running command when the client closes.
+	ctx context.Context
 }
 
-// print prints the responses of ch until it is closed. It returns the error
-// of an unsupported format or of a failing command.
-func (w *watchPrinter) print(ch clientv3.WatchChan) error {
+func (g *globals) watchOutput(p *printer, c *clientv3.Client, command []string) *watchOutput {
+	return &watchOutput{p: p, stderr: g.stdio.Err, command: command, ctx: c.Ctx()}
+}
+
+// follow handles the responses of ch until it is closed. It returns the
+// error of an unsupported format or of a failing command.
+func (w *watchOutput) follow(ch clientv3.WatchChan) error {
 	for resp := range ch {
-		if resp.Canceled {
-			fmt.Fprintf(w.stderr, "watch was canceled (%v)\n", resp.Err())
-		}
-		if err := w.p.watch(&resp); err != nil {
+		if err := w.handle(&resp); err != nil {
 			return err
-		}
-		for _, ev := range resp.Events {
-			if err := w.exec(resp.Header.GetRevision(), ev); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
 }
 
-// exec runs the command of the watch for ev, with ETCD_WATCH_* variables
-// describing the event.
-func (w *watchPrinter) exec(rev int64, ev *clientv3.Event) error {
-	if len(w.execArgs) == 0 {
+func (w *watchOutput) handle(resp *clientv3.WatchResponse) error {
+	if resp.Canceled {
+		fmt.Fprintf(w.stderr, "watch was canceled (%v)\n", resp.Err())
+	}
+	if err := w.p.watch(resp); err != nil {
+		return err
+	}
+	if len(w.command) == 0 {
 		return nil
 	}
-	cmd := exec.CommandContext(w.c.Ctx(), w.execArgs[0], w.execArgs[1:]...)
-	cmd.Env = append(os.Environ(),
-		fmt.Sprintf("ETCD_WATCH_REVISION=%d", rev),
-		fmt.Sprintf("ETCD_WATCH_EVENT_TYPE=%q", ev.Type),
-		fmt.Sprintf("ETCD_WATCH_KEY=%q", ev.Kv.Key),
-		fmt.Sprintf("ETCD_WATCH_VALUE=%q", ev.Kv.Value))
+	for _, ev := range resp.Events {
+		if err := w.runCommand(eventEnv(resp.Header.Revision, ev)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runCommand runs the watch's command with env added to keelctl's
+// environment. Its failure is reported on standard error and ends keelctl
+// with ExitError.
+func (w *watchOutput) runCommand(env []string) error {
+	cmd := exec.CommandContext(w.ctx, w.command[0], w.command[1:]...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = w.p.w, w.stderr
 	if err := cmd.Run(); err != nil {
-		fmt.Fprintf(w.stderr, "command %q error (%v)\n", w.execArgs, err)
+		fmt.Fprintf(w.stderr, "command %q error (%v)\n", w.command, err)
 		return withCode(ExitError, errSilent)
 	}
 	return nil
+}
+
+// eventEnv describes an event to the watch's command: the revision of its
+// response, and its type, key and value, each Go-quoted.
+func eventEnv(rev int64, ev *clientv3.Event) []string {
+	return []string{
+		"ETCD_WATCH_REVISION=" + strconv.FormatInt(rev, 10),
+		"ETCD_WATCH_EVENT_TYPE=" + strconv.Quote(ev.Type.String()),
+		"ETCD_WATCH_KEY=" + strconv.Quote(string(ev.Kv.Key)),
+		"ETCD_WATCH_VALUE=" + strconv.Quote(string(ev.Kv.Value)),
+	}
 }
 
 // watch prints one watch response, all at once so that concurrent watches
