@@ -2,7 +2,6 @@ package ctl
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -30,16 +29,12 @@ type printer struct {
 	w      io.Writer
 }
 
-// printer checks -w (after reporting the unused ETCDCTL_* variables, as
-// etcdctl).
+// printer is the printer for -w. etcdctl checks -w last in building its
+// connection settings, so this builds them (clientSpec), which may prompt
+// for a password.
 func (g *globals) printer() (*printer, error) {
-	if err := g.checkEnv(); err != nil {
+	if _, err := g.clientSpec(); err != nil {
 		return nil, err
-	}
-	switch g.writeOut {
-	case formatSimple, formatJSON, formatTable, formatFields, formatProtobuf:
-	default:
-		return nil, withCode(ExitBadFeature, errors.New("unsupported output format"))
 	}
 	return &printer{format: g.writeOut, hex: g.hex, w: g.stdio.Out}, nil
 }
