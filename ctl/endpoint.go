@@ -348,9 +348,7 @@ func statusRows(list []epStatus) [][]string {
 func (p *printer) endpointStatus(list []epStatus) error {
 	switch p.format {
 	case formatSimple:
-		for _, row := range statusRows(list) {
-			p.println(strings.Join(row, ", "))
-		}
+		p.rows(statusRows(list))
 	case formatTable:
 		return p.table([]string{"endpoint", "ID", "version", "storage version", "db size", "in use",
 			"percentage not in use", "quota", "is leader", "is learner", "raft term", "raft index",
@@ -432,9 +430,7 @@ func (p *printer) endpointHashKV(list []epHashKV) error {
 	}
 	switch p.format {
 	case formatSimple:
-		for _, row := range rows {
-			p.println(strings.Join(row, ", "))
-		}
+		p.rows(rows)
 	case formatTable:
 		return p.table([]string{"endpoint", "hash", "hash_revision"}, rows)
 	case formatFields:

@@ -164,7 +164,7 @@ var errSilent = errors.New("")
 // given on the command line. ETCDCTL_COMMAND_TIMEOUT does not count, as in
 // etcdctl's get, put, del, lease, member, alarm, user and role commands,
 // which make their context before reading the environment. etcdctl's
-// compaction, defrag, endpoint, move-leader and snapshot commands read it
+// compaction, defrag, endpoint and move-leader commands read it
 // first: they use envCommandContext.
 func (g *globals) commandContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), g.flagCommandTimeout)

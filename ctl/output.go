@@ -102,6 +102,14 @@ func (p *printer) lease(id int64) string {
 	return fmt.Sprint(id)
 }
 
+// rows prints each row on a line of its own, the cells separated by ", ":
+// the simple format of the commands that also print a table.
+func (p *printer) rows(rows [][]string) {
+	for _, row := range rows {
+		p.println(strings.Join(row, ", "))
+	}
+}
+
 // table prints rows under header in the bordered layout etcdctl uses, cells
 // aligned right.
 func (p *printer) table(header []string, rows [][]string) error {
