@@ -39,6 +39,9 @@ func TestCtlEndpointSettings(t *testing.T) {
 		line("--cert=", "-w", "yaml", "move-leader", "12"),
 		twinStep{Args: []string{"--user=u", "move-leader", "12"}, Env: twoEndpoints, NoEndpoints: true, Stdin: "secret\n"},
 		line("-w", "yaml", "defrag"),
+		// --cluster reads the member list without the message size limits.
+		line("--max-recv-bytes=10", "endpoint", "hashkv", "--cluster"),
+		line("--max-recv-bytes=10", "endpoint", "health", "--cluster"),
 	)
 	tw.run(tookMasked(steps)...)
 }

@@ -35,16 +35,18 @@ func endpointCommands(g *globals) []*cobra.Command {
 // password is asked for once.
 type endpointSet []clientv3.Config
 
-// targets is the endpoint set of a per-endpoint command: the command's
-// endpoints, or with cluster (--cluster) the client URLs of every member
-// (memberEndpoints). The command's settings come first, as in etcdctl.
+// targets is the endpoint set of endpoint health/status/hashkv and defrag:
+// the endpoints of --endpoints as given (as in etcdctl, not those
+// --discovery-srv finds), or with cluster (--cluster) the client URLs of
+// every member (memberEndpoints). The command's settings are built first,
+// as in etcdctl.
 func (g *globals) targets(cluster bool) (endpointSet, error) {
-	spec, err := g.clientSpec()
-	if err != nil {
+	if _, err := g.clientSpec(); err != nil {
 		return nil, err
 	}
-	eps := spec.Endpoints
+	eps := g.endpoints
 	if cluster {
+		var err error
 		if eps, err = g.memberEndpoints(); err != nil {
 			return nil, err
 		}
@@ -70,13 +72,15 @@ func (g *globals) endpointSet(eps []string) (endpointSet, error) {
 
 // memberEndpoints are the client URLs of every member, from the member list
 // read through the command's endpoints. As etcdctl, it builds connection
-// settings of its own, so --user without a password prompts a second time;
-// the errors after those settings all end keelctl with ExitError.
+// settings of its own, so --user without a password prompts a second time,
+// and without the message size limits; the errors after those settings all
+// end keelctl with ExitError.
 func (g *globals) memberEndpoints() ([]string, error) {
 	spec, err := g.newSpec()
 	if err != nil {
 		return nil, err
 	}
+	spec.MaxCallSendMsgSize, spec.MaxCallRecvMsgSize = 0, 0
 	cfg, err := g.specConfig(spec, spec.Endpoints)
 	if err != nil {
 		return nil, err
