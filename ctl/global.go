@@ -165,7 +165,8 @@ var errSilent = errors.New("")
 // etcdctl's get, put, del, lease, member, alarm, user and role commands,
 // which make their context before reading the environment. etcdctl's
 // compaction, defrag, endpoint and move-leader commands read it
-// first: they use envCommandContext.
+// first: they use envCommandContext. Call it in a command body wrapped by
+// run, which has read the environment.
 func (g *globals) commandContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), g.flagCommandTimeout)
 }
