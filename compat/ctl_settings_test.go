@@ -43,7 +43,7 @@ func TestCtlEndpointSettings(t *testing.T) {
 		line("--max-recv-bytes=10", "endpoint", "hashkv", "--cluster"),
 		line("--max-recv-bytes=10", "endpoint", "health", "--cluster"),
 	)
-	tw.run(tookMasked(steps)...)
+	tw.run(dbSizeMasked(tookMasked(steps))...)
 }
 
 // TestCtlGlobalSettings covers the order in which the connection settings
