@@ -111,7 +111,7 @@ func (g *globals) checkClients(n int) ([]*clientv3.Client, error) {
 	if _, err := g.printer(); err != nil {
 		return nil, err
 	}
-	cfg, err := g.clientConfig(g.endpoints)
+	cfg, err := g.clientConfig(nil)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -28,14 +29,59 @@ func endpointCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{ep}
 }
 
-// targetEndpoints are the endpoints a per-endpoint command visits: those of
-// --endpoints, or with cluster (--cluster) the client URLs of every member
-// of the member list read through them.
-func (g *globals) targetEndpoints(cluster bool) ([]string, error) {
-	if !cluster {
-		return g.endpoints, nil
+// endpointSet is what the per-endpoint commands (endpoint health, status
+// and hashkv, defrag, move-leader) work through: one client configuration
+// per endpoint, all made from the command's connection settings, so that a
+// password is asked for once.
+type endpointSet []clientv3.Config
+
+// targets is the endpoint set of endpoint health/status/hashkv and defrag:
+// the endpoints of --endpoints as given (as in etcdctl, not those
+// --discovery-srv finds), or with cluster (--cluster) the client URLs of
+// every member (memberEndpoints). The command's settings are built first,
+// as in etcdctl.
+func (g *globals) targets(cluster bool) (endpointSet, error) {
+	if _, err := g.clientSpec(); err != nil {
+		return nil, err
 	}
-	cfg, err := g.clientConfig(g.endpoints)
+	eps := g.endpoints
+	if cluster {
+		var err error
+		if eps, err = g.memberEndpoints(); err != nil {
+			return nil, err
+		}
+	}
+	return g.endpointSet(eps)
+}
+
+// endpointSet is the endpoint set of eps, with the command's settings. A
+// TLS file that cannot be read is a usage error here (128).
+func (g *globals) endpointSet(eps []string) (endpointSet, error) {
+	spec, err := g.clientSpec()
+	if err != nil {
+		return nil, err
+	}
+	set := make(endpointSet, len(eps))
+	for i, ep := range eps {
+		if set[i], err = g.specConfig(spec, []string{ep}); err != nil {
+			return nil, withCode(ExitBadArgs, err)
+		}
+	}
+	return set, nil
+}
+
+// memberEndpoints are the client URLs of every member, from the member list
+// read through the command's endpoints. As etcdctl, it builds connection
+// settings of its own, so --user without a password prompts a second time,
+// and without the message size limits; the errors after those settings all
+// end keelctl with ExitError.
+func (g *globals) memberEndpoints() ([]string, error) {
+	spec, err := g.newSpec()
+	if err != nil {
+		return nil, err
+	}
+	spec.MaxCallSendMsgSize, spec.MaxCallRecvMsgSize = 0, 0
+	cfg, err := g.specConfig(spec, spec.Endpoints)
 	if err != nil {
 		return nil, err
 	}
@@ -50,20 +96,45 @@ func (g *globals) targetEndpoints(cluster bool) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to fetch endpoints from etcd cluster member list: %w", err)
 	}
-	var eps []string
+	var urls []string
 	for _, m := range resp.Members {
-		eps = append(eps, m.ClientURLs...)
+		urls = append(urls, m.ClientURLs...)
 	}
-	return eps, nil
+	return urls, nil
 }
 
-// endpointClient connects to the one endpoint ep.
-func (g *globals) endpointClient(ep string) (*clientv3.Client, error) {
-	cfg, err := g.clientConfig([]string{ep})
-	if err != nil {
-		return nil, err
+// visit connects to each endpoint in turn, in order, and calls fn with the
+// client, which it closes when fn returns. It stops with the error of a
+// client that cannot be made (ExitBadConnection) or of fn, or early and
+// without error when fn returns done.
+func (set endpointSet) visit(fn func(c *clientv3.Client, ep string) (done bool, err error)) error {
+	for _, cfg := range set {
+		c, err := newClient(cfg)
+		if err != nil {
+			return err
+		}
+		done, err := fn(c, cfg.Endpoints[0])
+		c.Close()
+		if done || err != nil {
+			return err
+		}
 	}
-	return newClient(cfg)
+	return nil
+}
+
+// query visits every endpoint with get, which asks it for its <what> (its
+// "status", its "hash"). An endpoint get fails on is reported on errw and
+// skipped; the last such failure is returned as failed. err stops the
+// command: a client that cannot be made.
+func (set endpointSet) query(errw io.Writer, what string, get func(c *clientv3.Client, ep string) error) (failed, err error) {
+	err = set.visit(func(c *clientv3.Client, ep string) (bool, error) {
+		if gerr := get(c, ep); gerr != nil {
+			fmt.Fprintf(errw, "Failed to get the %s of endpoint %s (%v)\n", what, ep, gerr)
+			failed = gerr
+		}
+		return false, nil
+	})
+	return failed, err
 }
 
 // epHealth is the health of one endpoint, as endpoint health prints it.
@@ -84,22 +155,16 @@ func endpointHealthCommand(g *globals, cluster *bool) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		eps, err := g.targetEndpoints(*cluster)
+		set, err := g.targets(*cluster)
 		if err != nil {
-			return withCode(ExitError, err)
+			return err
 		}
-		cfgs := make([]clientv3.Config, len(eps))
-		for i, ep := range eps {
-			if cfgs[i], err = g.clientConfig([]string{ep}); err != nil {
-				return withCode(ExitBadArgs, err)
-			}
-		}
-		hs := g.checkHealth(cfgs)
+		hs := set.health(g)
 		if err := p.endpointHealth(hs, g.stdio.Err); err != nil {
 			return err
 		}
 		for _, h := range hs {
-			if h.Error != "" {
+			if !h.Health {
 				return errors.New("unhealthy cluster")
 			}
 		}
@@ -108,64 +173,74 @@ func endpointHealthCommand(g *globals, cluster *bool) *cobra.Command {
 	return cmd
 }
 
-// checkHealth checks every endpoint at once, one client each, and returns
-// the results in the order they come in (not the order of cfgs).
-func (g *globals) checkHealth(cfgs []clientv3.Config) []epHealth {
-	out := make(chan epHealth, len(cfgs))
+// health checks all the endpoints at the same time, each with a client of
+// its own, and returns their health in the order the checks end.
+func (set endpointSet) health(g *globals) []epHealth {
+	results := make(chan epHealth, len(set))
 	var wg sync.WaitGroup
-	for _, cfg := range cfgs {
+	for _, cfg := range set {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out <- g.health(cfg)
+			results <- g.checkEndpoint(cfg)
 		}()
 	}
 	wg.Wait()
-	close(out)
-	var hs []epHealth
-	for h := range out {
+	close(results)
+	hs := make([]epHealth, 0, len(set))
+	for h := range results {
 		hs = append(hs, h)
 	}
 	return hs
 }
 
-// health is healthy when the endpoint of cfg serves a linearizable read (or
-// refuses it for lack of permission, which needs consensus too) and reports
-// no alarm.
-func (g *globals) health(cfg clientv3.Config) epHealth {
-	ep := cfg.Endpoints[0]
+// checkEndpoint is the health of the one endpoint of cfg. It is healthy
+// when a linearizable read goes through (a refusal for lack of permission
+// counts: it went through consensus too) and no alarm is raised. Took is the
+// time of the read.
+func (g *globals) checkEndpoint(cfg clientv3.Config) epHealth {
+	h := epHealth{Ep: cfg.Endpoints[0]}
 	c, err := clientv3.New(cfg)
 	if err != nil {
-		return epHealth{Ep: ep, Error: err.Error()}
+		h.Error = err.Error()
+		return h
 	}
 	defer c.Close()
-	start := time.Now()
 	ctx, cancel := g.envCommandContext()
 	defer cancel()
+	start := time.Now()
 	_, err = c.Get(ctx, "health")
-	h := epHealth{Ep: ep, Took: time.Since(start).String()}
+	h.Took = time.Since(start).String()
 	if err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
 		h.Error = err.Error()
 		return h
 	}
-	alarms, err := c.AlarmList(ctx)
-	switch {
-	case err != nil:
-		h.Error = "Unable to fetch the alarm list"
-	case len(alarms.Alarms) > 0:
-		h.Error = "Active Alarm(s): "
-		for _, a := range alarms.Alarms {
-			switch a.Alarm {
-			case pb.AlarmType_NOSPACE, pb.AlarmType_CORRUPT:
-				h.Error += a.Alarm.String() + " "
-			default:
-				h.Error += "UNKNOWN "
-			}
-		}
-	default:
-		h.Health = true
-	}
+	h.Error = raisedAlarms(ctx, c)
+	h.Health = h.Error == ""
 	return h
+}
+
+// raisedAlarms describes the alarms raised in c's cluster for endpoint
+// health, "" when there are none: "Active Alarm(s): " and one word with a
+// space after it per alarm.
+func raisedAlarms(ctx context.Context, c *clientv3.Client) string {
+	resp, err := c.AlarmList(ctx)
+	if err != nil {
+		return "Unable to fetch the alarm list"
+	}
+	if len(resp.Alarms) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("Active Alarm(s): ")
+	for _, a := range resp.Alarms {
+		word := "UNKNOWN"
+		if a.Alarm == pb.AlarmType_NOSPACE || a.Alarm == pb.AlarmType_CORRUPT {
+			word = a.Alarm.String()
+		}
+		b.WriteString(word + " ")
+	}
+	return b.String()
 }
 
 // endpointHealth prints the health of endpoints; the simple format reports
@@ -219,8 +294,12 @@ downgrade state. Use -w table for a readable layout.`,
 		if err != nil {
 			return err
 		}
+		set, err := g.targets(*cluster)
+		if err != nil {
+			return err
+		}
 		var list []epStatus
-		failed, err := g.eachEndpoint(*cluster, "status", func(c *clientv3.Client, ep string) error {
+		failed, err := set.query(g.stdio.Err, "status", func(c *clientv3.Client, ep string) error {
 			ctx, cancel := g.envCommandContext()
 			defer cancel()
 			resp, err := c.Status(ctx, ep)
@@ -241,29 +320,6 @@ downgrade state. Use -w table for a readable layout.`,
 		return nil
 	})
 	return cmd
-}
-
-// eachEndpoint calls fn with a client of each target endpoint in turn. An
-// endpoint fn fails on is reported on standard error ("Failed to get the
-// <what> of endpoint ...") and skipped; the last such error is returned as
-// failed. err is an error that stops the command: no endpoints, or no client.
-func (g *globals) eachEndpoint(cluster bool, what string, fn func(c *clientv3.Client, ep string) error) (failed, err error) {
-	eps, err := g.targetEndpoints(cluster)
-	if err != nil {
-		return nil, withCode(ExitError, err)
-	}
-	for _, ep := range eps {
-		c, err := g.endpointClient(ep)
-		if err != nil {
-			return nil, err
-		}
-		if ferr := fn(c, ep); ferr != nil {
-			failed = ferr
-			fmt.Fprintf(g.stdio.Err, "Failed to get the %s of endpoint %s (%v)\n", what, ep, ferr)
-		}
-		c.Close()
-	}
-	return failed, nil
 }
 
 // statusRows are the rows of the status table, also printed by the simple
@@ -297,9 +353,7 @@ func statusRows(list []epStatus) [][]string {
 func (p *printer) endpointStatus(list []epStatus) error {
 	switch p.format {
 	case formatSimple:
-		for _, row := range statusRows(list) {
-			p.println(strings.Join(row, ", "))
-		}
+		p.rows(statusRows(list))
 	case formatTable:
 		return p.table([]string{"endpoint", "ID", "version", "storage version", "db size", "in use",
 			"percentage not in use", "quota", "is leader", "is learner", "raft term", "raft index",
@@ -349,8 +403,12 @@ func endpointHashKVCommand(g *globals, cluster *bool) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		set, err := g.targets(*cluster)
+		if err != nil {
+			return err
+		}
 		var list []epHashKV
-		failed, err := g.eachEndpoint(*cluster, "hash", func(c *clientv3.Client, ep string) error {
+		failed, err := set.query(g.stdio.Err, "hash", func(c *clientv3.Client, ep string) error {
 			ctx, cancel := g.envCommandContext()
 			defer cancel()
 			resp, err := c.HashKV(ctx, ep, rev)
@@ -377,9 +435,7 @@ func (p *printer) endpointHashKV(list []epHashKV) error {
 	}
 	switch p.format {
 	case formatSimple:
-		for _, row := range rows {
-			p.println(strings.Join(row, ", "))
-		}
+		p.rows(rows)
 	case formatTable:
 		return p.table([]string{"endpoint", "hash", "hash_revision"}, rows)
 	case formatFields:

@@ -14,7 +14,6 @@ const (
 	ExitInvalidInput  = 3 // for txn, watch
 	ExitBadFeature    = 4 // output format not supported by the command
 	ExitInterrupted   = 5
-	ExitIO            = 6
 	ExitBadArgs       = 128
 )
 

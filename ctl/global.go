@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,6 +54,8 @@ type globals struct {
 	// (or its default), before ETCDCTL_COMMAND_TIMEOUT; see commandContext.
 	flagCommandTimeout time.Duration
 	flags              *pflag.FlagSet
+	// spec is the command's connection settings once built; see clientSpec.
+	spec *clientv3.ConfigSpec
 }
 
 func (g *globals) register(fs *pflag.FlagSet) {
@@ -99,9 +103,9 @@ func (returnHook) OnWrite(*zapcore.CheckedEntry, []zapcore.Field) {}
 // non-empty ETCDCTL_* variable, as etcdctl does: a value the flag rejects is
 // ignored (the flag keeps its default, or the zero value where pflag stores
 // it anyway). It prints nothing: checkEnv does, later, as etcdctl.
-func (g *globals) applyEnv() error {
+func (g *globals) applyEnv() {
 	if g.envApplied {
-		return nil
+		return
 	}
 	g.envApplied = true
 	g.flagCommandTimeout = g.commandTimeout
@@ -110,7 +114,6 @@ func (g *globals) applyEnv() error {
 			_ = f.Value.Set(v) // etcdctl drops this error too
 		}
 	})
-	return nil
 }
 
 func envName(f *pflag.Flag) string {
@@ -121,7 +124,7 @@ func envName(f *pflag.Flag) string {
 // a variable naming a flag given on the command line is fatal, any other
 // one (an empty one included) gets a warning. etcdctl does this where it
 // builds its client configuration, after checking a command's arguments, so
-// it is called by printer and clientConfig, not by run. The environment is
+// it is called by newSpec, not by run. The environment is
 // walked in its own order, as etcdctl, so the same warnings come before the
 // fatal line.
 func (g *globals) checkEnv() error {
@@ -129,9 +132,7 @@ func (g *globals) checkEnv() error {
 		return nil
 	}
 	g.envChecked = true
-	if err := g.applyEnv(); err != nil {
-		return err
-	}
+	g.applyEnv()
 	shadowed, used := map[string]bool{}, map[string]bool{}
 	g.flags.VisitAll(func(f *pflag.Flag) {
 		if f.Changed {
@@ -163,12 +164,10 @@ var errSilent = errors.New("")
 // given on the command line. ETCDCTL_COMMAND_TIMEOUT does not count, as in
 // etcdctl's get, put, del, lease, member, alarm, user and role commands,
 // which make their context before reading the environment. etcdctl's
-// compaction, defrag, endpoint, move-leader and snapshot commands read it
-// first: they use envCommandContext.
+// compaction, defrag, endpoint and move-leader commands read it
+// first: they use envCommandContext. Call it in a command body wrapped by
+// run, which has read the environment.
 func (g *globals) commandContext() (context.Context, context.CancelFunc) {
-	if !g.envApplied {
-		return g.envCommandContext()
-	}
 	return context.WithTimeout(context.Background(), g.flagCommandTimeout)
 }
 
@@ -178,20 +177,17 @@ func (g *globals) envCommandContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), g.commandTimeout)
 }
 
-// client connects to the endpoints the global flags name.
+// client connects to the command's endpoints (see clientSpec).
 func (g *globals) client() (*clientv3.Client, error) {
-	if err := g.applyEnv(); err != nil {
-		return nil, err
-	}
-	cfg, err := g.clientConfig(g.endpoints)
+	cfg, err := g.clientConfig(nil)
 	if err != nil {
 		return nil, err
 	}
 	return newClient(cfg)
 }
 
-// connect is the start of most commands: the printer for -w (checked
-// first, as etcdctl does), then the client. The caller closes the client.
+// connect is the start of most commands: the printer for -w, then the
+// client. The caller closes the client.
 func (g *globals) connect() (*printer, *clientv3.Client, error) {
 	p, err := g.printer()
 	if err != nil {
@@ -212,29 +208,67 @@ func newClient(cfg clientv3.Config) (*clientv3.Client, error) {
 	return c, nil
 }
 
-// clientConfig is the client configuration for endpoints, with the global
-// flags' timeouts, limits, TLS and credentials. It may prompt for a password
-// (--user without one), so call it once per command.
+// clientConfig is the client configuration of the command's settings
+// (clientSpec) for endpoints, or for the command's own endpoints when
+// endpoints is nil.
 func (g *globals) clientConfig(endpoints []string) (clientv3.Config, error) {
-	if err := g.checkEnv(); err != nil {
+	spec, err := g.clientSpec()
+	if err != nil {
 		return clientv3.Config{}, err
 	}
-	eps := endpoints
-	if g.discoverySRV != "" && !g.flags.Changed("endpoints") && os.Getenv(envPrefix+"ENDPOINTS") == "" {
-		var err error
-		if eps, err = g.discoverEndpoints(); err != nil {
-			return clientv3.Config{}, withCode(ExitError, err)
+	if endpoints == nil {
+		endpoints = spec.Endpoints
+	}
+	cfg, err := g.specConfig(spec, endpoints)
+	return cfg, withCode(ExitBadArgs, err)
+}
+
+// clientSpec is the command's connection settings: built by the first call
+// (newSpec) and kept, so that a command asks for a password once however
+// many clients it makes.
+func (g *globals) clientSpec() (*clientv3.ConfigSpec, error) {
+	if g.spec == nil {
+		spec, err := g.newSpec()
+		if err != nil {
+			return nil, err
+		}
+		g.spec = spec
+	}
+	return g.spec, nil
+}
+
+// newSpec builds connection settings from the global flags, in etcdctl's
+// order and with its exit codes: the unused ETCDCTL_* variables reported,
+// the endpoints (the discovered ones, else --endpoints), the TLS flags, the
+// credentials (which may prompt for a password), and last -w. Every call
+// prompts again: use clientSpec, except where etcdctl prompts twice.
+func (g *globals) newSpec() (*clientv3.ConfigSpec, error) {
+	if err := g.checkEnv(); err != nil {
+		return nil, err
+	}
+	eps, err := g.discoveredEndpoints()
+	if err != nil {
+		return nil, withCode(ExitError, err)
+	}
+	if len(eps) == 0 {
+		for _, ep := range g.endpoints {
+			eps = append(eps, strings.TrimSpace(ep))
 		}
 	}
 	secure, err := g.secureConfig()
 	if err != nil {
-		return clientv3.Config{}, err
+		return nil, err
 	}
 	auth, err := g.authConfig()
 	if err != nil {
-		return clientv3.Config{}, err
+		return nil, err
 	}
-	spec := &clientv3.ConfigSpec{
+	switch g.writeOut {
+	case formatSimple, formatJSON, formatTable, formatFields, formatProtobuf:
+	default:
+		return nil, withCode(ExitBadFeature, errors.New("unsupported output format"))
+	}
+	return &clientv3.ConfigSpec{
 		Endpoints:          eps,
 		DialTimeout:        g.dialTimeout,
 		KeepAliveTime:      g.keepAliveTime,
@@ -243,12 +277,18 @@ func (g *globals) clientConfig(endpoints []string) (clientv3.Config, error) {
 		MaxCallRecvMsgSize: g.maxRecvBytes,
 		Secure:             secure,
 		Auth:               auth,
-	}
-	// The client library turns the TLS files into a tls.Config, with
-	// etcdctl's error messages.
-	cfg, err := clientv3.NewClientConfig(spec, g.logger())
+	}, nil
+}
+
+// specConfig is the client configuration of spec for endpoints. The client
+// library reads the TLS files here, with etcdctl's error messages; the
+// caller gives the error its exit code, which differs between commands.
+func (g *globals) specConfig(spec *clientv3.ConfigSpec, endpoints []string) (clientv3.Config, error) {
+	s := *spec
+	s.Endpoints = endpoints
+	cfg, err := clientv3.NewClientConfig(&s, g.logger())
 	if err != nil {
-		return clientv3.Config{}, withCode(ExitBadArgs, err)
+		return clientv3.Config{}, err
 	}
 	if g.debug {
 		lg, _ := zap.NewDevelopment()
@@ -258,73 +298,103 @@ func (g *globals) clientConfig(endpoints []string) (clientv3.Config, error) {
 }
 
 // secureConfig is the TLS part of the global flags. A TLS file flag given
-// as an empty string is an error, as in etcdctl.
+// as an empty string is an error, as in etcdctl. With
+// --insecure-discovery=false the server certificates must name the
+// --discovery-srv domain.
 func (g *globals) secureConfig() (*clientv3.SecureConfig, error) {
 	for _, f := range []struct{ name, value string }{{"cert", g.cert}, {"key", g.key}, {"cacert", g.cacert}} {
 		if f.value == "" && g.flags.Changed(f.name) {
 			return nil, badArgs("empty string is passed to --%s option", f.name)
 		}
 	}
-	return &clientv3.SecureConfig{
+	sc := &clientv3.SecureConfig{
 		Cert:               g.cert,
 		Key:                g.key,
 		Cacert:             g.cacert,
 		InsecureTransport:  g.insecureTransport,
 		InsecureSkipVerify: g.insecureSkipVerify,
-	}, nil
+	}
+	if !g.insecureDiscovery {
+		sc.ServerName = g.discoverySRV
+	}
+	return sc, nil
 }
 
-// authConfig is the user name and password or the JWT token of the global
-// flags, nil without --user and --auth-jwt-token. As etcdctl v3.7: the token
-// wins over --user; --password wins over a password in --user (which then
-// is the user name as given); with neither, the password is asked for.
+// authConfig is the credentials of --user, --password and
+// --auth-jwt-token (see authConfig), prompting on standard output.
 func (g *globals) authConfig() (*clientv3.AuthConfig, error) {
 	return authConfig(g.user, g.password, g.token, "Password: ", g.stdio.Out)
 }
 
+// authConfig turns a user flag ("name" or "name:password"), a password
+// flag and a JWT token into credentials, nil for none. The token alone
+// counts when given. Otherwise a password flag is used with the user flag
+// taken whole as the name; without one, the user flag is split at its first
+// colon, and with no colon the password is asked for on out with prompt. A
+// password flag without a user flag counts for nothing.
 func authConfig(user, password, token, prompt string, out io.Writer) (*clientv3.AuthConfig, error) {
-	switch {
-	case user == "" && token == "":
-		return nil, nil
-	case token != "":
+	if token != "" {
 		return &clientv3.AuthConfig{Token: token}, nil
-	case password != "":
-		return &clientv3.AuthConfig{Username: user, Password: password}, nil
 	}
-	if name, pass, ok := strings.Cut(user, ":"); ok {
-		return &clientv3.AuthConfig{Username: name, Password: pass}, nil
+	if user == "" {
+		return nil, nil
 	}
-	pass, err := speakeasy.FAsk(out, prompt)
+	cred := &clientv3.AuthConfig{Username: user, Password: password}
+	if password != "" {
+		return cred, nil
+	}
+	var colon bool
+	if cred.Username, cred.Password, colon = strings.Cut(user, ":"); colon {
+		return cred, nil
+	}
+	answer, err := speakeasy.FAsk(out, prompt)
 	if err != nil {
 		return nil, withCode(ExitError, err)
 	}
-	return &clientv3.AuthConfig{Username: user, Password: pass}, nil
+	cred.Password = answer
+	return cred, nil
 }
 
-// discoverEndpoints finds the client endpoints in the SRV records of
-// --discovery-srv: _etcd-client-ssl._tcp (https) and _etcd-client._tcp
-// (http), with --discovery-srv-name appended to the service names.
-func (g *globals) discoverEndpoints() ([]string, error) {
+// lookupSRV resolves DNS SRV records; a variable for tests.
+var lookupSRV = net.LookupSRV
+
+// discoveredEndpoints are the client endpoints named by the SRV records of
+// the --discovery-srv domain, none without it: https ones from the service
+// etcd-client-ssl, then http ones from etcd-client, each service name
+// followed by -<--discovery-srv-name> when given. With
+// --insecure-discovery=false the http ones are left out, each with a line
+// on standard error. It fails only when both lookups fail.
+func (g *globals) discoveredEndpoints() ([]string, error) {
+	if g.discoverySRV == "" {
+		return nil, nil
+	}
 	var eps []string
-	for _, s := range []struct{ service, scheme string }{{"etcd-client-ssl", "https"}, {"etcd-client", "http"}} {
-		service := s.service
+	var lookupErrs []error
+	for _, scheme := range []string{"https", "http"} {
+		service := "etcd-client"
+		if scheme == "https" {
+			service += "-ssl"
+		}
 		if g.discoverySRVName != "" {
 			service += "-" + g.discoverySRVName
 		}
-		_, addrs, err := net.LookupSRV(service, "tcp", g.discoverySRV)
+		_, records, err := lookupSRV(service, "tcp", g.discoverySRV)
 		if err != nil {
+			lookupErrs = append(lookupErrs, err)
 			continue
 		}
-		if s.scheme == "http" && !g.insecureDiscovery && len(eps) > 0 {
-			continue
-		}
-		for _, a := range addrs {
-			host := strings.TrimSuffix(a.Target, ".")
-			eps = append(eps, s.scheme+"://"+net.JoinHostPort(host, fmt.Sprint(a.Port)))
+		for _, r := range records {
+			// The target keeps its final dot, as in etcdctl.
+			ep := (&url.URL{Scheme: scheme, Host: net.JoinHostPort(r.Target, strconv.Itoa(int(r.Port)))}).String()
+			if scheme == "http" && !g.insecureDiscovery {
+				fmt.Fprintf(g.stdio.Err, "ignoring discovered insecure endpoint %q\n", ep)
+				continue
+			}
+			eps = append(eps, ep)
 		}
 	}
-	if len(eps) == 0 {
-		return nil, fmt.Errorf("could not find any client endpoints in the SRV records of %q", g.discoverySRV)
+	if len(lookupErrs) == 2 {
+		return nil, fmt.Errorf("dns lookup errors: %w and %w", lookupErrs[0], lookupErrs[1])
 	}
 	return eps, nil
 }
@@ -333,9 +403,7 @@ func (g *globals) discoverEndpoints() ([]string, error) {
 // unused variables are reported later, by checkEnv.
 func (g *globals) run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
-		if err := g.applyEnv(); err != nil {
-			return err
-		}
+		g.applyEnv()
 		return fn(cmd, args)
 	}
 }

@@ -53,12 +53,8 @@ func (o *getOptions) op(args []string) (key string, opts []clientv3.OpOption, er
 	if o.prefix && o.fromKey {
 		return "", nil, badArgs("`--prefix` and `--from-key` cannot be set at the same time, choose one")
 	}
-	switch o.consistency {
-	case "l":
-	case "s":
-		opts = append(opts, clientv3.WithSerializable())
-	default:
-		return "", nil, withCode(ExitBadFeature, fmt.Errorf("unknown consistency flag %q", o.consistency))
+	if opts, err = consistencyOpts(o.consistency, o.consistency); err != nil {
+		return "", nil, err
 	}
 	key = args[0]
 	if len(args) > 1 {
@@ -103,21 +99,18 @@ func getCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		p, err := g.printer()
-		if err != nil {
-			return err
-		}
-		if o.countOnly && p.format != formatFields {
-			return badArgs("--count-only is only for `--write-out=fields`")
-		}
-		if o.valueOnly && p.format != formatSimple {
-			return badArgs("--print-value-only is only for `--write-out=simple`")
-		}
-		c, err := g.client()
+		p, c, err := g.connect()
 		if err != nil {
 			return err
 		}
 		defer c.Close()
+		// Checked once connected, as in etcdctl.
+		if o.countOnly && p.format != formatFields {
+			return badArgs("--count-only is only for `--write-out=fields`")
+		}
+		if o.valueOnly && p.format != formatSimple {
+			return badArgs("print-value-only is only for `--write-out=simple`")
+		}
 		ctx, cancel := g.commandContext()
 		defer cancel()
 		var resp *clientv3.GetResponse
@@ -135,6 +128,19 @@ func getCommand(g *globals) *cobra.Command {
 		return p.get(resp, o.valueOnly)
 	})
 	return cmd
+}
+
+// consistencyOpts are the read options of a --consistency value: none for
+// "l" (linearizable), serializable for "s". Another value is an error that
+// gives shown as the flag's value.
+func consistencyOpts(value, shown string) ([]clientv3.OpOption, error) {
+	switch value {
+	case "l":
+		return nil, nil
+	case "s":
+		return []clientv3.OpOption{clientv3.WithSerializable()}, nil
+	}
+	return nil, withCode(ExitBadFeature, fmt.Errorf("unknown consistency flag %q", shown))
 }
 
 func sortOrder(s string) (clientv3.SortOrder, error) {
@@ -237,7 +243,7 @@ func putArgs(in io.Reader, args []string, lease string, ignoreValue, ignoreLease
 		}
 		value = string(b)
 	}
-	id, err := parseLeaseID(lease)
+	id, err := parseLeaseID(lease, "lease ID")
 	if err != nil {
 		return "", "", nil, err
 	}
@@ -257,11 +263,12 @@ func putArgs(in io.Reader, args []string, lease string, ignoreValue, ignoreLease
 }
 
 // parseLeaseID reads a lease ID written in hexadecimal, as etcdctl prints
-// them.
-func parseLeaseID(s string) (clientv3.LeaseID, error) {
+// them. what names it in the error: "lease ID" for put's --lease, "lease ID
+// arg" for the argument of the lease commands, as in etcdctl.
+func parseLeaseID(s, what string) (clientv3.LeaseID, error) {
 	id, err := strconv.ParseInt(s, 16, 64)
 	if err != nil {
-		return 0, badArgs("bad lease ID (%v), expecting ID in Hex", err)
+		return 0, badArgs("bad %s (%v), expecting ID in Hex", what, err)
 	}
 	return clientv3.LeaseID(id), nil
 }

@@ -27,15 +27,6 @@ func leaseCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{cmd}
 }
 
-// leaseArg reads the lease ID argument of a lease command, in hexadecimal.
-func leaseArg(s string) (clientv3.LeaseID, error) {
-	id, err := strconv.ParseInt(s, 16, 64)
-	if err != nil {
-		return 0, badArgs("bad lease ID arg (%w), expecting ID in Hex", err)
-	}
-	return clientv3.LeaseID(id), nil
-}
-
 func leaseGrantCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "grant <ttl>",
@@ -74,7 +65,7 @@ func leaseRevokeCommand(g *globals) *cobra.Command {
 		if len(args) != 1 {
 			return badArgs("lease revoke command needs 1 argument")
 		}
-		id, err := leaseArg(args[0])
+		id, err := parseLeaseID(args[0], "lease ID arg")
 		if err != nil {
 			return err
 		}
@@ -105,7 +96,7 @@ func leaseTimeToLiveCommand(g *globals) *cobra.Command {
 		if len(args) != 1 {
 			return badArgs("lease timetolive command needs lease ID as argument")
 		}
-		id, err := leaseArg(args[0])
+		id, err := parseLeaseID(args[0], "lease ID arg")
 		if err != nil {
 			return err
 		}
@@ -160,7 +151,7 @@ func leaseKeepAliveCommand(g *globals) *cobra.Command {
 		if len(args) != 1 {
 			return badArgs("lease keep-alive command needs lease ID as argument")
 		}
-		id, err := leaseArg(args[0])
+		id, err := parseLeaseID(args[0], "lease ID arg")
 		if err != nil {
 			return err
 		}
@@ -227,13 +218,19 @@ func (p *printer) leaseGrant(resp *clientv3.LeaseGrantResponse) error {
 	case formatSimple:
 		p.printf("lease %016x granted with TTL(%ds)\n", resp.ID, resp.TTL)
 	case formatFields:
-		p.fieldsHeader(resp.ResponseHeader)
-		p.fieldsLeaseID(resp.ID)
-		p.printf("\"TTL\" : %d\n", resp.TTL)
+		p.fieldsLeaseTTL(resp.ResponseHeader, resp.ID, resp.TTL)
 	default:
 		return p.leaseRPC(resp)
 	}
 	return nil
+}
+
+// fieldsLeaseTTL prints a lease and its TTL in the fields format, as lease
+// grant and keep-alive do.
+func (p *printer) fieldsLeaseTTL(h *pb.ResponseHeader, id clientv3.LeaseID, ttl int64) {
+	p.fieldsHeader(h)
+	p.fieldsLeaseID(id)
+	p.printf("\"TTL\" : %d\n", ttl)
 }
 
 func (p *printer) leaseRevoke(id clientv3.LeaseID, resp *clientv3.LeaseRevokeResponse) error {
@@ -253,9 +250,7 @@ func (p *printer) leaseKeepAlive(resp *clientv3.LeaseKeepAliveResponse) error {
 	case formatSimple:
 		p.printf("lease %016x keepalived with TTL(%d)\n", resp.ID, resp.TTL)
 	case formatFields:
-		p.fieldsHeader(resp.ResponseHeader)
-		p.fieldsLeaseID(resp.ID)
-		p.printf("\"TTL\" : %d\n", resp.TTL)
+		p.fieldsLeaseTTL(resp.ResponseHeader, resp.ID, resp.TTL)
 	default:
 		return p.leaseRPC(resp)
 	}

@@ -105,46 +105,39 @@ func defragCommand(g *globals) *cobra.Command {
 	}
 	cmd.PersistentFlags().BoolVar(&cluster, "cluster", false, "act on every member the cluster lists, not only --endpoints")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		eps, err := g.targetEndpoints(cluster)
+		set, err := g.targets(cluster)
 		if err != nil {
-			return withCode(ExitError, err)
+			return err
 		}
 		failed := false
-		for _, ep := range eps {
-			ok, err := g.defrag(ep)
-			if err != nil {
-				return err
+		err = set.visit(func(c *clientv3.Client, ep string) (bool, error) {
+			if !g.defrag(c, ep) {
+				failed = true
 			}
-			failed = failed || !ok
+			return false, nil
+		})
+		if err == nil && failed {
+			err = withCode(ExitError, errSilent)
 		}
-		if failed {
-			return withCode(ExitError, errSilent)
-		}
-		return nil
+		return err
 	})
 	return cmd
 }
 
-// defrag defragments the member at ep and reports how long it took, on
-// standard output or, when it fails, on standard error. err is only for a
-// client that cannot be made.
-func (g *globals) defrag(ep string) (ok bool, err error) {
-	c, err := g.endpointClient(ep)
-	if err != nil {
-		return false, err
-	}
-	defer c.Close()
+// defrag defragments the member at ep through c and reports how long it
+// took, on standard output or, when it fails, on standard error.
+func (g *globals) defrag(c *clientv3.Client, ep string) (ok bool) {
 	ctx, cancel := g.envCommandContext()
 	defer cancel()
 	start := time.Now()
-	_, derr := c.Defragment(ctx, ep)
+	_, err := c.Defragment(ctx, ep)
 	took := time.Since(start)
-	if derr != nil {
-		fmt.Fprintf(g.stdio.Err, "Failed to defragment etcd member[%s]. took %s. (%v)\n", ep, took, derr)
-		return false, nil
+	if err != nil {
+		fmt.Fprintf(g.stdio.Err, "Failed to defragment etcd member[%s]. took %s. (%v)\n", ep, took, err)
+		return false
 	}
 	fmt.Fprintf(g.stdio.Out, "Finished defragmenting etcd member[%s]. took %s\n", ep, took)
-	return true, nil
+	return true
 }
 
 func moveLeaderCommand(g *globals) *cobra.Command {
@@ -157,55 +150,61 @@ func moveLeaderCommand(g *globals) *cobra.Command {
 		if len(args) != 1 {
 			return badArgs("move-leader command needs 1 argument")
 		}
-		target, err := strconv.ParseUint(args[0], 16, 64)
+		transferee, err := strconv.ParseUint(args[0], 16, 64)
 		if err != nil {
 			return withCode(ExitBadArgs, err)
 		}
-		p, err := g.printer()
-		if err != nil {
-			return err
-		}
-		c, err := g.client()
+		p, c, err := g.connect()
 		if err != nil {
 			return err
 		}
 		eps := c.Endpoints()
 		c.Close()
+		set, err := g.endpointSet(eps)
+		if err != nil {
+			return err
+		}
 		ctx, cancel := g.envCommandContext()
 		defer cancel()
-		leader, leaderID, err := g.findLeader(ctx, eps)
+		moved, err := set.moveLeader(ctx, transferee)
 		if err != nil {
 			return err
 		}
-		defer leader.Close()
-		resp, err := leader.MoveLeader(ctx, target)
-		if err != nil {
-			return err
+		if moved == nil {
+			return badArgs("no leader endpoint given at %v", eps)
 		}
-		return p.moveLeader(leaderID, target, resp)
+		return p.moveLeader(moved.from, transferee, moved.resp)
 	})
 	return cmd
 }
 
-// findLeader asks each endpoint in turn for its status and returns a client
-// of the first one that is the leader, which the caller closes.
-func (g *globals) findLeader(ctx context.Context, eps []string) (*clientv3.Client, uint64, error) {
-	for _, ep := range eps {
-		c, err := g.endpointClient(ep)
+// leaderMove is a leadership transfer done: from the leader it left.
+type leaderMove struct {
+	from uint64
+	resp *clientv3.MoveLeaderResponse
+}
+
+// moveLeader asks the endpoints in turn for their status until one is the
+// leader, and has that one hand its leadership to transferee. The result is
+// nil when no endpoint is the leader; an endpoint whose status cannot be
+// read stops the search with its error.
+func (set endpointSet) moveLeader(ctx context.Context, transferee uint64) (*leaderMove, error) {
+	var moved *leaderMove
+	err := set.visit(func(c *clientv3.Client, ep string) (bool, error) {
+		st, err := c.Status(ctx, ep)
 		if err != nil {
-			return nil, 0, err
+			return true, err
 		}
-		resp, err := c.Status(ctx, ep)
-		if err != nil {
-			c.Close()
-			return nil, 0, err
+		if st.Leader != st.Header.GetMemberId() {
+			return false, nil
 		}
-		if resp.Header.GetMemberId() == resp.Leader {
-			return c, resp.Leader, nil
+		resp, err := c.MoveLeader(ctx, transferee)
+		if err == nil {
+			moved = &leaderMove{from: st.Leader, resp: resp}
 		}
-		c.Close()
-	}
-	return nil, 0, badArgs("no leader endpoint given at %v", eps)
+		return true, err
+	})
+	return moved, err
 }
 
 func (p *printer) moveLeader(leader, target uint64, resp *clientv3.MoveLeaderResponse) error {

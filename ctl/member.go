@@ -171,15 +171,11 @@ URLs, and whether it is a learner. Use -w table for a readable layout.`,
 	}
 	cmd.Flags().StringVar(&consistency, "consistency", "l", "l asks the leader (up to date), s the local member (may lag)")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		var opts []clientv3.OpOption
-		switch consistency {
-		case "l":
-		case "s":
-			opts = append(opts, clientv3.WithSerializable())
-		default:
-			// etcdctl names get's --consistency here, whose value is
-			// always its default "l" in a member list command line.
-			return withCode(ExitBadFeature, fmt.Errorf("unknown consistency flag %q", "l"))
+		// A bad value is reported as etcdctl does: by the value of get's
+		// --consistency, always its default "l" in a member list command.
+		opts, err := consistencyOpts(consistency, "l")
+		if err != nil {
+			return err
 		}
 		return memberCall(g, func(c *clientv3.Client, ctx context.Context) (*clientv3.MemberListResponse, error) {
 			return c.MemberList(ctx, opts...)
@@ -216,11 +212,7 @@ func (p *printer) memberAdd(resp *clientv3.MemberAddResponse, name, peerURLs str
 		return nil
 	case formatJSON:
 		if p.hex {
-			return p.json(struct {
-				Header  *hexHeader   `json:"header"`
-				Member  *hexMember   `json:"member"`
-				Members []*hexMember `json:"members"`
-			}{(*hexHeader)(resp.Header), (*hexMember)(resp.Member), hexMembers(resp.Members)})
+			return p.json(hexMembersResponse{(*hexHeader)(resp.Header), (*hexMember)(resp.Member), hexMembers(resp.Members)})
 		}
 		return p.json((*pb.MemberAddResponse)(resp))
 	case formatProtobuf:
@@ -239,7 +231,7 @@ func (p *printer) memberChange(what string, id uint64, msg proto.Message, h *pb.
 		return nil
 	case formatJSON:
 		if p.hex {
-			return p.json(hexMembersResponse{(*hexHeader)(h), hexMembers(members)})
+			return p.json(hexMembersResponse{Header: (*hexHeader)(h), Members: hexMembers(members)})
 		}
 		return p.json(msg)
 	case formatProtobuf:
@@ -251,9 +243,7 @@ func (p *printer) memberChange(what string, id uint64, msg proto.Message, h *pb.
 func (p *printer) memberList(resp *clientv3.MemberListResponse) error {
 	switch p.format {
 	case formatSimple:
-		for _, row := range memberRows(resp.Members) {
-			p.println(strings.Join(row, ", "))
-		}
+		p.rows(memberRows(resp.Members))
 	case formatTable:
 		return p.table([]string{"ID", "Status", "Name", "Peer Addrs", "Client Addrs", "Is Learner"}, memberRows(resp.Members))
 	case formatFields:
@@ -271,7 +261,7 @@ func (p *printer) memberList(resp *clientv3.MemberListResponse) error {
 		}
 	case formatJSON:
 		if p.hex {
-			return p.json(hexMembersResponse{(*hexHeader)(resp.Header), hexMembers(resp.Members)})
+			return p.json(hexMembersResponse{Header: (*hexHeader)(resp.Header), Members: hexMembers(resp.Members)})
 		}
 		return p.json((*pb.MemberListResponse)(resp))
 	case formatProtobuf:
@@ -332,8 +322,10 @@ func hexMembers(members []*pb.Member) []*hexMember {
 	return out
 }
 
-// hexMembersResponse is a membership response in JSON with --hex.
+// hexMembersResponse is a membership response in JSON with --hex; Member is
+// only in member add's.
 type hexMembersResponse struct {
 	Header  *hexHeader   `json:"header"`
+	Member  *hexMember   `json:"member,omitempty"`
 	Members []*hexMember `json:"members"`
 }

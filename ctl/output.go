@@ -2,7 +2,6 @@ package ctl
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -30,16 +29,12 @@ type printer struct {
 	w      io.Writer
 }
 
-// printer checks -w (after reporting the unused ETCDCTL_* variables, as
-// etcdctl).
+// printer is the printer for -w. etcdctl checks -w last in building its
+// connection settings, so this builds them (clientSpec), which may prompt
+// for a password.
 func (g *globals) printer() (*printer, error) {
-	if err := g.checkEnv(); err != nil {
+	if _, err := g.clientSpec(); err != nil {
 		return nil, err
-	}
-	switch g.writeOut {
-	case formatSimple, formatJSON, formatTable, formatFields, formatProtobuf:
-	default:
-		return nil, withCode(ExitBadFeature, errors.New("unsupported output format"))
 	}
 	return &printer{format: g.writeOut, hex: g.hex, w: g.stdio.Out}, nil
 }
@@ -105,6 +100,14 @@ func (p *printer) lease(id int64) string {
 		return fmt.Sprintf("%016x", id)
 	}
 	return fmt.Sprint(id)
+}
+
+// rows prints each row on a line of its own, the cells separated by ", ":
+// the simple format of the commands that also print a table.
+func (p *printer) rows(rows [][]string) {
+	for _, row := range rows {
+		p.println(strings.Join(row, ", "))
+	}
 }
 
 // table prints rows under header in the bordered layout etcdctl uses, cells

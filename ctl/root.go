@@ -19,7 +19,7 @@ type Stdio struct {
 	Out, Err io.Writer
 }
 
-// Command groups, in the order of etcdctl's help.
+// Command groups, as IDs and in the order of etcdctl's help (groups).
 const (
 	groupKV          = "kv"
 	groupCluster     = "cluster"
@@ -27,6 +27,30 @@ const (
 	groupAuth        = "auth"
 	groupUtility     = "utility"
 )
+
+// groups are the command groups of the help, in order.
+var groups = []cobra.Group{
+	{ID: groupKV, Title: "Keys and values"},
+	{ID: groupCluster, Title: "Running the cluster"},
+	{ID: groupConcurrency, Title: "Locks and elections"},
+	{ID: groupAuth, Title: "Users and roles"},
+	{ID: groupUtility, Title: "Tools"},
+}
+
+// addUsedGroups adds to root the groups its commands belong to, so that the
+// help shows no empty group (keelctl has no authentication command yet).
+// Call it after adding the commands.
+func addUsedGroups(root *cobra.Command) {
+	used := map[string]bool{}
+	for _, c := range root.Commands() {
+		used[c.GroupID] = true
+	}
+	for _, grp := range groups {
+		if used[grp.ID] {
+			root.AddGroup(&grp)
+		}
+	}
+}
 
 // Main runs keelctl with args (the program name excluded) and returns its
 // exit code. An error is printed as "Error: <message>" on standard error.
@@ -68,18 +92,12 @@ func newRoot(stdio Stdio) *cobra.Command {
 	root.SetOut(stdio.Out)
 	root.SetErr(stdio.Err)
 	g.register(root.PersistentFlags())
-	root.AddGroup(
-		&cobra.Group{ID: groupKV, Title: "Keys and values"},
-		&cobra.Group{ID: groupCluster, Title: "Running the cluster"},
-		&cobra.Group{ID: groupConcurrency, Title: "Locks and elections"},
-		&cobra.Group{ID: groupAuth, Title: "Users and roles"},
-		&cobra.Group{ID: groupUtility, Title: "Tools"},
-	)
 	for _, add := range commandFamilies {
 		for _, c := range add(g) {
 			root.AddCommand(c)
 		}
 	}
+	addUsedGroups(root)
 	// cobra's own errors (unknown command, unknown flag, bad flag value)
 	// end keelctl as etcdctl's do.
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
@@ -96,7 +114,7 @@ var commandFamilies = []func(g *globals) []*cobra.Command{
 	leaseCommands,       // lease.go: lease grant|revoke|timetolive|list|keep-alive
 	memberCommands,      // member.go: member add|remove|update|list|promote
 	endpointCommands,    // endpoint.go: endpoint health|status|hashkv
-	maintenanceCommands, // maintenance.go: alarm, defrag, move-leader, snapshot
+	maintenanceCommands, // maintenance.go: alarm, defrag, move-leader
 	concurrencyCommands, // concurrency.go: lock, elect
 	utilityCommands,     // utility.go: check perf|datascale, make-mirror, version
 }
