@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -37,6 +38,16 @@ func runS6(t *testing.T, cli, endpoint, mirror string, env ...string) {
 	cmd.Env = append(dropPrefix(os.Environ(), "ETCDCTL_"),
 		"CTL="+cli, "ETCDCTL_ENDPOINTS="+endpoint, "MIRROR_ENDPOINT="+mirror)
 	cmd.Env = append(cmd.Env, env...)
+	// The script stops what it starts in the background; its own process
+	// group is killed as well, in case it could not (killed on timeout).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second // a leftover child must not hold the output pipe open forever
+	defer func() {
+		if cmd.Process != nil {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("testdata/s6.sh with %s: %v\n%s", cli, err, out)

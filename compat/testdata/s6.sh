@@ -17,6 +17,8 @@ expect() { # expect <what> <want> <got>
 expect_match() { # expect_match <what> <extended regexp> <got>
 	[[ "$3" =~ $2 ]] || fail "$1: $(printf %q "$3") does not match /$2/"
 }
+# Background commands run "$CTL" directly (not through ctl, whose subshell
+# would be what $! names), so that cleanup stops the CLI itself.
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -43,7 +45,7 @@ echo "--- put, get, watch, del"
 expect "put /name" OK "$(ctl put /name wang)"
 expect "get /name" $'/name\nwang' "$(ctl get /name)"
 from=$(revision)
-ctl watch /name --rev "$from" >"$work/watch" 2>&1 &
+"$CTL" watch /name --rev "$from" >"$work/watch" 2>&1 &
 pids+=($!)
 ctl put /name li >/dev/null
 expect "del /name" 1 "$(ctl del /name)"
@@ -82,11 +84,11 @@ expect "key gone with its lease" "" "$(ctl get /leased)"
 
 echo "--- lock and elect"
 expect "lock with a command" held "$(ctl lock /locks/backup -- sh -c 'echo held')"
-ctl elect /elections/ops candidate-1 >"$work/elect" 2>&1 &
+"$CTL" elect /elections/ops candidate-1 >"$work/elect" 2>&1 &
 pids+=($!)
 wait_lines "$work/elect" 1
 expect_match "elect" '^/elections/ops/[0-9a-f]+$' "$(head -1 "$work/elect")"
-ctl elect -l /elections/ops >"$work/listen" 2>&1 &
+"$CTL" elect -l /elections/ops >"$work/listen" 2>&1 &
 pids+=($!)
 wait_lines "$work/listen" 2
 expect "elect -l" "candidate-1" "$(sed -n 2p "$work/listen")"
@@ -101,7 +103,7 @@ out=$(printf 'mod("/config/version") > "0"\n\nget /config/version\n\n\n' | ctl t
 expect_match "txn -i" $'compares:\n.*SUCCESS\n\n/config/version\n2$' "$out"
 
 echo "--- make-mirror"
-ctl make-mirror --prefix /registry/ --dest-prefix /copy/ "$MIRROR_ENDPOINT" >"$work/mirror" 2>&1 &
+"$CTL" make-mirror --prefix /registry/ --dest-prefix /copy/ "$MIRROR_ENDPOINT" >"$work/mirror" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
 	n=$(dest get /copy/ --prefix --count-only -w fields | sed -n 's/"Count" : //p')
