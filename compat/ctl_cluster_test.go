@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -31,6 +32,9 @@ func (tw *ctlTwins) memberStep(st twinStep, args func(side int) []string) {
 	tw.t.Helper()
 	var runs [2]twinRun
 	argv := [2][]string{args(0), args(1)}
+	if slices.Contains(argv[0], "add") {
+		startOfFreshSecond() // see twinStep.SameSecond
+	}
 	for side := range runs {
 		s := st
 		s.Args = argv[side]
@@ -74,6 +78,7 @@ func (tw *ctlTwins) memberIDOf(side int, peerURL string) string {
 
 func masked(st twinStep) twinStep {
 	st.Mask = append(st.Mask, maskMemberIDs)
+	st.SameSecond = st.SameSecond || slices.Contains(st.Args, "add")
 	return st
 }
 
@@ -111,6 +116,9 @@ func (tw *ctlTwins) protoStep(msg func() proto.Message, args func(side int) []st
 	tw.t.Helper()
 	var runs [2]twinRun
 	argv := [2][]string{args(0), args(1)}
+	if slices.Contains(argv[0], "add") {
+		startOfFreshSecond() // see twinStep.SameSecond
+	}
 	for side := range runs {
 		bin, ep := tw.etcdctl, tw.etcdctlEP
 		if side == 1 {

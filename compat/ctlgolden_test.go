@@ -195,6 +195,20 @@ type twinStep struct {
 	// unless Killed is set (for watch and friends, which run until stopped).
 	Timeout time.Duration
 	Killed  bool
+	// SameSecond runs the step on both sides within one second of the
+	// clock: member add derives the new member's ID from the peer URLs and
+	// the second it runs in, so two adds a second apart give the twins
+	// different IDs (and orders in member list).
+	SameSecond bool
+}
+
+// startOfFreshSecond waits, if less than half a second is left in the
+// current second, for the next one to begin, so that a pair of short runs
+// fits in one second. It waits less than a second.
+func startOfFreshSecond() {
+	if ns := time.Now().Nanosecond(); ns > 500_000_000 {
+		time.Sleep(time.Duration(1_000_000_000-ns) + time.Millisecond)
+	}
 }
 
 // twinRun is one CLI's run of a step.
@@ -209,6 +223,9 @@ type twinRun struct {
 func (tw *ctlTwins) run(steps ...twinStep) {
 	tw.t.Helper()
 	for i, st := range steps {
+		if st.SameSecond {
+			startOfFreshSecond()
+		}
 		want := tw.exec(0, st)
 		got := tw.exec(1, st)
 		if diff := compareCtlRuns(want, got); diff != "" {
