@@ -15,10 +15,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"go.etcd.io/etcd/server/v3/embed"
-
-	"github.com/keeldb/keel/server"
 )
 
 // Golden tests of keelctl: every command line runs twice, once with the
@@ -121,54 +117,24 @@ func newCtlTwins(t *testing.T) *ctlTwins {
 func startCtlTwinKeel(t *testing.T, name string) string {
 	t.Helper()
 	cfg := keelConfig(t)
-	adv, err := url.Parse(ctlTwinAdvertisePeerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.InitialAdvertisePeerURLs = []url.URL{*adv}
+	cfg.InitialAdvertisePeerURLs = []url.URL{ctlTwinPeerURL(t)}
 	cfg.InitialCluster = memberName + "=" + ctlTwinAdvertisePeerURL
-	s, err := server.Start(cfg, serverLogger(t, name))
-	if err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	t.Cleanup(s.Stop)
-	u, err := url.Parse(s.ClientURLs()[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newTarget(t, name, u.Host).endpoint
+	return startKeelConfig(t, name, cfg).endpoint
 }
 
 func startCtlTwinEtcd(t *testing.T, name string) string {
 	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Name = memberName
-	cfg.Dir = filepath.Join(t.TempDir(), "data")
-	adv, err := url.Parse(ctlTwinAdvertisePeerURL)
+	adv := ctlTwinPeerURL(t)
+	return startEtcdAdvertising(t, name, &adv).endpoint
+}
+
+func ctlTwinPeerURL(t *testing.T) url.URL {
+	t.Helper()
+	u, err := url.Parse(ctlTwinAdvertisePeerURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := localURL(freePort(t))
-	cfg.ListenPeerUrls = []url.URL{localURL(freePort(t))}
-	cfg.AdvertisePeerUrls = []url.URL{*adv}
-	cfg.ListenClientUrls = []url.URL{client}
-	cfg.AdvertiseClientUrls = []url.URL{client}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.UnsafeNoFsync = true
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(serverLogger(t, name))
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		t.Fatalf("%s failed while starting: %v", name, err)
-	case <-time.After(startTimeout):
-		t.Fatalf("%s not ready after %v", name, startTimeout)
-	}
-	return newTarget(t, name, e.Clients[0].Addr().String()).endpoint
+	return *u
 }
 
 // twinStep is one command line, run by both CLIs.

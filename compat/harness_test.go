@@ -113,6 +113,13 @@ func localURL(port int) url.URL {
 // startEtcd starts a one-member etcd in this process.
 func startEtcd(t *testing.T, name string) *target {
 	t.Helper()
+	return startEtcdAdvertising(t, name, nil)
+}
+
+// startEtcdAdvertising is startEtcd with the peer URL to advertise, if not
+// nil, instead of the one it listens on.
+func startEtcdAdvertising(t *testing.T, name string, advertisePeer *url.URL) *target {
+	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = memberName
 	cfg.Dir = filepath.Join(t.TempDir(), "data")
@@ -120,6 +127,9 @@ func startEtcd(t *testing.T, name string) *target {
 	client := localURL(freePort(t))
 	cfg.ListenPeerUrls = []url.URL{peer}
 	cfg.AdvertisePeerUrls = []url.URL{peer}
+	if advertisePeer != nil {
+		cfg.AdvertisePeerUrls = []url.URL{*advertisePeer}
+	}
 	cfg.ListenClientUrls = []url.URL{client}
 	cfg.AdvertiseClientUrls = []url.URL{client}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)

@@ -30,7 +30,13 @@ func keelConfig(t *testing.T) *config.Config {
 // startKeel starts a one-member keel in this process.
 func startKeel(t *testing.T, name string) *target {
 	t.Helper()
-	s, err := server.Start(keelConfig(t), serverLogger(t, name))
+	return startKeelConfig(t, name, keelConfig(t))
+}
+
+// startKeelConfig starts a keel member with cfg in this process.
+func startKeelConfig(t *testing.T, name string, cfg *config.Config) *target {
+	t.Helper()
+	s, err := server.Start(cfg, serverLogger(t, name))
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
