@@ -62,10 +62,7 @@ func leaseRevokeCommand(g *globals) *cobra.Command {
 		Short: "Ends a lease now, removing the keys attached to it",
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		if len(args) != 1 {
-			return badArgs("lease revoke command needs 1 argument")
-		}
-		id, err := parseLeaseID(args[0], "lease ID arg")
+		id, err := leaseIDArg(args, "lease revoke command needs 1 argument")
 		if err != nil {
 			return err
 		}
@@ -93,10 +90,7 @@ func leaseTimeToLiveCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&keys, "keys", false, "also print the keys the lease holds")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		if len(args) != 1 {
-			return badArgs("lease timetolive command needs lease ID as argument")
-		}
-		id, err := parseLeaseID(args[0], "lease ID arg")
+		id, err := leaseIDArg(args, "lease timetolive command needs lease ID as argument")
 		if err != nil {
 			return err
 		}
@@ -148,10 +142,7 @@ func leaseKeepAliveCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&once, "once", false, "renew a single time, then stop")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		if len(args) != 1 {
-			return badArgs("lease keep-alive command needs lease ID as argument")
-		}
-		id, err := parseLeaseID(args[0], "lease ID arg")
+		id, err := leaseIDArg(args, "lease keep-alive command needs lease ID as argument")
 		if err != nil {
 			return err
 		}
@@ -303,4 +294,13 @@ func (p *printer) leaseList(resp *clientv3.LeaseLeasesResponse) error {
 		return p.leaseRPC(resp)
 	}
 	return nil
+}
+
+// leaseIDArg reads the one lease ID argument of revoke, timetolive and
+// keep-alive; need is the command's message when there is not exactly one.
+func leaseIDArg(args []string, need string) (clientv3.LeaseID, error) {
+	if len(args) != 1 {
+		return 0, badArgs("%s", need)
+	}
+	return parseLeaseID(args[0], "lease ID arg")
 }
