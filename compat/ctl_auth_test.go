@@ -4,6 +4,21 @@ import (
 	"testing"
 )
 
+// newAuthTwins starts the twins and checks that both servers serve the Auth
+// service: the golden comparison alone would pass on servers that refuse
+// every auth request alike.
+func newAuthTwins(t *testing.T) *ctlTwins {
+	t.Helper()
+	tw := newCtlTwins(t)
+	for _, ep := range []string{tw.etcdctlEP, tw.keelctlEP} {
+		out, errOut, code, err := runCtlRaw(tw.etcdctl, "--endpoints="+ep, "auth", "status")
+		if err != nil || code != 0 {
+			t.Fatalf("the twins' servers do not serve authentication: etcdctl auth status: exit %d, %v\n%s%s", code, err, out, errOut)
+		}
+	}
+	return tw
+}
+
 // Golden tests of keelctl's user, role and auth commands. Commands that
 // create something are run once per output format on a name of their own
 // (perFormat), so that every format prints a success; etcdctl makes the
@@ -38,7 +53,7 @@ func asRoot(args ...string) []string {
 // (with --detail), list, passwd, grant-role, revoke-role and delete, in
 // every format, and their mistakes.
 func TestCtlUser(t *testing.T) {
-	tw := newCtlTwins(t)
+	tw := newAuthTwins(t)
 	tw.run(seq(
 		perFormat(func(f string) []string { return []string{"user", "add", "u-" + f + ":pw"} }),
 		[]twinStep{
@@ -121,7 +136,7 @@ func TestCtlUser(t *testing.T) {
 // permission type and key shape) and revoke-permission, in every format,
 // and their mistakes.
 func TestCtlRole(t *testing.T) {
-	tw := newCtlTwins(t)
+	tw := newAuthTwins(t)
 	tw.run(seq(
 		perFormat(func(f string) []string { return []string{"role", "add", "r-" + f} }),
 		[]twinStep{
@@ -207,7 +222,7 @@ func TestCtlRole(t *testing.T) {
 // later commands (--user with and without the password, --password, wrong
 // ones, none), and a user without the root role on management commands.
 func TestCtlAuth(t *testing.T) {
-	tw := newCtlTwins(t)
+	tw := newAuthTwins(t)
 	tw.run(seq(
 		withFormats("auth", "status"),
 		[]twinStep{
@@ -230,6 +245,9 @@ func TestCtlAuth(t *testing.T) {
 			stdinStep("wrong\n", "--user=root", "role", "list"),
 			line("--user=root", "--password="+rootPassword, "role", "list"),
 			line("--user", "root", "--password", rootPassword, "user", "list"),
+			{Args: []string{"user", "list"}, Env: []string{"ETCDCTL_USER=root:" + rootPassword}},
+			{Args: []string{"user", "list"}, Env: []string{"ETCDCTL_USER=root", "ETCDCTL_PASSWORD=" + rootPassword}},
+			{Args: []string{"user", "list"}, Env: []string{"ETCDCTL_PASSWORD=" + rootPassword}},
 			twinStep{Args: asRoot("auth", "enable")},
 			twinStep{Args: asRoot("user", "get", "root", "--detail")},
 			twinStep{Args: asRoot("role", "get", "root")},
