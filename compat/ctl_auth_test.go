@@ -252,6 +252,11 @@ func TestCtlAuth(t *testing.T) {
 			twinStep{Args: asRoot("user", "get", "root", "--detail")},
 			twinStep{Args: asRoot("role", "get", "root")},
 			twinStep{Args: asRoot("user", "add", "alice:alicepw")},
+			// The new user's password is asked for before root's.
+			stdinStep("bobpw\nbobpw\n"+rootPassword+"\n", "--user=root", "user", "add", "bob"),
+			stdinStep("bobpw2\n"+rootPassword+"\n", "--user=root", "user", "passwd", "bob", "--interactive=false"),
+			line("--user=bob:bobpw2", "user", "get", "bob"),
+			line("--auth-jwt-token=not-a-token", "user", "list"),
 			twinStep{Args: asRoot("role", "add", "reader")},
 			twinStep{Args: asRoot("role", "grant-permission", "reader", "read", "a")},
 			twinStep{Args: asRoot("user", "grant-role", "alice", "reader")},
