@@ -38,7 +38,7 @@ var groups = []cobra.Group{
 }
 
 // addUsedGroups adds to root the groups its commands belong to, so that the
-// help shows no empty group (keelctl has no authentication command yet).
+// help shows no empty group.
 // Call it after adding the commands.
 func addUsedGroups(root *cobra.Command) {
 	used := map[string]bool{}
@@ -116,5 +116,8 @@ var commandFamilies = []func(g *globals) []*cobra.Command{
 	endpointCommands,    // endpoint.go: endpoint health|status|hashkv
 	maintenanceCommands, // maintenance.go: alarm, defrag, move-leader
 	concurrencyCommands, // concurrency.go: lock, elect
+	authCommands,        // auth.go: auth enable|disable|status
+	userCommands,        // user.go: user add|delete|get|list|passwd|grant-role|revoke-role
+	roleCommands,        // role.go: role add|delete|get|list|grant-permission|revoke-permission
 	utilityCommands,     // utility.go: check perf|datascale, make-mirror, version
 }

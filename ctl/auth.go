@@ -1,0 +1,160 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+
+	"github.com/spf13/cobra"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// rootName is the name of the user and of the role that hold every right
+// once authentication is on.
+const rootName = "root"
+
+func authCommands(g *globals) []*cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "auth <enable or disable>",
+		Short:   "Turns authentication on or off, or tells whether it is on",
+		GroupID: groupAuth,
+	}
+	cmd.AddCommand(authEnableCommand(g), authDisableCommand(g), authStatusCommand(g))
+	return []*cobra.Command{cmd}
+}
+
+// authCall is the body of a user, role or auth command. prepare checks the
+// arguments and reads what etcdctl reads before it connects (a new user's
+// password); then call makes the command's requests within one
+// --command-timeout and prints the result.
+func (g *globals) authCall(prepare func(args []string) error, call func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error) func(*cobra.Command, []string) error {
+	return g.run(func(cmd *cobra.Command, args []string) error {
+		if err := prepare(args); err != nil {
+			return err
+		}
+		p, c, err := g.connect()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := g.commandContext()
+		defer cancel()
+		return call(ctx, p, c, args)
+	})
+}
+
+// nArgs is a prepare for authCall: exactly n arguments, else the error
+// need, with etcdctl's exit code.
+func nArgs(n int, need string) func([]string) error {
+	return func(args []string) error {
+		if len(args) != n {
+			return badArgs("%s", need)
+		}
+		return nil
+	}
+}
+
+func authEnableCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "enable",
+		Short: "Turns authentication on (the root user must exist)",
+	}
+	cmd.RunE = g.authCall(nArgs(0, "auth enable command does not accept any arguments"),
+		func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
+			if err := enableAuth(ctx, c); err != nil {
+				return err
+			}
+			p.println("Authentication Enabled") // whatever the format, as etcdctl
+			return nil
+		})
+	return cmd
+}
+
+// enableAuth turns authentication on. As etcdctl, when the server refuses
+// because the root role is missing, it creates the role, grants it to the
+// root user and tries again; a missing root user is the server's error.
+// The loop ends: a second RoleAdd of root fails.
+func enableAuth(ctx context.Context, c *clientv3.Client) error {
+	for {
+		_, err := c.AuthEnable(ctx)
+		if !errors.Is(err, rpctypes.ErrRootRoleNotExist) {
+			return err
+		}
+		if _, err := c.RoleAdd(ctx, rootName); err != nil {
+			return err
+		}
+		if _, err := c.UserGrantRole(ctx, rootName, rootName); err != nil {
+			return err
+		}
+	}
+}
+
+func authDisableCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "disable",
+		Short: "Turns authentication off (root only)",
+	}
+	cmd.RunE = g.authCall(nArgs(0, "auth disable command does not accept any arguments"),
+		func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
+			if _, err := c.AuthDisable(ctx); err != nil {
+				return err
+			}
+			p.println("Authentication Disabled") // whatever the format, as etcdctl
+			return nil
+		})
+	return cmd
+}
+
+func authStatusCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Tells whether authentication is on, and the auth revision",
+	}
+	cmd.RunE = g.authCall(nArgs(0, "auth status command does not accept any arguments"),
+		func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
+			resp, err := c.AuthStatus(ctx)
+			if err != nil {
+				return err
+			}
+			return p.authStatus(resp)
+		})
+	return cmd
+}
+
+func (p *printer) authStatus(resp *clientv3.AuthStatusResponse) error {
+	if p.format == formatSimple {
+		p.printf("Authentication Status: %v\n", resp.Enabled)
+		p.printf("AuthRevision: %d\n", resp.AuthRevision)
+		return nil
+	}
+	return p.authRPC((*pb.AuthStatusResponse)(resp))
+}
+
+// authRPC prints an auth response in the json and protobuf formats, the
+// response as it is; the other formats are not supported, as in etcdctl.
+func (p *printer) authRPC(resp proto.Message) error {
+	switch p.format {
+	case formatJSON:
+		return p.json(resp)
+	case formatProtobuf:
+		return p.protobuf(resp)
+	}
+	return p.unsupported()
+}
+
+// authDone prints the result of a user or role change: the line done in
+// the simple format, the header alone in the fields format, the response in
+// json and protobuf.
+func (p *printer) authDone(done string, h *pb.ResponseHeader, resp proto.Message) error {
+	switch p.format {
+	case formatSimple:
+		p.println(done)
+	case formatFields:
+		p.fieldsHeader(h)
+	default:
+		return p.authRPC(resp)
+	}
+	return nil
+}
