@@ -1,7 +1,8 @@
 // Package pki makes and reads the certificates a keel cluster uses: a
 // certificate authority, server, peer and client certificates signed by it,
 // self-signed certificates for --auto-tls and --peer-auto-tls, and
-// certificate revocation lists.
+// certificate revocation lists. Handshake.Explain turns a failed TLS
+// handshake into the cause in operator terms (explain.go).
 //
 // Everything is crypto/x509 and crypto/tls; the package holds no state.
 package pki
