@@ -2,7 +2,8 @@
 // certificate authority, server, peer and client certificates signed by it,
 // self-signed certificates for --auto-tls and --peer-auto-tls, and
 // certificate revocation lists. Handshake.Explain turns a failed TLS
-// handshake into the cause in operator terms (explain.go).
+// handshake into the cause in operator terms (explain.go); Describe says
+// what a certificate is and what keel can use it for (describe.go).
 //
 // Everything is crypto/x509 and crypto/tls; the package holds no state.
 package pki
