@@ -117,4 +117,5 @@ var commandFamilies = []func(g *globals) []*cobra.Command{
 	maintenanceCommands, // maintenance.go: alarm, defrag, move-leader
 	concurrencyCommands, // concurrency.go: lock, elect
 	utilityCommands,     // utility.go: check perf|datascale, make-mirror, version
+	pkiCommands,         // pki.go: pki create|inspect (keel's own)
 }
