@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/keeldb/keel/pki"
 )
 
 // failure is a refused handshake in operator terms: cause is a short key
@@ -22,99 +25,60 @@ type failure struct {
 	cause, reason string
 }
 
-// flags names the flags of a port in explanations.
-func flags(port string) (certFile, caFile, certAuth string) {
-	if port == "peer" {
-		return "--peer-cert-file", "--peer-trusted-ca-file", "--peer-client-cert-auth"
-	}
-	return "--cert-file", "--trusted-ca-file", "--client-cert-auth"
-}
-
-// explainFailure explains why the TLS handshake of a connection to the
-// port ("client" or "peer") failed with err.
-func explainFailure(err error, port string) failure {
-	certFile, caFile, certAuth := flags(port)
+// explainFailure explains why the TLS handshake with the client at remote
+// on the port ("client" or "peer") failed with err.
+func (s *Source) explainFailure(err error, port, remote string) failure {
 	var (
 		rev *RevokedError
 		na  *NotAllowedError
-		inv x509.CertificateInvalidError
-		ua  x509.UnknownAuthorityError
 		san *sanError
-		op  *net.OpError
 	)
 	switch {
 	case errors.As(err, &rev):
-		return failure{"revoked", fmt.Sprintf("the client's %s; issue it a new certificate", rev.Error())}
+		return failure{"revoked", fmt.Sprintf("the client at %s presented a %s; it must get a new certificate", remote, rev.Error())}
 	case errors.As(err, &na):
-		return failure{"not-allowed", "the client's " + na.Error()}
+		return failure{"not-allowed", fmt.Sprintf("the client at %s presented a %s", remote, na.Error())}
 	case errors.As(err, &san):
 		return failure{"san", san.Error()}
-	case errors.As(err, &inv):
-		return explainInvalid(inv, port)
-	case errors.As(err, &ua):
-		return failure{"unknown-authority", fmt.Sprintf("the client certificate %s is signed by %q, which is not a CA in %s; "+
-			"issue the client a certificate from that CA or add its CA to %s", subject(ua.Cert), ua.Cert.Issuer.String(), caFile, caFile)}
-	case strings.Contains(err.Error(), "client didn't provide a certificate"):
-		return failure{"no-client-certificate", fmt.Sprintf("the client presented no certificate, and %s (or %s) requires one; "+
-			"give the client a certificate and key signed by a CA of %s", certAuth, caFile, caFile)}
-	case errors.As(err, &op) && op.Op == "remote error":
-		return failure{"refused-by-client", fmt.Sprintf("the client refused this member's certificate (%v): check that the client trusts the CA "+
-			"that signed %s and that the certificate covers the host name or IP address the client dials", op.Err, certFile)}
 	case goneAway(err):
 		return failure{}
 	}
-	return failure{"handshake", fmt.Sprintf("TLS handshake failed: %v", err)}
+	certFlags := "--cert-file and --key-file"
+	if port == "peer" {
+		certFlags = "--peer-cert-file and --peer-key-file"
+	}
+	h := pki.Handshake{Role: pki.Acceptor, Addr: remote, CAFile: s.info.TrustedCAFile, CAs: s.trustedCAs(),
+		Cert: s.cert.get().Leaf, CertFlags: certFlags}
+	reason := h.Explain(err)
+	if reason == "" {
+		reason = fmt.Sprintf("TLS handshake with the client at %s failed: %v", remote, err)
+	}
+	return failure{causeOf(err), reason}
 }
 
-func explainInvalid(inv x509.CertificateInvalidError, port string) failure {
-	c := inv.Cert
-	switch inv.Reason {
-	case x509.Expired:
-		now := time.Now().UTC()
-		cause, state := "expired", "expired at "+c.NotAfter.UTC().Format(time.RFC3339)
-		if now.Before(c.NotBefore) {
-			cause, state = "not-yet-valid", "is not valid before "+c.NotBefore.UTC().Format(time.RFC3339)
-		}
-		return failure{cause, fmt.Sprintf("the client certificate %s %s (valid from %s to %s; the local clock says %s)", subject(c), state,
-			c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), now.Format(time.RFC3339))}
-	case x509.IncompatibleUsage:
-		want := "a client certificate (extended key usage clientAuth)"
-		if port == "peer" {
-			want = "a peer certificate (extended key usages serverAuth and clientAuth)"
-		}
-		return failure{"key-usage", fmt.Sprintf("the client certificate %s lacks the clientAuth extended key usage (it has: %s); issue %s",
-			subject(c), strings.Join(extKeyUsages(c), ", "), want)}
+// causeOf classifies a handshake error for rate-limiting the log.
+func causeOf(err error) string {
+	var (
+		inv x509.CertificateInvalidError
+		ua  x509.UnknownAuthorityError
+		he  x509.HostnameError
+		op  *net.OpError
+	)
+	switch {
+	case errors.As(err, &inv) && inv.Reason == x509.Expired && inv.Cert != nil && time.Now().Before(inv.Cert.NotBefore):
+		return "not-yet-valid"
+	case errors.As(err, &inv):
+		return fmt.Sprintf("invalid-certificate-%d", inv.Reason)
+	case errors.As(err, &ua):
+		return "unknown-authority"
+	case errors.As(err, &he):
+		return "hostname"
+	case strings.Contains(err.Error(), "didn't provide a certificate"):
+		return "no-client-certificate"
+	case errors.As(err, &op) && op.Op == "remote error":
+		return "refused-by-client"
 	}
-	return failure{"invalid-certificate", fmt.Sprintf("the client certificate %s is invalid: %v", subject(c), inv)}
-}
-
-func subject(c *x509.Certificate) string {
-	if c == nil {
-		return "(none)"
-	}
-	return fmt.Sprintf("%q", c.Subject.CommonName)
-}
-
-// extKeyUsages names the extended key usages of c as certificates print
-// them.
-func extKeyUsages(c *x509.Certificate) []string {
-	names := map[x509.ExtKeyUsage]string{
-		x509.ExtKeyUsageAny: "any", x509.ExtKeyUsageServerAuth: "serverAuth", x509.ExtKeyUsageClientAuth: "clientAuth",
-		x509.ExtKeyUsageCodeSigning: "codeSigning", x509.ExtKeyUsageEmailProtection: "emailProtection",
-		x509.ExtKeyUsageTimeStamping: "timeStamping", x509.ExtKeyUsageOCSPSigning: "OCSPSigning",
-	}
-	var out []string
-	for _, u := range c.ExtKeyUsage {
-		if n, ok := names[u]; ok {
-			out = append(out, n)
-		} else {
-			out = append(out, fmt.Sprintf("usage %d", u))
-		}
-	}
-	if len(out) == 0 {
-		return []string{"none"}
-	}
-	return out
+	return "handshake"
 }
 
 // goneAway reports whether err only says that the client went away or took
@@ -134,8 +98,9 @@ type sanError struct {
 }
 
 func (e *sanError) Error() string {
-	return fmt.Sprintf("the peer connects from %s, which the SANs of its certificate %s do not cover (DNS names %q, IP addresses %v); "+
-		"issue its certificate with that address, or set --peer-skip-client-san-verification", e.remote, subject(e.cert), e.cert.DNSNames, e.cert.IPAddresses)
+	return fmt.Sprintf("the peer connects from %s, which its certificate %s does not cover (it covers %s): "+
+		"reissue it with that address among its SANs, or set --peer-skip-client-san-verification",
+		e.remote, pki.Name(e.cert), pki.Coverage(e.cert))
 }
 
 // checkClientSAN is etcd's peer check: a client certificate with SANs must
@@ -173,4 +138,15 @@ func checkClientSAN(ctx context.Context, tc *tls.Conn) error {
 		}
 	}
 	return &sanError{remote: host, cert: c}
+}
+
+// ExplainDial explains why dialling the peer URL u with s's client
+// configuration failed with err, "" when err names no TLS cause.
+func (s *Source) ExplainDial(u string, err error) string {
+	addr := u
+	if parsed, perr := url.Parse(u); perr == nil && parsed.Host != "" {
+		addr = parsed.Host
+	}
+	return pki.Handshake{Role: pki.Dialer, Addr: addr, CAFile: s.info.TrustedCAFile, CAs: s.trustedCAs(),
+		Cert: s.clientCert.get().Leaf, CertFlags: "--peer-cert-file and --peer-key-file"}.Explain(err)
 }

@@ -85,17 +85,40 @@ func loadKeyPair(certFile, keyFile string) func() (*tls.Certificate, error) {
 	}
 }
 
-func loadPool(caFile string) func() (*x509.CertPool, error) {
-	return func() (*x509.CertPool, error) {
+// caBundle is a trusted CA file: the pool verification uses and its
+// certificates, which explanations name.
+type caBundle struct {
+	pool  *x509.CertPool
+	certs []*x509.Certificate
+}
+
+func loadCAs(caFile string) func() (caBundle, error) {
+	return func() (caBundle, error) {
 		data, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("read trusted CA file: %w", err)
+			return caBundle{}, fmt.Errorf("read trusted CA file: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(data) {
-			return nil, fmt.Errorf("trusted CA file %s holds no PEM certificate", caFile)
+		b := caBundle{pool: x509.NewCertPool()}
+		for rest := data; ; {
+			var block *pem.Block
+			block, rest = pem.Decode(rest)
+			if block == nil {
+				break
+			}
+			if block.Type != "CERTIFICATE" {
+				continue
+			}
+			c, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return caBundle{}, fmt.Errorf("parse trusted CA file %s: %w", caFile, err)
+			}
+			b.pool.AddCert(c)
+			b.certs = append(b.certs, c)
 		}
-		return pool, nil
+		if len(b.certs) == 0 {
+			return caBundle{}, fmt.Errorf("trusted CA file %s holds no PEM certificate", caFile)
+		}
+		return b, nil
 	}
 }
 

@@ -22,8 +22,11 @@ const tlsRecordHandshake = 0x16
 
 // ListenerConfig configures NewListener.
 type ListenerConfig struct {
-	// TLS is the server configuration (Source.ServerConfig).
-	TLS *tls.Config
+	// Source serves the certificates and verifies the clients.
+	Source *Source
+	// NextProtos are the application protocols offered (ALPN), e.g.
+	// "h2" and "http/1.1".
+	NextProtos []string
 	// Port is "client" or "peer": it names the port in logs and the flags
 	// in explanations.
 	Port string
@@ -50,7 +53,7 @@ func NewListener(l net.Listener, cfg ListenerConfig) net.Listener {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	tl := &listener{Listener: l, cfg: cfg, limiter: newLimiter(), conns: make(chan net.Conn),
+	tl := &listener{Listener: l, cfg: cfg, tls: cfg.Source.ServerConfig(cfg.NextProtos...), limiter: newLimiter(), conns: make(chan net.Conn),
 		done: make(chan struct{}), pending: map[net.Conn]struct{}{}}
 	tl.wg.Add(1)
 	go tl.acceptLoop()
@@ -60,6 +63,7 @@ func NewListener(l net.Listener, cfg ListenerConfig) net.Listener {
 type listener struct {
 	net.Listener
 	cfg     ListenerConfig
+	tls     *tls.Config
 	limiter *limiter
 	conns   chan net.Conn
 	done    chan struct{}
@@ -191,15 +195,10 @@ func (l *listener) prepare(raw net.Conn) net.Conn {
 // perConnConfig wraps the server configuration to record which
 // application protocols the client offered (see OfferedProtocols).
 func (l *listener) perConnConfig(sc *sniffedConn) *tls.Config {
-	base := l.cfg.TLS
+	base := l.tls
 	return &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
 		sc.offered = h.SupportedProtos
-		if base.GetConfigForClient != nil {
-			if cfg, err := base.GetConfigForClient(h); cfg != nil || err != nil {
-				return cfg, err
-			}
-		}
-		return base, nil
+		return base.GetConfigForClient(h)
 	}}
 }
 
@@ -284,7 +283,7 @@ func closeWriteAndDrain(c net.Conn) {
 // handshakeFailed logs a refused handshake with its cause; a client that
 // just went away is not worth a line.
 func (l *listener) handshakeFailed(remote net.Addr, err error) {
-	f := explainFailure(err, l.cfg.Port)
+	f := l.cfg.Source.explainFailure(err, l.cfg.Port, remote.String())
 	if f.cause == "" {
 		l.cfg.Logger.Debug("TLS handshake ended", zap.String("port", l.cfg.Port), zap.String("remote-addr", remote.String()), zap.Error(err))
 		return

@@ -64,8 +64,8 @@ type Source struct {
 	limiter    *limiter
 	cert       *watched[*tls.Certificate]
 	clientCert *watched[*tls.Certificate]
-	ca         *watched[*x509.CertPool] // nil without TrustedCAFile
-	crl        *watched[revocations]    // nil without CRLFile
+	ca         *watched[caBundle]    // nil without TrustedCAFile
+	crl        *watched[revocations] // nil without CRLFile
 }
 
 // New loads the files of info. It fails, naming the file, when one cannot
@@ -97,7 +97,7 @@ func New(info Info, lg *zap.Logger) (*Source, error) {
 		}
 	}
 	if info.TrustedCAFile != "" {
-		if s.ca, err = newWatched([]string{info.TrustedCAFile}, loadPool(info.TrustedCAFile), s.reloadFailed); err != nil {
+		if s.ca, err = newWatched([]string{info.TrustedCAFile}, loadCAs(info.TrustedCAFile), s.reloadFailed); err != nil {
 			return nil, err
 		}
 	}
@@ -139,7 +139,7 @@ func (s *Source) ServerConfig(nextProtos ...string) *tls.Config {
 				cfg.ClientAuth = tls.RequireAndVerifyClientCert
 			}
 			if s.ca != nil {
-				cfg.ClientCAs = s.ca.get()
+				cfg.ClientCAs = s.ca.get().pool
 			}
 			return cfg, nil
 		},
@@ -163,6 +163,15 @@ func (s *Source) ClientConfig() *tls.Config {
 		InsecureSkipVerify: true,
 		VerifyConnection:   s.verifyServer,
 	}
+}
+
+// trustedCAs returns the certificates of the trusted CA file, nil without
+// one.
+func (s *Source) trustedCAs() []*x509.Certificate {
+	if s.ca == nil {
+		return nil
+	}
+	return s.ca.get().certs
 }
 
 func (s *Source) minVersion() uint16 {
@@ -203,7 +212,7 @@ func (s *Source) verifyServer(cs tls.ConnectionState) error {
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	if s.ca != nil {
-		opts.Roots = s.ca.get()
+		opts.Roots = s.ca.get().pool
 	}
 	for _, c := range cs.PeerCertificates[1:] {
 		opts.Intermediates.AddCert(c)
