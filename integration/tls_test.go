@@ -263,7 +263,9 @@ func TestTLSPlaintextGRPCOnTLSPortFailsWithReason(t *testing.T) {
 	srv := p.server("server")
 	m := keeltest.Start(t, keeltest.WithClientTLS(config.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile}, p.clientTLS(nil)))
 	err := putFails(t, newTLSClient(t, "http://"+m.HostPort(), nil))
-	t.Logf("plaintext gRPC client: %v", err)
+	if !strings.Contains(err.Error(), "requires TLS") {
+		t.Errorf("plaintext gRPC client got %v, want the reason (requires TLS)", err)
+	}
 }
 
 func TestTLSPeerCluster(t *testing.T) {

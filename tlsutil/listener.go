@@ -1,6 +1,7 @@
 package tlsutil
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -12,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // handshakeTimeout bounds a connection's TLS handshake, from accept on.
@@ -253,10 +255,7 @@ func (l *listener) refusePlaintext(c *sniffedConn) {
 	switch {
 	case string(seen) == http2Preface:
 		proto = "HTTP/2 (a gRPC client without TLS)"
-		fr := http2.NewFramer(c, nil)
-		fr.WriteSettings()
-		fr.WriteGoAway(0, http2.ErrCodeInadequateSecurity,
-			[]byte(fmt.Sprintf("this %s port requires TLS: connect with TLS (%s), not plaintext", l.cfg.Port, url)))
+		refuseHTTP2(c, fmt.Sprintf("this %s port requires TLS: connect with TLS (%s), not plaintext", l.cfg.Port, url))
 	case len(seen) > 0 && seen[0] >= 'A' && seen[0] <= 'Z':
 		proto = "HTTP/1"
 		body := fmt.Sprintf("Client sent an HTTP request to an HTTPS server: this %s port requires TLS; use %s\n", l.cfg.Port, url)
@@ -268,6 +267,41 @@ func (l *listener) refusePlaintext(c *sniffedConn) {
 	l.log(c.RemoteAddr(), "plaintext", "rejected a plaintext connection on a TLS port",
 		zap.String("protocol", proto),
 		zap.String("reason", fmt.Sprintf("the %s port requires TLS; the client must use %s", l.cfg.Port, url)))
+}
+
+// refuseHTTP2 answers the first request of a plaintext HTTP/2 client with
+// gRPC status Unavailable carrying msg, so that a gRPC client reports the
+// cause, then sends GOAWAY with msg as debug data.
+func refuseHTTP2(c net.Conn, msg string) {
+	fr := http2.NewFramer(c, c)
+	if fr.WriteSettings() != nil {
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for range 16 {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			break
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+			fr.WriteSettingsAck()
+			continue
+		}
+		hf, ok := f.(*http2.HeadersFrame)
+		if !ok {
+			continue
+		}
+		var block bytes.Buffer
+		enc := hpack.NewEncoder(&block)
+		for _, kv := range [][2]string{{":status", "200"}, {"content-type", "application/grpc"},
+			{"grpc-status", "14"}, {"grpc-message", msg}} {
+			enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+		}
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: hf.StreamID, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true})
+		fr.WriteGoAway(hf.StreamID, http2.ErrCodeInadequateSecurity, []byte(msg))
+		return
+	}
+	fr.WriteGoAway(0, http2.ErrCodeInadequateSecurity, []byte(msg))
 }
 
 // closeWriteAndDrain lets the client read what was written before the
