@@ -300,3 +300,25 @@ func TestTLSPeerAutoTLSCluster(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestTLSPeerPortNamesRefusedPeerCertificate(t *testing.T) {
+	p := newTestPKI(t)
+	peer := p.issue("peer", pki.Request{CommonName: "member", Hosts: []string{"127.0.0.1"}, Usage: pki.Peer})
+	intruder := p.issue("intruder", pki.Request{CommonName: "intruder", Hosts: []string{"127.0.0.1"}, Usage: pki.Peer})
+	lg, logs := observedLogger()
+	m := keeltest.Start(t, keeltest.WithLogger(lg), keeltest.WithPeerTLS(config.TLS{CertFile: peer.CertFile, KeyFile: peer.KeyFile,
+		TrustedCAFile: p.CAFile, ClientCertAuth: true, AllowedCNs: []string{"member"}}))
+	cfg := p.clientTLS(&intruder)
+	cfg.NextProtos = []string{"h2"}
+	c, err := tls.Dial("tcp", m.Config.ListenPeerURLs[0].Host, cfg)
+	if err == nil {
+		// TLS 1.3: the server refuses after the client's side is done.
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+	}
+	if err == nil {
+		t.Fatal("the peer port accepted a certificate whose CN is not allowed")
+	}
+	waitLog(t, logs, "rejected TLS connection", `"intruder"`, "allowed common names")
+}
