@@ -120,4 +120,5 @@ var commandFamilies = []func(g *globals) []*cobra.Command{
 	userCommands,        // user.go: user add|delete|get|list|passwd|grant-role|revoke-role
 	roleCommands,        // role.go: role add|delete|get|list|grant-permission|revoke-permission
 	utilityCommands,     // utility.go: check perf|datascale, make-mirror, version
+	pkiCommands,         // pki.go: pki create|inspect (keel's own)
 }
