@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/keeldb/keel/member"
+	"github.com/keeldb/keel/tlsutil"
 )
 
 // grpcOverheadBytes is the room etcd leaves above --max-request-bytes for
@@ -39,6 +40,10 @@ type GRPCServer struct {
 // service for m. Health reports NOT_SERVING until SetServing is called.
 func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
 	gs := grpc.NewServer(
+		// TLS, where a port has it, is done by the listener
+		// (tlsutil.NewListener); these credentials pass the client
+		// certificate on to the services.
+		grpc.Creds(tlsutil.ServerCredentials()),
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),

@@ -2,11 +2,19 @@ package api
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/keeldb/keel/tlsutil"
 )
 
 // http2Preface opens every HTTP/2 connection, and so every gRPC connection.
@@ -16,10 +24,17 @@ var http2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 // that tell gRPC from HTTP/1.
 const sniffTimeout = 10 * time.Second
 
-// Split serves one listener to two servers: connections that open with the
-// HTTP/2 preface (gRPC) go to the first listener returned, every other one
-// (HTTP/1.x: /health, /version, ...) to the second. Closing either returned
-// listener closes l.
+// Split serves one listener to two servers: gRPC connections go to the
+// first listener returned, every other one (/health, /version, ...) to the
+// second. Closing either returned listener closes l.
+//
+// A plaintext connection is gRPC when it opens with the HTTP/2 preface. A
+// TLS connection (a *tls.Conn from tlsutil.NewListener, handshake done) is
+// gRPC when its client offered h2 but not http/1.1 (ALPN), as gRPC clients
+// do; browsers, curl and Go's HTTP client offer both and go to the HTTP
+// server, which passes any gRPC request it gets to gRPC (see
+// WithGRPCFallback). Sorting by ALPN keeps gRPC on its native transport:
+// grpc.Server.ServeHTTP costs two to three times as much per call.
 func Split(l net.Listener) (grpcL, httpL net.Listener) {
 	s := &splitter{l: l, done: make(chan struct{})}
 	s.grpc = &subListener{s: s, conns: make(chan net.Conn)}
@@ -56,6 +71,14 @@ func (s *splitter) acceptLoop() {
 }
 
 func (s *splitter) route(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		target := s.http
+		if offersOnlyH2(tlsutil.OfferedProtocols(tc)) && tc.ConnectionState().NegotiatedProtocol == "h2" {
+			target = s.grpc
+		}
+		s.handOver(target, c)
+		return
+	}
 	c.SetReadDeadline(time.Now().Add(sniffTimeout))
 	var buf [24]byte
 	n := 0
@@ -78,11 +101,34 @@ func (s *splitter) route(c net.Conn) {
 	if isGRPC {
 		target = s.grpc
 	}
+	s.handOver(target, pc)
+}
+
+func (s *splitter) handOver(target *subListener, c net.Conn) {
 	select {
-	case target.conns <- pc:
+	case target.conns <- c:
 	case <-s.done:
 		c.Close()
 	}
+}
+
+// offersOnlyH2 reports whether a TLS client's ALPN offer is a gRPC
+// client's: h2 without http/1.1.
+func offersOnlyH2(protos []string) bool {
+	return slices.Contains(protos, "h2") && !slices.Contains(protos, "http/1.1")
+}
+
+// WithGRPCFallback serves gRPC requests that reach the HTTP server (an
+// HTTP/2 client over TLS that also offered http/1.1) with gs, and every
+// other request with h.
+func WithGRPCFallback(h http.Handler, gs *grpc.Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			gs.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (s *splitter) close() {

@@ -53,6 +53,20 @@ type Config struct {
 	// for slow followers (--snapshot-catchup-entries).
 	SnapshotCatchUpEntries uint64
 
+	// ClientTLS and PeerTLS secure the client and peer ports: https://
+	// URLs are served (and peer URLs dialled) with them.
+	ClientTLS, PeerTLS TLS
+	// SelfSignedCertValidity is how many years the certificates generated
+	// by --auto-tls and --peer-auto-tls are valid
+	// (--self-signed-cert-validity).
+	SelfSignedCertValidity uint
+	// CipherSuites restricts the TLS cipher suites of both ports
+	// (--cipher-suites); empty lets Go choose.
+	CipherSuites []string
+	// TLSMinVersion and TLSMaxVersion bound the TLS version of both ports:
+	// "TLS1.2", "TLS1.3" or "" (--tls-min-version, --tls-max-version).
+	TLSMinVersion, TLSMaxVersion string
+
 	// EnablePprof serves Go runtime profiles under /debug/pprof/ on the
 	// client port (--enable-pprof).
 	EnablePprof bool
@@ -93,6 +107,39 @@ type Config struct {
 	// ("recognized and used environment variable").
 	EnvUsed []Notice
 }
+
+// TLS is the TLS set-up of one port, as etcd's security flags give it. The
+// flag names are the client port's; the peer port's start with "peer-".
+type TLS struct {
+	// CertFile and KeyFile are the port's certificate (--cert-file,
+	// --key-file).
+	CertFile, KeyFile string
+	// ClientCertFile and ClientKeyFile are presented when the member
+	// dials (--client-cert-file, --client-key-file); empty means CertFile
+	// and KeyFile.
+	ClientCertFile, ClientKeyFile string
+	// TrustedCAFile verifies the other side's certificates
+	// (--trusted-ca-file); it also makes client certificates mandatory.
+	TrustedCAFile string
+	// ClientCertAuth requires client certificates (--client-cert-auth).
+	ClientCertAuth bool
+	// CRLFile lists revoked certificates (--client-crl-file).
+	CRLFile string
+	// AllowedCNs and AllowedHostnames restrict the certificates accepted
+	// (--peer-cert-allowed-cn, --client-cert-allowed-hostname).
+	AllowedCNs, AllowedHostnames []string
+	// SkipClientSANVerify turns off the check that a peer's certificate
+	// covers the address it connects from
+	// (--peer-skip-client-san-verification).
+	SkipClientSANVerify bool
+	// AutoTLS generates a self-signed certificate into
+	// <data-dir>/fixtures/client (or peer) when no certificate is given
+	// (--auto-tls).
+	AutoTLS bool
+}
+
+// Empty reports whether no certificate is given.
+func (t TLS) Empty() bool { return t.CertFile == "" && t.KeyFile == "" }
 
 // Notice is one start-up warning produced while parsing.
 type Notice struct {

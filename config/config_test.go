@@ -77,6 +77,8 @@ func TestDefaultsMatchEtcd(t *testing.T) {
 		LogLevel:                 "info",
 		LogOutputs:               []string{"default"},
 		LogFormat:                "json",
+		SelfSignedCertValidity:   1,
+		TLSMinVersion:            "TLS1.2",
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
@@ -139,6 +141,19 @@ func TestAllImplementedFlags(t *testing.T) {
 		"--log-level", "debug",
 		"--log-outputs", "stdout",
 		"--log-format", "console",
+		"--cert-file", "c.crt", "--key-file", "c.key",
+		"--client-cert-file", "cc.crt", "--client-key-file", "cc.key",
+		"--trusted-ca-file", "ca.crt", "--client-cert-auth",
+		"--client-crl-file", "c.crl", "--client-cert-allowed-hostname", "h1,h2",
+		"--auto-tls",
+		"--peer-cert-file", "p.crt", "--peer-key-file", "p.key",
+		"--peer-client-cert-file", "pc.crt", "--peer-client-key-file", "pc.key",
+		"--peer-trusted-ca-file", "pca.crt", "--peer-client-cert-auth",
+		"--peer-crl-file", "p.crl", "--peer-cert-allowed-cn", "m1,m2",
+		"--peer-skip-client-san-verification", "--peer-auto-tls",
+		"--self-signed-cert-validity", "3",
+		"--cipher-suites", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+		"--tls-min-version", "TLS1.2", "--tls-max-version", "TLS1.3",
 	})
 	want := &Config{
 		Name:                     "n1",
@@ -159,6 +174,15 @@ func TestAllImplementedFlags(t *testing.T) {
 		LogLevel:                 "debug",
 		LogOutputs:               []string{"stdout"},
 		LogFormat:                "console",
+		ClientTLS: TLS{CertFile: "c.crt", KeyFile: "c.key", ClientCertFile: "cc.crt", ClientKeyFile: "cc.key",
+			TrustedCAFile: "ca.crt", ClientCertAuth: true, CRLFile: "c.crl", AllowedHostnames: []string{"h1", "h2"}, AutoTLS: true},
+		PeerTLS: TLS{CertFile: "p.crt", KeyFile: "p.key", ClientCertFile: "pc.crt", ClientKeyFile: "pc.key",
+			TrustedCAFile: "pca.crt", ClientCertAuth: true, CRLFile: "p.crl", AllowedCNs: []string{"m1", "m2"},
+			SkipClientSANVerify: true, AutoTLS: true},
+		SelfSignedCertValidity: 3,
+		CipherSuites:           []string{"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"},
+		TLSMinVersion:          "TLS1.2",
+		TLSMaxVersion:          "TLS1.3",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
@@ -194,9 +218,9 @@ func TestBareBooleanFlags(t *testing.T) {
 	}
 
 	// The value of a bare bool is "true"; an explicit false is kept as given.
-	for args, want := range map[string]string{"--auto-tls": "true", "--auto-tls=false": "false", "-auto-tls=T": "T"} {
+	for args, want := range map[string]string{"--memory-mlock": "true", "--memory-mlock=false": "false", "-memory-mlock=T": "T"} {
 		c := parseOK(t, []string{args})
-		if n := findNotice(c, "--auto-tls"); n == nil || n.Value != want {
+		if n := findNotice(c, "--memory-mlock"); n == nil || n.Value != want {
 			t.Errorf("%s: notice %+v, want value %q", args, n, want)
 		}
 	}
@@ -387,7 +411,7 @@ func TestURLLists(t *testing.T) {
 		// An empty value is accepted and keeps the previous list (etcd).
 		{"", "http://localhost:2380"},
 	} {
-		c := parseOK(t, []string{"--listen-peer-urls", tc.value})
+		c := parseOK(t, []string{"--listen-peer-urls", tc.value, "--peer-auto-tls"})
 		if got := urlsText(c.ListenPeerURLs); got != tc.want {
 			t.Errorf("--listen-peer-urls %q: got %q, want %q", tc.value, got, tc.want)
 		}
@@ -519,8 +543,7 @@ func TestKubeadmStaticPodCommandLine(t *testing.T) {
 	for _, n := range c.Notices {
 		ignored = append(ignored, n.Key)
 	}
-	want := []string{"--cert-file", "--client-cert-auth", "--feature-gates", "--key-file", "--listen-metrics-urls",
-		"--peer-cert-file", "--peer-client-cert-auth", "--peer-key-file", "--peer-trusted-ca-file", "--trusted-ca-file"}
+	want := []string{"--feature-gates", "--listen-metrics-urls"}
 	if !reflect.DeepEqual(ignored, want) {
 		t.Errorf("notices for %q, want %q", ignored, want)
 	}

@@ -57,9 +57,9 @@ func TestEnvironmentFillsUnsetFlags(t *testing.T) {
 
 func TestEnvironmentBooleans(t *testing.T) {
 	for _, val := range []string{"true", "1", "false", "F"} {
-		c := parseOK(t, nil, "ETCD_AUTO_TLS="+val)
-		if n := findNotice(c, "--auto-tls"); n == nil || n.Value != val {
-			t.Errorf("ETCD_AUTO_TLS=%s: notice %+v", val, n)
+		c := parseOK(t, nil, "ETCD_MEMORY_MLOCK="+val)
+		if n := findNotice(c, "--memory-mlock"); n == nil || n.Value != val {
+			t.Errorf("ETCD_MEMORY_MLOCK=%s: notice %+v", val, n)
 		}
 	}
 	want := `invalid value "maybe" for ETCD_AUTO_TLS: parse error`

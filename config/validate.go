@@ -115,6 +115,10 @@ func (p *parser) validate(c *Config) error {
 		return err
 	}
 
+	if err := checkTLSURLs(c); err != nil {
+		return err
+	}
+
 	// Keel's own refusals: discovery decides the membership of a new
 	// cluster, so ignoring it would bootstrap a cluster of one.
 	for _, s := range flagTable {
@@ -228,6 +232,22 @@ func (p *parser) validateTLS() error {
 	}
 	if minV == "TLS1.3" && len(p.value("cipher-suites").([]string)) > 0 {
 		return errors.New("cipher suites cannot be configured when only TLS1.3 is enabled")
+	}
+	return nil
+}
+
+// checkTLSURLs refuses https:// URLs that no certificate can serve, with
+// etcd's messages.
+func checkTLSURLs(c *Config) error {
+	for _, u := range c.ListenClientURLs {
+		if (u.Scheme == "https" || u.Scheme == "unixs") && c.ClientTLS.Empty() && !c.ClientTLS.AutoTLS {
+			return fmt.Errorf("TLS key/cert (--cert-file, --key-file) must be provided for client url %s with HTTPS scheme", u.String())
+		}
+	}
+	for _, u := range c.ListenPeerURLs {
+		if u.Scheme == "https" && c.PeerTLS.Empty() && !c.PeerTLS.AutoTLS {
+			return fmt.Errorf("cannot listen on TLS for %s: KeyFile and CertFile are not presented", u.Host)
+		}
 	}
 	return nil
 }

@@ -24,6 +24,12 @@ func TestValidationErrorsMatchEtcd(t *testing.T) {
 		{[]string{"--initial-advertise-peer-urls", "http://:2380"},
 			`--initial-advertise-peer-urls "http://:2380" must be "host:port" (unexpected empty host (http://:2380))`},
 
+		// TLS URLs without a certificate (not compared with etcd: it
+		// fails the same way while creating the listeners).
+		{append([]string{"--listen-client-urls", "https://127.0.0.1:2379"}, client[2:]...),
+			"TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"},
+		{[]string{"--listen-peer-urls", "https://127.0.0.1:2380"}, "cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented"},
+
 		// Raft timing.
 		{[]string{"--election-timeout", "400"}, "--election-timeout[400ms] should be at least as 5 times as --heartbeat-interval[100ms]"},
 		{[]string{"--election-timeout", "60000"}, "--election-timeout[60000ms] is too long, and should be set less than 50000ms"},

@@ -108,7 +108,7 @@ func (s *Server) checkNotBootstrapped(self *membership.Member, remoteURLs []stri
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bootstrappedCheckTimeout)
 	defer cancel()
-	resp, err := transport.FetchMembers(ctx, remoteURLs, zap.NewNop())
+	resp, err := transport.FetchMembers(ctx, remoteURLs, s.peerClientTLS(), zap.NewNop())
 	if err != nil {
 		return nil
 	}
@@ -133,7 +133,7 @@ func (s *Server) planJoin(self *membership.Member, local []*membership.Member, r
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(remoteURLs))*fetchMembersTimeout)
 	defer cancel()
-	resp, err := transport.FetchMembers(ctx, remoteURLs, s.lg)
+	resp, err := transport.FetchMembers(ctx, remoteURLs, s.peerClientTLS(), s.lg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot fetch cluster info from peer urls: %w", err)
 	}

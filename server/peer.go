@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"path/filepath"
@@ -20,8 +21,24 @@ func (s *Server) newTransport(ident storage.Identity) *transport.Transport {
 		ClusterID:   ident.ClusterID,
 		SnapshotDir: filepath.Join(s.cfg.DataDir, "member", "snap-recv"),
 		OnRemoved:   s.peerRemoved,
-		Logger:      s.lg,
+		ClientTLS:   s.peerClientTLS(),
+		ExplainDialError: func(url string, err error) string {
+			if s.peerTLS == nil {
+				return ""
+			}
+			return s.peerTLS.ExplainDial(url, err)
+		},
+		Logger: s.lg,
 	})
+}
+
+// peerClientTLS is the TLS configuration for dialling https peers, nil
+// without peer certificates.
+func (s *Server) peerClientTLS() *tls.Config {
+	if s.peerTLS == nil {
+		return nil
+	}
+	return s.peerTLS.ClientConfig()
 }
 
 // peerRemoved is called when a peer refuses this member because it was

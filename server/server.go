@@ -24,6 +24,7 @@ import (
 	"github.com/keeldb/keel/member"
 	"github.com/keeldb/keel/membership"
 	"github.com/keeldb/keel/storage"
+	"github.com/keeldb/keel/tlsutil"
 	"github.com/keeldb/keel/transport"
 )
 
@@ -33,10 +34,13 @@ type Server struct {
 	lg  *zap.Logger
 	fs  vfs.FS
 
-	clientLs   []net.Listener
-	peerLs     []net.Listener
-	clientURLs []string // advertised, port 0 resolved
-	bound      []string // the URLs the client listeners bound
+	clientLs     []net.Listener // TLS ones do their handshakes (tlsutil)
+	peerLs       []net.Listener
+	clientSecure []bool          // per clientLs: serves TLS
+	clientTLS    *tlsutil.Source // nil without an https client URL
+	peerTLS      *tlsutil.Source // nil without peer certificates
+	clientURLs   []string        // advertised, port 0 resolved
+	bound        []string        // the URLs the client listeners bound
 
 	engine    *storage.Engine
 	transport *transport.Transport
@@ -96,6 +100,9 @@ func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err err
 			s.closeResources()
 		}
 	}()
+	if err := s.setupTLS(); err != nil {
+		return nil, err
+	}
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
@@ -107,7 +114,9 @@ func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err err
 	if cfg.EnablePprof {
 		lg.Info("pprof is enabled", zap.String("path", "/debug/pprof"))
 	}
-	s.http = &http.Server{Handler: api.NewHTTPHandler(s.member, api.HTTPConfig{EnablePprof: cfg.EnablePprof, Logger: lg}), ReadHeaderTimeout: 10 * time.Second}
+	handler := api.NewHTTPHandler(s.member, api.HTTPConfig{EnablePprof: cfg.EnablePprof, Logger: lg})
+	s.http = &http.Server{Handler: api.WithGRPCFallback(handler, s.grpc.Server), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: zap.NewStdLog(lg)}
 	lg.Info("now serving peer/client/metrics",
 		zap.String("local-member-id", fmt.Sprintf("%x", s.member.ID())),
 		zap.Strings("initial-advertise-peer-urls", urlStrings(cfg.InitialAdvertisePeerURLs)),
@@ -119,32 +128,52 @@ func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err err
 	return s, nil
 }
 
-// listen binds every client and peer listener.
+// listen binds every client and peer listener. An address listed with
+// https:// does its TLS handshakes in the listener; one listed with both
+// http:// and https:// serves both, as in etcd.
 func (s *Server) listen() error {
 	s.lg.Info("configuring peer listeners", zap.Strings("listen-peer-urls", urlStrings(s.cfg.ListenPeerURLs)))
-	for _, u := range s.cfg.ListenPeerURLs {
-		if u.Scheme != "http" {
-			return fmt.Errorf("listen-peer-urls %s: only http peer URLs are supported so far", u.String())
-		}
-		l, err := net.Listen("tcp", u.Host)
+	for _, pl := range groupByAddress(s.cfg.ListenPeerURLs) {
+		l, err := net.Listen("tcp", pl.host)
 		if err != nil {
-			return fmt.Errorf("listen on peer URL %s: %w", u.String(), err)
+			return fmt.Errorf("listen on peer URL %s: %w", pl.host, err)
+		}
+		if pl.secure {
+			l = tlsutil.NewListener(l, tlsutil.ListenerConfig{Source: s.peerTLS, NextProtos: []string{"h2"}, Port: "peer",
+				AllowPlaintext: pl.insecure, VerifyClientSAN: !s.cfg.PeerTLS.SkipClientSANVerify, Logger: s.lg})
 		}
 		s.peerLs = append(s.peerLs, l)
 	}
 	s.lg.Info("configuring client listeners", zap.Strings("listen-client-urls", urlStrings(s.cfg.ListenClientURLs)))
+	byHost := map[string]net.Listener{}
 	for _, u := range s.cfg.ListenClientURLs {
-		if u.Scheme != "http" {
-			return fmt.Errorf("listen-client-urls %s: only http client URLs are supported so far (TLS comes with the security work)", u.String())
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return fmt.Errorf("listen-client-urls %s: only http and https client URLs are supported", u.String())
 		}
-		l, err := net.Listen("tcp", u.Host)
+	}
+	for _, pl := range groupByAddress(s.cfg.ListenClientURLs) {
+		l, err := net.Listen("tcp", pl.host)
 		if err != nil {
-			return fmt.Errorf("listen on client URL %s: %w", u.String(), err)
+			return fmt.Errorf("listen on client URL %s: %w", pl.host, err)
+		}
+		addr := l.Addr().String()
+		if pl.secure {
+			l = tlsutil.NewListener(l, tlsutil.ListenerConfig{Source: s.clientTLS, NextProtos: []string{"h2", "http/1.1"}, Port: "client",
+				AllowPlaintext: pl.insecure, Logger: s.lg})
+			s.bound = append(s.bound, "https://"+addr)
+		}
+		if pl.insecure {
+			s.bound = append(s.bound, "http://"+addr)
 		}
 		s.clientLs = append(s.clientLs, l)
-		s.bound = append(s.bound, "http://"+l.Addr().String())
+		s.clientSecure = append(s.clientSecure, pl.secure)
+		byHost[pl.host] = l
 	}
-	s.clientURLs = resolvePorts(s.cfg.AdvertiseClientURLs, s.cfg.ListenClientURLs, s.clientLs)
+	bound := make([]net.Listener, len(s.cfg.ListenClientURLs)) // one per URL
+	for i, u := range s.cfg.ListenClientURLs {
+		bound[i] = byHost[u.Host]
+	}
+	s.clientURLs = resolvePorts(s.cfg.AdvertiseClientURLs, s.cfg.ListenClientURLs, bound)
 	return nil
 }
 
@@ -281,7 +310,7 @@ func (s *Server) serveWhenReady() {
 		return
 	}
 	s.grpc.SetServing()
-	for _, l := range s.clientLs {
+	for i, l := range s.clientLs {
 		grpcL, httpL := api.Split(l)
 		s.wg.Add(2)
 		go func() {
@@ -296,7 +325,11 @@ func (s *Server) serveWhenReady() {
 				s.lg.Warn("stopped serving HTTP", zap.String("address", l.Addr().String()), zap.Error(err))
 			}
 		}()
-		s.lg.Info("serving client traffic insecurely; this is strongly discouraged!", zap.String("traffic", "grpc+http"), zap.String("address", l.Addr().String()))
+		if s.clientSecure[i] {
+			s.lg.Info("serving client traffic securely", zap.String("traffic", "grpc+http"), zap.String("address", l.Addr().String()))
+		} else {
+			s.lg.Info("serving client traffic insecurely; this is strongly discouraged!", zap.String("traffic", "grpc+http"), zap.String("address", l.Addr().String()))
+		}
 	}
 	s.lg.Info("ready to serve client requests")
 	close(s.readyc)

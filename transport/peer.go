@@ -126,6 +126,16 @@ func (p *peer) conn() (*grpc.ClientConn, string, error) {
 	return p.cc, p.ccURL, nil
 }
 
+// currentURL returns the URL the peer is dialled at.
+func (p *peer) currentURL() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.urls) == 0 {
+		return ""
+	}
+	return p.urls[p.urlIdx]
+}
+
 // connFailed closes cc, through which the peer could not be reached, and
 // moves on to the peer's next URL. A connection already replaced is left
 // alone.
@@ -199,7 +209,11 @@ func (p *peer) logFailure(lg *zap.Logger, wasActive bool, err error) {
 		lg.Warn("lost TCP streaming connection with remote peer", zap.Error(err))
 	default:
 		if p.t.limiter.allow(fmt.Sprintf("connect/%x", p.id)) {
-			lg.Warn("failed to connect to remote peer", zap.Error(err))
+			fields := []zap.Field{zap.Error(err)}
+			if reason := p.t.explainDial(p.currentURL(), err); reason != "" {
+				fields = append(fields, zap.String("reason", reason))
+			}
+			lg.Warn("failed to connect to remote peer", fields...)
 		}
 	}
 }

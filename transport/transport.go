@@ -40,6 +40,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/keeldb/keel/tlsutil"
 )
 
 // Metadata keys sent on every peer RPC. IDs are lower-case hex (%x). A fault
@@ -108,10 +110,14 @@ type Config struct {
 	// Stop), when a peer refuses this member because it was removed from
 	// the cluster.
 	OnRemoved func()
-	// ServerTLS and ClientTLS secure the peer connections when set; nil
-	// means plain connections (http:// peer URLs).
-	ServerTLS, ClientTLS *tls.Config
-	Logger               *zap.Logger
+	// ClientTLS secures the connections to https:// peer URLs; without it
+	// they cannot be dialled. http:// URLs are dialled in plain text. The
+	// listeners given to Serve do their own TLS (tlsutil.NewListener).
+	ClientTLS *tls.Config
+	// ExplainDialError, when set, turns an error from dialling a peer URL
+	// into a sentence naming the cause (a TLS mistake), "" when it cannot.
+	ExplainDialError func(url string, err error) string
+	Logger           *zap.Logger
 }
 
 const (
@@ -173,12 +179,8 @@ func New(cfg Config) *Transport {
 	t := &Transport{cfg: cfg, lg: lg, peers: map[uint64]*peer{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.limiter.last = map[string]time.Time{}
-	creds := insecure.NewCredentials()
-	if cfg.ServerTLS != nil {
-		creds = credentials.NewTLS(cfg.ServerTLS)
-	}
 	t.srv = grpc.NewServer(
-		grpc.Creds(creds),
+		grpc.Creds(tlsutil.ServerCredentials()),
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.MaxRecvMsgSize(maxMsgBytes),
 		grpc.MaxSendMsgSize(maxMsgBytes),
@@ -379,13 +381,14 @@ func (t *Transport) invoke(ctx context.Context, to uint64, method string, req, r
 // FetchMembers asks the members at urls, in order, for the member list and
 // returns the first answer; a member joining an existing cluster learns the
 // cluster ID and the members this way. Each URL gets a few seconds.
-func FetchMembers(ctx context.Context, urls []string, lg *zap.Logger) (*pb.MemberListResponse, error) {
+// https:// URLs are dialled with tlsCfg (see Config.ClientTLS).
+func FetchMembers(ctx context.Context, urls []string, tlsCfg *tls.Config, lg *zap.Logger) (*pb.MemberListResponse, error) {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
 	var errs []error
 	for _, u := range urls {
-		resp, err := fetchMembers(ctx, u)
+		resp, err := fetchMembers(ctx, u, tlsCfg)
 		if err == nil {
 			return resp, nil
 		}
@@ -398,8 +401,8 @@ func FetchMembers(ctx context.Context, urls []string, lg *zap.Logger) (*pb.Membe
 	return nil, fmt.Errorf("could not get the member list from any of the peer URLs %s: %w", strings.Join(urls, ","), errors.Join(errs...))
 }
 
-func fetchMembers(ctx context.Context, u string) (*pb.MemberListResponse, error) {
-	cc, err := dial(u, nil, fetchTimeout)
+func fetchMembers(ctx context.Context, u string, tlsCfg *tls.Config) (*pb.MemberListResponse, error) {
+	cc, err := dial(u, tlsCfg, fetchTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -420,14 +423,23 @@ func fetchMembers(ctx context.Context, u string) (*pb.MemberListResponse, error)
 }
 
 // dial returns a client connection to the peer URL u; it connects lazily.
+// An https:// URL is dialled with TLS configured by tlsCfg, an http:// one
+// in plain text.
 func dial(u string, tlsCfg *tls.Config, dialTimeout time.Duration) (*grpc.ClientConn, error) {
 	parsed, err := url.Parse(u)
 	if err != nil || parsed.Host == "" {
 		return nil, fmt.Errorf("invalid peer URL %q", u)
 	}
 	creds := insecure.NewCredentials()
-	if tlsCfg != nil {
+	switch parsed.Scheme {
+	case "http":
+	case "https":
+		if tlsCfg == nil {
+			return nil, fmt.Errorf("peer URL %s is https but this member has no peer TLS set-up: give it --peer-cert-file and --peer-key-file (or --peer-auto-tls)", u)
+		}
 		creds = credentials.NewTLS(tlsCfg)
+	default:
+		return nil, fmt.Errorf("peer URL %s: unsupported scheme %q (want http or https)", u, parsed.Scheme)
 	}
 	return grpc.NewClient("passthrough:///"+parsed.Host,
 		grpc.WithTransportCredentials(creds),
@@ -483,6 +495,14 @@ type mismatchError struct{ st *status.Status }
 func (e *mismatchError) Error() string              { return e.st.Err().Error() }
 func (e *mismatchError) GRPCStatus() *status.Status { return e.st }
 func (e *mismatchError) Is(target error) bool       { return target == ErrClusterIDMismatch }
+
+// explainDial names the cause of a failure to dial url, "" if unknown.
+func (t *Transport) explainDial(url string, err error) string {
+	if t.cfg.ExplainDialError == nil || url == "" {
+		return ""
+	}
+	return t.cfg.ExplainDialError(url, err)
+}
 
 func (t *Transport) localField() zap.Field { return idField("local-member-id", t.cfg.ID) }
 

@@ -676,14 +676,14 @@ func TestFetchMembersSkipsADeadURL(t *testing.T) {
 		Header:  &pb.ResponseHeader{ClusterId: 0xc1, MemberId: 2, RaftTerm: 3},
 		Members: []*pb.Member{{ID: 2, Name: "b", PeerURLs: []string{b.url}}},
 	}
-	got, err := FetchMembers(context.Background(), []string{"http://" + freeAddr(t), b.url}, zaptest.NewLogger(t))
+	got, err := FetchMembers(context.Background(), []string{"http://" + freeAddr(t), b.url}, nil, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !proto.Equal(got, b.h.members) {
 		t.Fatalf("FetchMembers: got %v, want %v", got, b.h.members)
 	}
-	if _, err := FetchMembers(context.Background(), []string{"http://" + freeAddr(t)}, nil); err == nil {
+	if _, err := FetchMembers(context.Background(), []string{"http://" + freeAddr(t)}, nil, nil); err == nil {
 		t.Fatal("FetchMembers with only a dead URL succeeded")
 	}
 }

@@ -72,6 +72,9 @@ func (c *Cluster) tryStart(n int) (_ []*Member, err error) {
 		if err != nil {
 			return nil, err
 		}
+		if c.options().peerTLS {
+			peer = "https" + strings.TrimPrefix(peer, "http")
+		}
 		initial = append(initial, name+"="+peer)
 		cfgs[i] = c.config(name, peer)
 	}
@@ -90,7 +93,7 @@ func (c *Cluster) tryStart(n int) (_ []*Member, err error) {
 	for i, cfg := range cfgs {
 		cfg.InitialCluster = strings.Join(initial, ",")
 		cfg.InitialClusterState = "new"
-		m := &Member{t: c.t, lg: c.logger(cfg.Name), Config: cfg}
+		m := &Member{t: c.t, lg: c.logger(cfg.Name), Config: cfg, clientTLS: c.options().clientTLS}
 		c.t.Cleanup(m.stop)
 		srv, err := server.New(cfg, m.lg)
 		if err != nil {
@@ -111,10 +114,7 @@ func (c *Cluster) tryStart(n int) (_ []*Member, err error) {
 // config is the configuration of member name with peer URL peer; the
 // cluster flags are left for the caller.
 func (c *Cluster) config(name, peer string) *config.Config {
-	var o options
-	for _, opt := range c.opts {
-		opt(&o)
-	}
+	o := c.options()
 	o.name, o.dataDir = name, c.t.TempDir()
 	pu, _ := url.Parse(peer)
 	client := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
@@ -132,12 +132,20 @@ func (c *Cluster) config(name, peer string) *config.Config {
 	return cfg
 }
 
-func (c *Cluster) logger(name string) *zap.Logger {
+// options are the options every member of c gets.
+func (c *Cluster) options() options {
 	var o options
 	for _, opt := range c.opts {
 		opt(&o)
 	}
-	if o.keepLogs {
+	return o
+}
+
+func (c *Cluster) logger(name string) *zap.Logger {
+	if lg := c.options().logger; lg != nil {
+		return lg.Named(name)
+	}
+	if c.options().keepLogs {
 		return zaptest.NewLogger(c.t).Named(name)
 	}
 	return zap.NewNop()
@@ -274,7 +282,7 @@ func (c *Cluster) StartJoining(name, peer string) (*Member, error) {
 	cfg := c.config(name, peer)
 	cfg.InitialCluster = strings.Join(initial, ",")
 	cfg.InitialClusterState = "existing"
-	m := &Member{t: c.t, lg: c.logger(name), Config: cfg}
+	m := &Member{t: c.t, lg: c.logger(name), Config: cfg, clientTLS: c.options().clientTLS}
 	c.t.Cleanup(m.stop)
 	srv, err := server.New(cfg, m.lg)
 	if err != nil {
@@ -303,7 +311,7 @@ func (c *Cluster) Endpoints() []string {
 // cleanup.
 func (c *Cluster) NewClient(t testing.TB) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: DialTimeout, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: DialTimeout, Logger: zap.NewNop(), TLS: c.options().clientTLS})
 	if err != nil {
 		t.Fatalf("keeltest: connect client to the cluster: %v", err)
 	}

@@ -5,6 +5,7 @@
 package keeltest
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -48,6 +49,8 @@ type Member struct {
 
 	t  testing.TB
 	lg *zap.Logger
+	// clientTLS secures the clients NewClient makes (WithClientTLS).
+	clientTLS *tls.Config
 }
 
 // Option adjusts how Start builds a member.
@@ -58,6 +61,51 @@ type options struct {
 	name     string
 	keepLogs bool
 	mutate   []func(*config.Config)
+	// clientTLS is the clients' TLS configuration (WithClientTLS).
+	clientTLS *tls.Config
+	// peerTLS makes the peer URLs https (WithPeerTLS).
+	peerTLS bool
+	// logger receives the server logs (WithLogger).
+	logger *zap.Logger
+}
+
+// WithLogger sends the server's logs to lg, e.g. an observer that a test
+// reads.
+func WithLogger(lg *zap.Logger) Option { return func(o *options) { o.logger = lg } }
+
+// WithClientTLS serves the client port over TLS set up by server (the
+// --cert-file family) on an https:// URL, and connects the clients made by
+// this package with client (a nil client connects without TLS, to see it
+// fail).
+func WithClientTLS(server config.TLS, client *tls.Config) Option {
+	return func(o *options) {
+		o.clientTLS = client
+		o.mutate = append(o.mutate, func(c *config.Config) {
+			c.ClientTLS = server
+			for _, us := range [][]url.URL{c.ListenClientURLs, c.AdvertiseClientURLs} {
+				for i := range us {
+					us[i].Scheme = "https"
+				}
+			}
+		})
+	}
+}
+
+// WithPeerTLS serves and dials the peer port over TLS set up by peer (the
+// --peer-cert-file family) on https:// peer URLs.
+func WithPeerTLS(peer config.TLS) Option {
+	return func(o *options) {
+		o.peerTLS = true
+		o.mutate = append(o.mutate, func(c *config.Config) { c.PeerTLS = peer })
+	}
+}
+
+// peerScheme is the scheme of the peer URLs o asks for.
+func (o options) peerScheme() string {
+	if o.peerTLS {
+		return "https"
+	}
+	return "http"
 }
 
 // WithDataDir uses dir as the data dir instead of a fresh t.TempDir(), e.g.
@@ -109,7 +157,10 @@ func Start(t testing.TB, opts ...Option) *Member {
 	if o.keepLogs {
 		lg = zaptest.NewLogger(t)
 	}
-	m := &Member{t: t, lg: lg}
+	if o.logger != nil {
+		lg = o.logger
+	}
+	m := &Member{t: t, lg: lg, clientTLS: o.clientTLS}
 	t.Cleanup(m.stop)
 
 	var lastErr error
@@ -140,7 +191,7 @@ func newConfig(o options) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	peer := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort))}
+	peer := url.URL{Scheme: o.peerScheme(), Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort))}
 	client := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
 	cfg := config.Default()
 	cfg.Name = o.name
@@ -187,6 +238,7 @@ func (m *Member) NewClient(t testing.TB, edit ...func(*clientv3.Config)) *client
 		Endpoints:   []string{m.Endpoint},
 		DialTimeout: DialTimeout,
 		Logger:      zap.NewNop(),
+		TLS:         m.clientTLS,
 	}
 	for _, f := range edit {
 		f(&cc)
@@ -202,7 +254,8 @@ func (m *Member) NewClient(t testing.TB, edit ...func(*clientv3.Config)) *client
 // HostPort returns the member's client address without the scheme, e.g.
 // 127.0.0.1:41234, for raw HTTP requests.
 func (m *Member) HostPort() string {
-	return strings.TrimPrefix(m.Endpoint, "http://")
+	_, hostPort, _ := strings.Cut(m.Endpoint, "://")
+	return hostPort
 }
 
 // Stop closes the client and stops the server. It is safe to call more than

@@ -1,0 +1,309 @@
+package tlsutil
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/http2"
+)
+
+// handshakeTimeout bounds a connection's TLS handshake, from accept on.
+const handshakeTimeout = 10 * time.Second
+
+// tlsRecordHandshake is the first byte of every TLS connection.
+const tlsRecordHandshake = 0x16
+
+// ListenerConfig configures NewListener.
+type ListenerConfig struct {
+	// Source serves the certificates and verifies the clients.
+	Source *Source
+	// NextProtos are the application protocols offered (ALPN), e.g.
+	// "h2" and "http/1.1".
+	NextProtos []string
+	// Port is "client" or "peer": it names the port in logs and the flags
+	// in explanations.
+	Port string
+	// AllowPlaintext passes plaintext connections through untouched, for
+	// an address listed both as http:// and https:// (etcd serves both on
+	// one port then). Without it a plaintext client is answered with an
+	// error that says the port requires TLS.
+	AllowPlaintext bool
+	// VerifyClientSAN refuses a client certificate whose SANs (if it has
+	// any) do not cover the address the connection comes from, as etcd
+	// does on the peer port unless --peer-skip-client-san-verification.
+	VerifyClientSAN bool
+	Logger          *zap.Logger
+}
+
+// NewListener returns a listener that accepts from l, does the TLS
+// handshake of each connection in the background (a slow client delays
+// nobody) and returns only the connections whose handshake succeeded, as
+// *tls.Conn; with AllowPlaintext, plaintext connections too. Refused
+// connections are logged once per cause and remote address every few
+// seconds, with the cause in operator terms. Closing the listener closes l
+// and the connections still in their handshake.
+func NewListener(l net.Listener, cfg ListenerConfig) net.Listener {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	tl := &listener{Listener: l, cfg: cfg, tls: cfg.Source.ServerConfig(cfg.NextProtos...), limiter: newLimiter(), conns: make(chan net.Conn),
+		done: make(chan struct{}), pending: map[net.Conn]struct{}{}}
+	tl.wg.Add(1)
+	go tl.acceptLoop()
+	return tl
+}
+
+type listener struct {
+	net.Listener
+	cfg     ListenerConfig
+	tls     *tls.Config
+	limiter *limiter
+	conns   chan net.Conn
+	done    chan struct{}
+
+	mu      sync.Mutex
+	err     error
+	closed  bool
+	pending map[net.Conn]struct{}
+	wg      sync.WaitGroup
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.err != nil {
+			return nil, l.err
+		}
+		return nil, net.ErrClosed
+	}
+}
+
+// Close closes the listener and the connections in their handshake, and
+// waits for their goroutines.
+func (l *listener) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.done)
+	for c := range l.pending {
+		c.Close()
+	}
+	l.mu.Unlock()
+	err := l.Listener.Close()
+	l.wg.Wait()
+	return err
+}
+
+func (l *listener) acceptLoop() {
+	defer l.wg.Done()
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			l.mu.Lock()
+			if !l.closed {
+				l.err = err
+				l.closed = true
+				close(l.done)
+			}
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			c.Close()
+			return
+		}
+		l.pending[c] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go l.handle(c)
+	}
+}
+
+// handle sorts out one connection and hands it over, or refuses it.
+func (l *listener) handle(raw net.Conn) {
+	defer l.wg.Done()
+	out := l.prepare(raw)
+	l.mu.Lock()
+	delete(l.pending, raw)
+	l.mu.Unlock()
+	if out == nil {
+		return
+	}
+	select {
+	case l.conns <- out:
+	case <-l.done:
+		out.Close()
+	}
+}
+
+// prepare returns the connection to hand over, or nil after closing it.
+func (l *listener) prepare(raw net.Conn) net.Conn {
+	raw.SetDeadline(time.Now().Add(handshakeTimeout))
+	var first [1]byte
+	if _, err := io.ReadFull(raw, first[:]); err != nil {
+		raw.Close()
+		return nil
+	}
+	sc := &sniffedConn{Conn: raw, prefix: first[:]}
+	if first[0] != tlsRecordHandshake {
+		if l.cfg.AllowPlaintext {
+			raw.SetDeadline(time.Time{})
+			return sc
+		}
+		l.refusePlaintext(sc)
+		return nil
+	}
+	tc := tls.Server(sc, l.perConnConfig(sc))
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		l.handshakeFailed(raw.RemoteAddr(), err)
+		tc.Close()
+		return nil
+	}
+	if l.cfg.VerifyClientSAN {
+		if err := checkClientSAN(ctx, tc); err != nil {
+			l.handshakeFailed(raw.RemoteAddr(), err)
+			tc.Close()
+			return nil
+		}
+	}
+	raw.SetDeadline(time.Time{})
+	return tc
+}
+
+// perConnConfig wraps the server configuration to record which
+// application protocols the client offered (see OfferedProtocols).
+func (l *listener) perConnConfig(sc *sniffedConn) *tls.Config {
+	base := l.tls
+	return &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		sc.offered = h.SupportedProtos
+		return base.GetConfigForClient(h)
+	}}
+}
+
+// OfferedProtocols returns the application protocols (ALPN) the client
+// offered in the handshake of c, a connection returned by a listener of
+// NewListener; nil for any other connection.
+func OfferedProtocols(c *tls.Conn) []string {
+	if sc, ok := c.NetConn().(*sniffedConn); ok {
+		return sc.offered
+	}
+	return nil
+}
+
+// sniffedConn replays the bytes read to tell TLS from plaintext.
+type sniffedConn struct {
+	net.Conn
+	prefix  []byte
+	offered []string // set during the TLS handshake
+}
+
+func (c *sniffedConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// http2Preface opens every HTTP/2 connection, and so every gRPC one.
+const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// refusePlaintext answers a plaintext client in its own protocol with an
+// error that says the port requires TLS: an HTTP/1 request gets a 400, an
+// HTTP/2 (gRPC) client a GOAWAY whose debug data says it. Anything else is
+// closed. Each is logged once per remote address every few seconds.
+func (l *listener) refusePlaintext(c *sniffedConn) {
+	defer c.Close()
+	var seen []byte
+	for len(seen) < len(http2Preface) {
+		var b [1]byte
+		if _, err := c.Read(b[:]); err != nil {
+			break
+		}
+		seen = append(seen, b[0])
+		if b[0] != http2Preface[len(seen)-1] {
+			break
+		}
+	}
+	url := "https://" + l.Addr().String()
+	var proto string
+	switch {
+	case string(seen) == http2Preface:
+		proto = "HTTP/2 (a gRPC client without TLS)"
+		fr := http2.NewFramer(c, nil)
+		fr.WriteSettings()
+		fr.WriteGoAway(0, http2.ErrCodeInadequateSecurity,
+			[]byte(fmt.Sprintf("this %s port requires TLS: connect with TLS (%s), not plaintext", l.cfg.Port, url)))
+	case len(seen) > 0 && seen[0] >= 'A' && seen[0] <= 'Z':
+		proto = "HTTP/1"
+		body := fmt.Sprintf("Client sent an HTTP request to an HTTPS server: this %s port requires TLS; use %s\n", l.cfg.Port, url)
+		fmt.Fprintf(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	default:
+		proto = "not TLS"
+	}
+	closeWriteAndDrain(c.Conn)
+	l.log(c.RemoteAddr(), "plaintext", "rejected a plaintext connection on a TLS port",
+		zap.String("protocol", proto),
+		zap.String("reason", fmt.Sprintf("the %s port requires TLS; the client must use %s", l.cfg.Port, url)))
+}
+
+// closeWriteAndDrain lets the client read what was written before the
+// connection is closed: closing with unread input would reset it.
+func closeWriteAndDrain(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.Copy(io.Discard, io.LimitReader(c, 256<<10))
+}
+
+// handshakeFailed logs a refused handshake with its cause; a client that
+// just went away is not worth a line.
+func (l *listener) handshakeFailed(remote net.Addr, err error) {
+	f := l.cfg.Source.explainFailure(err, l.cfg.Port, remote.String())
+	if f.cause == "" {
+		l.cfg.Logger.Debug("TLS handshake ended", zap.String("port", l.cfg.Port), zap.String("remote-addr", remote.String()), zap.Error(err))
+		return
+	}
+	l.log(remote, f.cause, "rejected TLS connection", zap.String("reason", f.reason), zap.Error(err))
+}
+
+// log logs msg once per cause and remote host every logEvery.
+func (l *listener) log(remote net.Addr, cause, msg string, fields ...zap.Field) {
+	host := remote.String()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if !l.limiter.allow(cause + "/" + host) {
+		return
+	}
+	l.cfg.Logger.Warn(msg, append([]zap.Field{
+		zap.String("port", l.cfg.Port),
+		zap.String("address", l.Addr().String()),
+		zap.String("remote-addr", remote.String()),
+		zap.String("cause", cause),
+	}, fields...)...)
+}
