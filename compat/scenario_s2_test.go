@@ -230,6 +230,18 @@ func (s *s2) tlsCluster(t *testing.T) {
 	if strings.Count(o.stdout+o.stderr, "is healthy") != 3 {
 		c.fatalf("endpoint health: %s", o)
 	}
+	// keelctl with the same flags, and without a client certificate: it
+	// keeps etcdctl's message and names the cause.
+	keelctl := newCluster(t, s.kind, buildKeelctl(t))
+	keelctl.members = c.members
+	o = keelctl.mustCtl(c.members[:1], append(s.ctlTLS(), "get", "s2/tls/m1", "--print-value-only")...)
+	if o.stdout != "0\n" {
+		c.fatalf("keelctl get: %s", o)
+	}
+	o = keelctl.ctl(c.members[:1], "--cacert="+s.file("ca.crt"), "--dial-timeout=1s", "--command-timeout=2s", "get", "s2/tls/m1")
+	if o.code != 1 || !strings.Contains(o.stderr, "Error: context deadline exceeded: ") || !strings.Contains(o.stderr, "requires a client certificate") {
+		c.fatalf("keelctl without a client certificate: %s", o)
+	}
 	for _, m := range c.members {
 		m.stop()
 	}
