@@ -55,12 +55,13 @@ func addUsedGroups(root *cobra.Command) {
 // Main runs keelctl with args (the program name excluded) and returns its
 // exit code. An error is printed as "Error: <message>" on standard error.
 func Main(args []string, stdio Stdio) int {
-	root := newRoot(stdio)
+	root, g := newRoot(stdio)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
 	if err == nil {
 		return ExitSuccess
 	}
+	err = g.explainFailure(err) // tlsdiag.go
 	var fe *flagError
 	switch {
 	case errors.Is(err, errSilent):
@@ -80,7 +81,7 @@ type flagError struct{ error }
 
 func (e *flagError) Unwrap() error { return e.error }
 
-func newRoot(stdio Stdio) *cobra.Command {
+func newRoot(stdio Stdio) (*cobra.Command, *globals) {
 	g := &globals{stdio: stdio}
 	root := &cobra.Command{
 		Use:           "keelctl",
@@ -103,7 +104,7 @@ func newRoot(stdio Stdio) *cobra.Command {
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &flagError{err}
 	})
-	return root
+	return root, g
 }
 
 // commandFamilies builds the commands, one function per family file.
