@@ -306,7 +306,10 @@ func TestListsAndGetsAreSorted(t *testing.T) {
 	if len(r.Perm) != 1 || r.Perm[0].PermType != authpb.Permission_READWRITE || len(r.Perm[0].Key) != 0 || string(r.Perm[0].RangeEnd) != "\x00" {
 		t.Errorf("root role perms %v", r.Perm)
 	}
-	f.must(func(b *pebble.Batch) error { _, err := f.s.RoleDelete(b, &pb.AuthRoleDeleteRequest{Role: "zed"}); return err })
+	f.must(func(b *pebble.Batch) error {
+		_, err := f.s.RoleDelete(b, &pb.AuthRoleDeleteRequest{Role: "zed"})
+		return err
+	})
 	if u, _ := f.s.UserGet(&pb.AuthUserGetRequest{Name: "bob"}); fmt.Sprint(u.Roles) != "[abc]" {
 		t.Errorf("bob after role delete: %v", u.Roles)
 	}
@@ -391,7 +394,10 @@ func TestApplyIsDeterministic(t *testing.T) {
 	run := func() *fixture {
 		f := newFixture(t, Options{})
 		steps := []func(b *pebble.Batch) error{
-			func(b *pebble.Batch) error { _, err := f.s.UserAdd(b, &pb.AuthUserAddRequest{Name: "root", HashedPassword: h}); return err },
+			func(b *pebble.Batch) error {
+				_, err := f.s.UserAdd(b, &pb.AuthUserAddRequest{Name: "root", HashedPassword: h})
+				return err
+			},
 			func(b *pebble.Batch) error {
 				_, err := f.s.UserGrantRole(b, &pb.AuthUserGrantRoleRequest{User: "root", Role: "root"})
 				return err
@@ -401,7 +407,10 @@ func TestApplyIsDeterministic(t *testing.T) {
 				_, err := f.s.RoleGrantPermission(b, &pb.AuthRoleGrantPermissionRequest{Name: "r", Perm: perm(authpb.Permission_READ, "k", "\x00")})
 				return err
 			},
-			func(b *pebble.Batch) error { _, err := f.s.UserAdd(b, &pb.AuthUserAddRequest{Name: "u", HashedPassword: h}); return err },
+			func(b *pebble.Batch) error {
+				_, err := f.s.UserAdd(b, &pb.AuthUserAddRequest{Name: "u", HashedPassword: h})
+				return err
+			},
 			func(b *pebble.Batch) error {
 				_, err := f.s.UserGrantRole(b, &pb.AuthUserGrantRoleRequest{User: "u", Role: "r"})
 				return err
@@ -411,7 +420,10 @@ func TestApplyIsDeterministic(t *testing.T) {
 				_, err := f.s.UserChangePassword(b, &pb.AuthUserChangePasswordRequest{Name: "u", HashedPassword: h})
 				return err
 			},
-			func(b *pebble.Batch) error { _, err := f.s.RoleDelete(b, &pb.AuthRoleDeleteRequest{Role: "r"}); return err },
+			func(b *pebble.Batch) error {
+				_, err := f.s.RoleDelete(b, &pb.AuthRoleDeleteRequest{Role: "r"})
+				return err
+			},
 		}
 		for _, s := range steps {
 			f.must(s)

@@ -104,7 +104,10 @@ func TestSimpleTokensAreDroppedWithTheirUser(t *testing.T) {
 	if _, err := f.s.AuthInfoFromToken(ctx, tu); err != rpctypes.ErrGRPCInvalidAuthToken {
 		t.Errorf("token after a password change: %v", err)
 	}
-	f.must(func(b *pebble.Batch) error { _, err := f.s.UserDelete(b, &pb.AuthUserDeleteRequest{Name: "v"}); return err })
+	f.must(func(b *pebble.Batch) error {
+		_, err := f.s.UserDelete(b, &pb.AuthUserDeleteRequest{Name: "v"})
+		return err
+	})
 	if _, err := f.s.AuthInfoFromToken(ctx, tv); err != rpctypes.ErrGRPCInvalidAuthToken {
 		t.Errorf("token after user delete: %v", err)
 	}
