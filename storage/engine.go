@@ -38,6 +38,8 @@ const (
 	PrefixAlarms byte = 'A'
 	// PrefixLease holds the leases and the keys attached to them (package lease).
 	PrefixLease byte = 'L'
+	// PrefixAuth holds users, roles, the auth flag and revision (package auth).
+	PrefixAuth byte = 'a'
 )
 
 // FormatVersion is the Pebble on-disk format keel writes. It is pinned so a
