@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keeldb/keel/alarm"
+	"github.com/keeldb/keel/auth"
 	"github.com/keeldb/keel/membership"
 	"github.com/keeldb/keel/mvcc"
 )
@@ -45,11 +46,12 @@ type Applier struct {
 	cluster *membership.Cluster
 	alarms  *alarm.Store
 	lessor  Lessor
+	auth    *auth.Store
 }
 
 // New returns an applier over the given state.
-func New(kv *mvcc.Store, cluster *membership.Cluster, alarms *alarm.Store, lessor Lessor) *Applier {
-	return &Applier{kv: kv, cluster: cluster, alarms: alarms, lessor: lessor}
+func New(kv *mvcc.Store, cluster *membership.Cluster, alarms *alarm.Store, lessor Lessor, auth *auth.Store) *Applier {
+	return &Applier{kv: kv, cluster: cluster, alarms: alarms, lessor: lessor, auth: auth}
 }
 
 // Apply applies one request through w (and b for non-KV state). A returned
@@ -132,6 +134,8 @@ func (a *Applier) apply(ctx context.Context, w *mvcc.Writer, b *pebble.Batch, r 
 		return a.leaseRevoke(ctx, w, b, r.LeaseRevoke)
 	case r.LeaseCheckpoint != nil:
 		return a.leaseCheckpoint(w, b, r.LeaseCheckpoint)
+	case isAuthRequest(r):
+		return a.applyAuth(ctx, w, b, r)
 	}
 	return &Result{Err: fmt.Errorf("unsupported request %v", r)}, nil
 }

@@ -13,8 +13,10 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/keeldb/keel/alarm"
+	"github.com/keeldb/keel/auth"
 	"github.com/keeldb/keel/lease"
 	"github.com/keeldb/keel/membership"
 	"github.com/keeldb/keel/mvcc"
@@ -26,6 +28,7 @@ type applyEnv struct {
 	db     *pebble.DB
 	kv     *mvcc.Store
 	lessor *lease.Lessor
+	auth   *auth.Store
 	a      *Applier
 }
 
@@ -52,7 +55,11 @@ func newApplyEnv(t *testing.T) *applyEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &applyEnv{t: t, db: e.DB(), kv: kv, lessor: lessor, a: New(kv, cluster, alarms, lessor)}
+	as, err := auth.Load(e.DB(), auth.Options{Token: "simple", BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &applyEnv{t: t, db: e.DB(), kv: kv, lessor: lessor, auth: as, a: New(kv, cluster, alarms, lessor, as)}
 }
 
 // batch applies reqs in one apply batch, as the apply loop does with the

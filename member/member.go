@@ -29,6 +29,7 @@ import (
 
 	"github.com/keeldb/keel/alarm"
 	"github.com/keeldb/keel/apply"
+	"github.com/keeldb/keel/auth"
 	"github.com/keeldb/keel/lease"
 	"github.com/keeldb/keel/membership"
 	"github.com/keeldb/keel/mvcc"
@@ -72,7 +73,14 @@ type Config struct {
 	// WatchProgressInterval is the interval of watch progress
 	// notifications (0: etcd's default).
 	WatchProgressInterval time.Duration
-	Logger                *zap.Logger
+	// AuthToken is --auth-token, AuthTokenTTL --auth-token-ttl and
+	// BcryptCost --bcrypt-cost (see auth.Options); AuthClock is the clock
+	// of simple token expiry, nil meaning the wall clock.
+	AuthToken    string
+	AuthTokenTTL time.Duration
+	BcryptCost   int
+	AuthClock    func() time.Time
+	Logger       *zap.Logger
 }
 
 // Member is a running member.
@@ -84,6 +92,7 @@ type Member struct {
 	kv      *mvcc.Store
 	cluster *membership.Cluster
 	alarms  *alarm.Store
+	auth    *auth.Store
 	applier *apply.Applier
 	raft    *raftnode.Node
 	lessor  *lease.Lessor
@@ -164,11 +173,15 @@ func Start(cfg Config) (*Member, error) {
 		m.kv.Close()
 		return nil, err
 	}
+	if m.auth, err = m.loadAuth(); err != nil {
+		m.kv.Close()
+		return nil, err
+	}
 	if m.lessor, err = m.newLessor(); err != nil {
 		m.kv.Close()
 		return nil, err
 	}
-	m.applier = apply.New(m.kv, m.cluster, m.alarms, m.lessor)
+	m.applier = apply.New(m.kv, m.cluster, m.alarms, m.lessor, m.auth)
 	m.watch = watch.NewHub(m.kv, watch.Config{
 		ProgressInterval: cfg.WatchProgressInterval,
 		// etcd fragments at the request limit plus its gRPC overhead allowance.
@@ -329,7 +342,10 @@ func idString(id uint64) string { return fmt.Sprintf("%x", id) }
 // Result carries the request's own error, if any.
 func (m *Member) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply.Result, error) {
 	id := m.reqIDs.next()
-	r.Header = &pb.RequestHeader{ID: id}
+	if r.Header == nil {
+		r.Header = &pb.RequestHeader{}
+	}
+	r.Header.ID = id // the requester's Username and AuthRevision stay
 	data, err := proto.Marshal(r)
 	if err != nil {
 		return nil, err
@@ -461,7 +477,7 @@ func (m *Member) applyEntries(ents []*raftpb.Entry) error {
 			if err := proto.Unmarshal(e.Data, r); err != nil {
 				return fmt.Errorf("entry %d is not a request: %w", idx, err)
 			}
-			res, err := m.applier.Apply(ctx, w, b, r)
+			res, err := m.applier.Apply(apply.WithIndex(ctx, idx), w, b, r)
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", idx, err)
 			}

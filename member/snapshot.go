@@ -90,9 +90,9 @@ func (m *Member) ProcessSnapshot(ctx context.Context, msg *raftpb.Message, path 
 // applySnapshot makes the state and the Raft log match snap, which Raft
 // accepted from the leader, and reloads every in-memory view of the state:
 // the MVCC store, the lessor, the alarms, the membership (and with it the
-// peer transport), the applied index, and the watchers, which catch up from
-// the new state's history (or are cancelled if it has compacted their
-// revision). Proposals waiting for entries the snapshot covers are not
+// peer transport), the auth store, the applied index, and the watchers,
+// which catch up from the new state's history (or are cancelled if it has
+// compacted their revision). Proposals waiting for entries the snapshot covers are not
 // answered; they time out as in etcd. Apply loop only.
 func (m *Member) applySnapshot(snap *raftpb.Snapshot) error {
 	meta := snap.GetMetadata()
@@ -140,6 +140,9 @@ func (m *Member) applySnapshot(snap *raftpb.Snapshot) error {
 	}
 	if err := m.cluster.Reload(db); err != nil {
 		return fmt.Errorf("reload membership: %w", err)
+	}
+	if err := m.auth.Reload(db); err != nil {
+		return fmt.Errorf("reload auth: %w", err)
 	}
 	m.watch.Restore()
 	applied, err := m.engine.Applied()
