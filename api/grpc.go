@@ -62,6 +62,7 @@ func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
 	pb.RegisterClusterServer(gs, &clusterServer{m: m})
 	pb.RegisterLeaseServer(gs, &leaseServer{m: m, lg: orNop(cfg.Logger)})
 	pb.RegisterWatchServer(gs, &watchServer{m: m, lg: cfg.Logger})
+	pb.RegisterAuthServer(gs, &authServer{m: m})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)

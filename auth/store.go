@@ -11,6 +11,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"sort"
 	"sync"
@@ -72,14 +73,16 @@ func Load(db pebble.Reader, opts Options) (*Store, error) {
 
 // Reload replaces the auth state with the one kept in db, after the member's
 // state was replaced by a Raft snapshot. Apply loop only. Simple tokens of
-// users that no longer exist, and all of them if auth is now disabled, are
-// dropped.
+// users that no longer exist or whose password changed, and all of them if
+// auth is now disabled, are dropped, as applying the skipped entries would
+// have.
 func (s *Store) Reload(db pebble.Reader) error {
 	st, err := readState(db)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
+	old := s.users
 	s.enabled = st.enabled
 	s.revision = st.revision
 	s.users = st.users
@@ -90,7 +93,10 @@ func (s *Store) Reload(db pebble.Reader) error {
 		s.tokens.disable()
 		return nil
 	}
-	s.tokens.keepUsers(func(name string) bool { _, ok := st.users[name]; return ok })
+	s.tokens.keepUsers(func(name string) bool {
+		u, was := st.users[name], old[name]
+		return u != nil && was != nil && bytes.Equal(u.Password, was.Password)
+	})
 	return nil
 }
 

@@ -259,3 +259,37 @@ func TestBadAuthTokenOptionsAreEtcdsErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadDropsTokensTheSkippedEntriesWouldHave: a member that installs
+// a snapshot skips the entries in it, so Reload drops the simple tokens of
+// users deleted or given a new password meanwhile, and keeps the others.
+func TestReloadDropsTokensTheSkippedEntriesWouldHave(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	f := simpleFixture(t, clock)
+	f.addUser("v", "pw")
+	tu, tv, troot := login(t, f, "u", "pw", 1), login(t, f, "v", "pw", 2), login(t, f, "root", "pw", 3)
+
+	// The leader's state: u has a new password, v is gone.
+	leader := newFixture(t, Options{})
+	leader.addUser("root", "pw", "root")
+	leader.addUser("u", "other")
+	leader.enable()
+	root := f.s.users["root"]
+	leader.must(func(b *pebble.Batch) error {
+		// root's record as the lagging member has it (same hash).
+		leader.s.users["root"] = root
+		return putRecord(b, kindUser, "root", root)
+	})
+	if err := f.s.Reload(leader.db); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tok := range []string{tu, tv} {
+		if _, err := f.s.AuthInfoFromToken(ctx, tok); err != rpctypes.ErrGRPCInvalidAuthToken {
+			t.Errorf("token %s after reload: %v", tok, err)
+		}
+	}
+	if ai, err := f.s.AuthInfoFromToken(ctx, troot); err != nil || ai.Username != "root" {
+		t.Errorf("root's token after reload: %v %v", ai, err)
+	}
+}

@@ -73,6 +73,16 @@ type Config struct {
 	// 0 means etcd's default of 10 minutes.
 	WatchProgressNotifyInterval time.Duration
 
+	// AuthToken is the kind of auth token and its options (--auth-token):
+	// "simple" or "jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...".
+	// It is checked when the member starts, as etcd does.
+	AuthToken string
+	// BcryptCost is the cost of password hashes (--bcrypt-cost).
+	BcryptCost uint
+	// AuthTokenTTL is how long a simple token lives without use
+	// (--auth-token-ttl, in seconds).
+	AuthTokenTTL time.Duration
+
 	// LogLevel is debug, info, warn, error, dpanic, panic or fatal
 	// (--log-level, any case; "warning" is warn and "" is info).
 	LogLevel string

@@ -295,11 +295,11 @@ var flagTable = []flagSpec{
 		help: "Highest TLS version accepted: TLS1.2 or TLS1.3 (empty lets Go choose)."},
 
 	// Auth.
-	{name: "auth-token", kind: kindString, def: "simple", topic: topicAuth, status: unsupported,
+	{name: "auth-token", kind: kindString, def: "simple", topic: topicAuth, status: implemented,
 		help: "Kind of auth token and its options: 'simple' or 'jwt,pub-key=...,priv-key=...,sign-method=...'."},
-	{name: "bcrypt-cost", kind: kindUint, def: "10", topic: topicAuth, status: unsupported,
+	{name: "bcrypt-cost", kind: kindUint, def: "10", topic: topicAuth, status: implemented,
 		help: "bcrypt cost used to hash user passwords."},
-	{name: "auth-token-ttl", kind: kindUint, def: "300", topic: topicAuth, status: unsupported,
+	{name: "auth-token-ttl", kind: kindUint, def: "300", topic: topicAuth, status: implemented,
 		help: "Seconds a simple auth token stays valid."},
 
 	// Profiling and monitoring.

@@ -393,6 +393,9 @@ func (p *parser) build() *Config {
 	c.HeartbeatInterval = time.Duration(p.value("heartbeat-interval").(uint)) * time.Millisecond
 	c.ElectionTimeout = time.Duration(p.value("election-timeout").(uint)) * time.Millisecond
 	c.WatchProgressNotifyInterval = p.value("watch-progress-notify-interval").(time.Duration)
+	c.AuthToken = p.str("auth-token")
+	c.BcryptCost = p.value("bcrypt-cost").(uint)
+	c.AuthTokenTTL = time.Duration(p.value("auth-token-ttl").(uint)) * time.Second
 
 	if c.SnapshotCount == 0 {
 		c.Notices = append(c.Notices, Notice{Msg: msgSnapshotCount, Key: "--snapshot-count", Value: "0"})

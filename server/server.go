@@ -265,6 +265,9 @@ func (s *Server) openMember() error {
 		MaxRequestBytes:        cfg.MaxRequestBytes,
 		StrictReconfigCheck:    cfg.StrictReconfigCheck,
 		WatchProgressInterval:  cfg.WatchProgressNotifyInterval,
+		AuthToken:              cfg.AuthToken,
+		AuthTokenTTL:           cfg.AuthTokenTTL,
+		BcryptCost:             int(cfg.BcryptCost),
 		Logger:                 s.lg,
 	})
 	return err
