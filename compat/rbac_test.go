@@ -2,16 +2,24 @@ package compat
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -84,7 +92,13 @@ type rbacCall struct {
 	missingInKeel bool
 }
 
-const badToken = "!badtoken"
+// badToken and bare name the clients without the official client's login:
+// one sends a made-up token, the other nothing of its own (its calls add
+// the token they test).
+const (
+	badToken = "!badtoken"
+	bare     = "!bare"
+)
 
 // rbacConn is one user's connection: the official client (nil for the bad
 // token), and the raw services over its connection, which carries the
@@ -121,7 +135,7 @@ func (s *rbacSide) conn(user string) *rbacConn {
 	}
 	var conn *grpc.ClientConn
 	var c *rbacConn
-	if user == badToken {
+	if user == badToken || user == bare {
 		// A bare connection: the official client would retry an invalid
 		// token for seconds before giving up with the same error.
 		var err error
@@ -130,7 +144,10 @@ func (s *rbacSide) conn(user string) *rbacConn {
 			s.t.Fatalf("%s: connection: %v", s.name, err)
 		}
 		s.t.Cleanup(func() { _ = conn.Close() })
-		c = &rbacConn{token: "bad-token-for-rbac-matrix"}
+		c = &rbacConn{}
+		if user == badToken {
+			c.token = "bad-token-for-rbac-matrix"
+		}
 	} else {
 		cfg := clientv3.Config{Endpoints: []string{s.endpoint}, DialTimeout: startTimeout, Logger: zap.NewNop()}
 		if user != "" {
@@ -787,4 +804,115 @@ func revocationCalls() []rbacCall {
 			return c.kv.Compact(ctx, &pb.CompactionRequest{Revision: 3})
 		}},
 	}
+}
+
+// TestRBACStaleToken runs, on etcd and keel with JWT tokens (which carry
+// the auth revision they were issued at), every kind of call with a token
+// issued before an auth change: what etcd refuses with "revision of auth
+// store is old" and what it still serves.
+//
+//	go test -run TestRBACStaleToken -count=1 .
+func TestRBACStaleToken(t *testing.T) {
+	pub, priv := writeECKeyPair(t)
+	jwt := "jwt,pub-key=" + pub + ",priv-key=" + priv + ",sign-method=ES256,ttl=10m"
+	etcd := startEtcdWith(t, "etcd", func(cfg *embed.Config) { cfg.AuthToken = jwt })
+	etcdSide := startRBACSide(t, "etcd", etcd.endpoint)
+	calls := staleTokenCalls()
+	ref := etcdSide.run(calls)
+	if *flagRBAC == "etcd" {
+		t.Logf("etcd's record:\n%s", strings.Join(ref, "\n"))
+		return
+	}
+	cfg := keelConfig(t)
+	cfg.AuthToken = jwt
+	keelSide := startRBACSide(t, "keel", startKeelConfig(t, "keel", cfg).endpoint)
+	compareRBAC(t, calls, ref, keelSide.run(staleTokenCalls()))
+}
+
+// staleTokenCalls log user-key-readwrite in, make calls with its token, let
+// root change a role, and make them again with the now stale token.
+func staleTokenCalls() []rbacCall {
+	const u = "user-key-readwrite"
+	var token string
+	withToken := func(c rbacCall) rbacCall {
+		do := c.do
+		c.as = bare
+		c.do = func(ctx context.Context, rc *rbacConn) (proto.Message, error) {
+			return do(metadata.AppendToOutgoingContext(ctx, "token", token), rc)
+		}
+		return c
+	}
+	// keyLease holds key/k when the lease calls run; grant is a new lease.
+	tokenCalls := func(when string, grant, keyLease int64) []rbacCall {
+		p := func(s string) string { return when + "/" + s }
+		calls := []rbacCall{
+			rangeCall(p("Range"), "", "key/k", ""),
+			rangeStreamCall(p("RangeStream"), "", "key/k"),
+			putCall(p("Put"), "", "key/k", false, 0),
+			deleteCall(p("DeleteRange"), "", "key/k", "", false),
+			txnCall(p("Txn read-only"), "", &pb.TxnRequest{Success: []*pb.RequestOp{rangeOp("key/k", "")}}),
+			txnCall(p("Txn write"), "", &pb.TxnRequest{Success: []*pb.RequestOp{putOp("key/k", false, 0)}}),
+			watchCall(p("Watch"), "", "key/k", ""),
+			leaseGrantCall(p("LeaseGrant"), "", grant),
+			putCall(p("Put with lease"), "", "key/k", false, grant),
+			leaseTTLCall(p("LeaseTimeToLive with keys"), "", keyLease, true),
+			{name: p("LeaseLeases"), do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
+				return c.lease.LeaseLeases(ctx, &pb.LeaseLeasesRequest{})
+			}, shape: leaseCount},
+			keepAliveCall(p("LeaseKeepAlive"), "", keyLease),
+			leaseRevokeCall(p("LeaseRevoke"), "", keyLease),
+			{name: p("Status"), do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
+				return c.maint.Status(ctx, &pb.StatusRequest{})
+			}, shape: okOnly},
+			{name: p("UserGet self"), do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
+				return c.auth.UserGet(ctx, &pb.AuthUserGetRequest{Name: u})
+			}},
+		}
+		for i := range calls {
+			calls[i] = withToken(calls[i])
+		}
+		return calls
+	}
+	calls := []rbacCall{{name: "Authenticate " + u, as: bare, do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
+		resp, err := c.auth.Authenticate(ctx, &pb.AuthenticateRequest{Name: u, Password: rbacPassword})
+		if err == nil {
+			token = resp.Token
+		}
+		return resp, err
+	}, shape: okOnly}}
+	calls = append(calls, tokenCalls("fresh token", 700, 700)...)
+	calls = append(calls,
+		rbacCall{name: "root RoleAdd", as: "root", do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
+			return c.auth.RoleAdd(ctx, &pb.AuthRoleAddRequest{Name: "bump"})
+		}},
+		leaseGrantCall("root LeaseGrant", "root", 800),
+		putCall("root Put with lease", "root", "key/k", false, 800),
+	)
+	return append(calls, tokenCalls("stale token", 701, 800)...)
+}
+
+// writeECKeyPair writes a new ECDSA P-256 key pair as PEM files for
+// --auth-token jwt and returns their paths.
+func writeECKeyPair(t *testing.T) (pub, priv string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pub, priv = filepath.Join(dir, "jwt.pub"), filepath.Join(dir, "jwt.key")
+	for path, block := range map[string]*pem.Block{pub: {Type: "PUBLIC KEY", Bytes: pubDER}, priv: {Type: "EC PRIVATE KEY", Bytes: der}} {
+		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pub, priv
 }
