@@ -206,3 +206,14 @@ func leaseCheck(ctx context.Context, permitted func(*auth.Store, *auth.AuthInfo)
 		return nil
 	}, nil
 }
+
+// leaseCheckNow is leaseCheck with the revision compared right after the
+// check, as etcd does for the lease list (taken before the check) and for
+// keepalive (renewed only once checked).
+func leaseCheckNow(ctx context.Context, permitted func(*auth.Store, *auth.AuthInfo) error) error {
+	after, err := leaseCheck(ctx, permitted)
+	if err != nil {
+		return err
+	}
+	return after()
+}

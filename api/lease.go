@@ -81,7 +81,7 @@ func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLive
 // permission on every key of every lease.
 func (s *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
 	resp := s.m.LeaseLeases(ctx)
-	after, err := leaseCheck(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+	err := leaseCheckNow(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
 		for _, l := range resp.Leases {
 			if err := s.leaseReads(l.ID)(as, ai); err != nil {
 				return err
@@ -89,9 +89,6 @@ func (s *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest)
 		}
 		return nil
 	})
-	if err == nil {
-		err = after()
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -139,12 +136,9 @@ func (s *leaseServer) keepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 		resp := &pb.LeaseKeepAliveResponse{ID: req.ID, Header: &pb.ResponseHeader{}}
 		fillHeader(s.m, resp.Header)
 		// Renewing keeps the lease's keys alive: write permission on them.
-		after, err := leaseCheck(stream.Context(), func(as *auth.Store, ai *auth.AuthInfo) error {
+		err = leaseCheckNow(stream.Context(), func(as *auth.Store, ai *auth.AuthInfo) error {
 			return apply.CheckLeaseWrites(as, ai, s.m.LeaseKeys, req.ID)
 		})
-		if err == nil {
-			err = after()
-		}
 		if err != nil {
 			return err
 		}
