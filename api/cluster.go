@@ -11,8 +11,8 @@ import (
 
 // clusterServer is etcd's Cluster service. Every response carries a header
 // without revision, and every change answers with the members right after
-// it. Changes need the root role while auth is enabled; the list needs
-// nothing, as in etcd.
+// it. While auth is enabled, changes need the root role and the list a
+// user, as in etcd.
 type clusterServer struct {
 	pb.UnimplementedClusterServer
 	m *member.Member
@@ -66,6 +66,10 @@ func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 	members, err := s.m.Members(ctx, r.Linearizable)
 	if err != nil {
 		return nil, toGRPCError(err)
+	}
+	// etcd asks for a user after the ReadIndex round.
+	if err := requireUser(ctx); err != nil {
+		return nil, err
 	}
 	return &pb.MemberListResponse{Header: s.header(), Members: apply.ProtoMembers(members)}, nil
 }

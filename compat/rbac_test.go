@@ -592,6 +592,24 @@ func identityCalls(as string) []rbacCall {
 		{name: p("AuthStatus"), as: as, do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
 			return c.auth.AuthStatus(c.ctx(ctx), &pb.AuthStatusRequest{})
 		}},
+		{name: p("MemberList"), as: as, do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
+			return c.clus.MemberList(c.ctx(ctx), &pb.MemberListRequest{})
+		}, shape: okOnly},
+		{name: p("MemberRemove"), as: as, do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
+			return c.clus.MemberRemove(c.ctx(ctx), &pb.MemberRemoveRequest{ID: 4242})
+		}},
+		{name: p("Status"), as: as, do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
+			return c.maint.Status(c.ctx(ctx), &pb.StatusRequest{})
+		}, shape: okOnly},
+		{name: p("Alarm get"), as: as, do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
+			return c.maint.Alarm(c.ctx(ctx), &pb.AlarmRequest{Action: pb.AlarmRequest_GET})
+		}},
+		{name: p("Hash"), as: as, do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
+			return c.maint.Hash(c.ctx(ctx), &pb.HashRequest{})
+		}, shape: okOnly},
+		{name: p("Compact"), as: as, do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
+			return c.kv.Compact(c.ctx(ctx), &pb.CompactionRequest{Revision: 1})
+		}},
 		{name: p("Authenticate wrong password"), as: as, do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
 			return c.auth.Authenticate(c.ctx(ctx), &pb.AuthenticateRequest{Name: "root", Password: "wrong"})
 		}},
