@@ -11,13 +11,17 @@ import (
 
 // clusterServer is etcd's Cluster service. Every response carries a header
 // without revision, and every change answers with the members right after
-// it.
+// it. While auth is enabled, changes need the root role and the list a
+// user, as in etcd.
 type clusterServer struct {
 	pb.UnimplementedClusterServer
 	m *member.Member
 }
 
 func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	added, members, err := s.m.MemberAdd(ctx, r.PeerURLs, r.IsLearner)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -26,6 +30,9 @@ func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 }
 
 func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	members, err := s.m.MemberRemove(ctx, r.ID)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -34,6 +41,9 @@ func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 }
 
 func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	members, err := s.m.MemberUpdate(ctx, r.ID, r.PeerURLs)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -42,6 +52,9 @@ func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequ
 }
 
 func (s *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	members, err := s.m.MemberPromote(ctx, r.ID)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -53,6 +66,10 @@ func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 	members, err := s.m.Members(ctx, r.Linearizable)
 	if err != nil {
 		return nil, toGRPCError(err)
+	}
+	// etcd asks for a user after the ReadIndex round.
+	if err := requireUser(ctx); err != nil {
+		return nil, err
 	}
 	return &pb.MemberListResponse{Header: s.header(), Members: apply.ProtoMembers(members)}, nil
 }

@@ -24,7 +24,10 @@ const grpcOverheadBytes = 512 * 1024
 type GRPCConfig struct {
 	MaxRequestBytes uint
 	MaxTxnOps       uint
-	Logger          *zap.Logger
+	// ClientCertAuth is --client-cert-auth: a request without a token is
+	// then made by the user its client certificate's CN names.
+	ClientCertAuth bool
+	Logger         *zap.Logger
 }
 
 // streamWorkers is the number of goroutines that serve gRPC requests.
@@ -39,6 +42,7 @@ type GRPCServer struct {
 // NewGRPCServer registers KV, Maintenance, Cluster and the gRPC health
 // service for m. Health reports NOT_SERVING until SetServing is called.
 func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
+	ids := &identitySource{store: m.Auth(), certAuth: cfg.ClientCertAuth}
 	gs := grpc.NewServer(
 		// TLS, where a port has it, is done by the listener
 		// (tlsutil.NewListener); these credentials pass the client
@@ -55,8 +59,8 @@ func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
-		grpc.ChainUnaryInterceptor(learnerUnaryInterceptor(m)),
-		grpc.ChainStreamInterceptor(learnerStreamInterceptor(m)),
+		grpc.ChainUnaryInterceptor(learnerUnaryInterceptor(m), identityUnaryInterceptor(ids)),
+		grpc.ChainStreamInterceptor(learnerStreamInterceptor(m), identityStreamInterceptor(ids)),
 	)
 	pb.RegisterKVServer(gs, &kvServer{m: m, maxTxnOps: int(cfg.MaxTxnOps)})
 	pb.RegisterMaintenanceServer(gs, &maintenanceServer{m: m})

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/keeldb/keel/apply"
+	"github.com/keeldb/keel/auth"
 	"github.com/keeldb/keel/member"
 	"github.com/keeldb/keel/mvcc"
 )
@@ -39,9 +40,18 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	if err := checkRange(r); err != nil {
 		return nil, err
 	}
+	after, err := readCheck(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+		return as.IsRangePermitted(ai, r.Key, r.RangeEnd)
+	})
+	if err != nil {
+		return nil, err
+	}
 	resp, err := s.m.Range(ctx, r)
 	if err != nil {
 		return nil, toGRPCError(err)
+	}
+	if err := after(); err != nil {
+		return nil, err
 	}
 	fillHeader(s.m, resp.Header)
 	return resp, nil
@@ -57,7 +67,13 @@ func (s *kvServer) RangeStream(r *pb.RangeRequest, stream pb.KV_RangeStreamServe
 	if apply.HasRevisionFilters(r) {
 		return status.Error(codes.Unimplemented, "RangeStream does not support revision filters")
 	}
-	err := s.m.RangeStream(stream.Context(), r, func(resp *pb.RangeResponse) error {
+	after, err := readCheck(stream.Context(), func(as *auth.Store, ai *auth.AuthInfo) error {
+		return as.IsRangePermitted(ai, r.Key, r.RangeEnd)
+	})
+	if err != nil {
+		return err
+	}
+	err = s.m.RangeStream(stream.Context(), r, func(resp *pb.RangeResponse) error {
 		if resp.Header != nil {
 			rev := resp.Header.Revision
 			fillHeader(s.m, resp.Header)
@@ -68,14 +84,18 @@ func (s *kvServer) RangeStream(r *pb.RangeRequest, stream pb.KV_RangeStreamServe
 	if err != nil {
 		return toGRPCError(err)
 	}
-	return nil
+	return after()
 }
 
 func (s *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	if err := checkPut(r); err != nil {
 		return nil, err
 	}
-	resp, err := s.m.Put(ctx, r)
+	ai, err := authInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.m.Put(ctx, ai, r)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -87,7 +107,11 @@ func (s *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 	if err := checkDelete(r); err != nil {
 		return nil, err
 	}
-	resp, err := s.m.DeleteRange(ctx, r)
+	ai, err := authInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.m.DeleteRange(ctx, ai, r)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -106,7 +130,14 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if _, _, err := checkDuplicates(r.Failure); err != nil {
 		return nil, err
 	}
-	resp, err := s.m.Txn(ctx, r)
+	if apply.IsTxnReadOnly(r) {
+		return s.readTxn(ctx, r)
+	}
+	ai, err := authInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.m.Txn(ctx, ai, r)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -114,7 +145,30 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	return resp, nil
 }
 
+// readTxn serves a read-only txn, whose permissions are checked here, on
+// the serving member, as etcd does.
+func (s *kvServer) readTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	after, err := readCheck(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+		return apply.CheckTxn(as, ai, nil, r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.m.Txn(ctx, nil, r)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	if err := after(); err != nil {
+		return nil, err
+	}
+	fillHeader(s.m, resp.Header)
+	return resp, nil
+}
+
 func (s *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	resp, err := s.m.Compact(ctx, r)
 	if err != nil {
 		return nil, toGRPCError(err)

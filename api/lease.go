@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/keeldb/keel/apply"
+	"github.com/keeldb/keel/auth"
 	"github.com/keeldb/keel/member"
 )
 
@@ -21,6 +23,9 @@ type leaseServer struct {
 }
 
 func (s *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if err := requireUser(ctx); err != nil {
+		return nil, err
+	}
 	resp, err := s.m.LeaseGrant(ctx, r)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -30,7 +35,14 @@ func (s *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 }
 
 func (s *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	resp, err := s.m.LeaseRevoke(ctx, r)
+	if err := requireUser(ctx); err != nil {
+		return nil, err
+	}
+	ai, err := authInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.m.LeaseRevoke(ctx, ai, r)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -39,8 +51,18 @@ func (s *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest)
 }
 
 // LeaseTimeToLive answers an unknown lease with TTL -1, not an error, as
-// etcd does.
+// etcd does. Asking for the keys needs read permission on them.
 func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	if err := requireUser(ctx); err != nil {
+		return nil, err
+	}
+	after := func() error { return nil }
+	if r.Keys {
+		var err error
+		if after, err = leaseCheck(ctx, s.leaseReads(r.ID)); err != nil {
+			return nil, err
+		}
+	}
 	resp, err := s.m.LeaseTimeToLive(ctx, r)
 	if errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
 		resp, err = &pb.LeaseTimeToLiveResponse{Header: &pb.ResponseHeader{}, ID: r.ID, TTL: -1}, nil
@@ -48,14 +70,37 @@ func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLive
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
+	if err := after(); err != nil {
+		return nil, err
+	}
 	fillHeader(s.m, resp.Header)
 	return resp, nil
 }
 
+// LeaseLeases lists the leases; a user without the root role needs read
+// permission on every key of every lease.
 func (s *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
 	resp := s.m.LeaseLeases(ctx)
+	err := leaseCheckNow(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+		for _, l := range resp.Leases {
+			if err := s.leaseReads(l.ID)(as, ai); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	fillHeader(s.m, resp.Header)
 	return resp, nil
+}
+
+// leaseReads checks the read permission on the keys of lease id.
+func (s *leaseServer) leaseReads(id int64) func(*auth.Store, *auth.AuthInfo) error {
+	return func(as *auth.Store, ai *auth.AuthInfo) error {
+		return apply.CheckLeaseReads(as, ai, s.m.LeaseKeys, id)
+	}
 }
 
 // LeaseKeepAlive renews a lease for every request on the stream, in order,
@@ -90,6 +135,13 @@ func (s *leaseServer) keepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 		// keepalive succeed at a revision after the lease's revocation.
 		resp := &pb.LeaseKeepAliveResponse{ID: req.ID, Header: &pb.ResponseHeader{}}
 		fillHeader(s.m, resp.Header)
+		// Renewing keeps the lease's keys alive: write permission on them.
+		err = leaseCheckNow(stream.Context(), func(as *auth.Store, ai *auth.AuthInfo) error {
+			return apply.CheckLeaseWrites(as, ai, s.m.LeaseKeys, req.ID)
+		})
+		if err != nil {
+			return err
+		}
 		ttl, err := s.m.LeaseRenew(stream.Context(), req.ID)
 		switch {
 		case errors.Is(err, rpctypes.ErrGRPCLeaseNotFound):

@@ -19,6 +19,9 @@ type maintenanceServer struct {
 }
 
 func (s *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
+	if err := requireUser(ctx); err != nil {
+		return nil, err
+	}
 	st := s.m.Status()
 	resp := &pb.StatusResponse{
 		Header:           &pb.ResponseHeader{},
@@ -44,7 +47,15 @@ func (s *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*p
 	return resp, nil
 }
 
+// Alarm needs a user to list alarms and the root role to change them.
 func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	check := requireAdmin
+	if r.Action == pb.AlarmRequest_GET {
+		check = requireUser
+	}
+	if err := check(ctx); err != nil {
+		return nil, err
+	}
 	resp, err := s.m.Alarm(ctx, r)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -57,6 +68,9 @@ func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 }
 
 func (s *maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.HashResponse, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	h, rev, err := s.m.Hash(ctx)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -67,6 +81,9 @@ func (s *maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.Ha
 }
 
 func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	h, rev, err := s.m.HashKV(ctx, r.Revision)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -84,8 +101,35 @@ func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*p
 // MoveLeader must reach the leader, as in etcd; its response carries no
 // header.
 func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.m.MoveLeader(ctx, r.TargetID); err != nil {
 		return nil, toGRPCError(err)
 	}
 	return &pb.MoveLeaderResponse{}, nil
+}
+
+// Defragment and Snapshot are not in keel yet (issue 8); they refuse a
+// caller without the root role as etcd does, and then answer Unimplemented.
+func (s *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	return s.UnimplementedMaintenanceServer.Defragment(ctx, r)
+}
+
+func (s *maintenanceServer) Snapshot(r *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
+	if err := requireAdmin(stream.Context()); err != nil {
+		return err
+	}
+	return s.UnimplementedMaintenanceServer.Snapshot(r, stream)
+}
+
+// Downgrade needs the root role, as in etcd; keel does not downgrade.
+func (s *maintenanceServer) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	return s.UnimplementedMaintenanceServer.Downgrade(ctx, r)
 }

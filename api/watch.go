@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/keeldb/keel/auth"
 	"github.com/keeldb/keel/member"
 	"github.com/keeldb/keel/watch"
 )
@@ -38,7 +39,7 @@ func (s *watchServer) Watch(gs pb.Watch_WatchServer) error {
 	go func() {
 		// A client that closes its sending side still gets its events, as
 		// with etcd; only a failed stream ends the watch.
-		if err := recvWatchRequests(gs, ws); err != nil {
+		if err := recvWatchRequests(ctx, gs, ws); err != nil {
 			recvErr <- err
 			cancel()
 		}
@@ -81,8 +82,9 @@ type errSendFailed struct{ err error }
 func (e errSendFailed) Error() string { return e.err.Error() }
 
 // recvWatchRequests hands the client's requests to ws until the client
-// closes its side (nil) or the stream fails.
-func recvWatchRequests(gs pb.Watch_WatchServer, ws *watch.Stream) error {
+// closes its side (nil) or the stream fails. A create the client may not
+// read is refused with etcd's reason.
+func recvWatchRequests(ctx context.Context, gs pb.Watch_WatchServer, ws *watch.Stream) error {
 	for {
 		req, err := gs.Recv()
 		if errors.Is(err, io.EOF) {
@@ -93,9 +95,14 @@ func recvWatchRequests(gs pb.Watch_WatchServer, ws *watch.Stream) error {
 		}
 		switch u := req.RequestUnion.(type) {
 		case *pb.WatchRequest_CreateRequest:
-			if u.CreateRequest != nil {
-				ws.Create(u.CreateRequest)
+			if u.CreateRequest == nil {
+				break
 			}
+			if reason := watchRefusal(ctx, u.CreateRequest); reason != "" {
+				ws.Refuse(reason)
+				break
+			}
+			ws.Create(u.CreateRequest)
 		case *pb.WatchRequest_CancelRequest:
 			if u.CancelRequest != nil {
 				ws.Cancel(u.CancelRequest.WatchId)
@@ -108,6 +115,33 @@ func recvWatchRequests(gs pb.Watch_WatchServer, ws *watch.Stream) error {
 		// Unknown request kinds are ignored, as etcd does, rather than
 		// ending every watcher of the stream.
 	}
+}
+
+// watchRefusal is the cancel reason etcd gives a watch create the client
+// may not make (read permission on its keys), "" if it may. A create with a
+// negative start revision is left to the hub, which refuses it first, as
+// etcd does.
+func watchRefusal(ctx context.Context, r *pb.WatchCreateRequest) string {
+	if r.StartRevision < 0 {
+		return ""
+	}
+	key := r.Key
+	if len(key) == 0 {
+		key = []byte{0} // the smallest key, as the hub reads it
+	}
+	_, err := readCheck(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+		return as.IsRangePermitted(ai, key, r.RangeEnd)
+	})
+	if err == nil {
+		return ""
+	}
+	// The reason is the gRPC error's text, as etcd gives it.
+	switch {
+	case errors.Is(err, rpctypes.ErrGRPCInvalidAuthToken), errors.Is(err, rpctypes.ErrGRPCAuthOldRevision),
+		errors.Is(err, rpctypes.ErrGRPCUserEmpty):
+		return err.Error()
+	}
+	return rpctypes.ErrGRPCPermissionDenied.Error()
 }
 
 // requiresLeader reports whether the client asked, through etcd's metadata,

@@ -60,9 +60,18 @@ func New(kv *mvcc.Store, cluster *membership.Cluster, alarms *alarm.Store, lesso
 //
 // Every key change the request makes is also reflected in the lease
 // attachments before Apply returns.
+//
+// While auth is enabled, a write is applied only if the requester recorded
+// in r.Header may make it at this point of the log (see authcheck.go).
 func (a *Applier) Apply(ctx context.Context, w *mvcc.Writer, b *pebble.Batch, r *pb.InternalRaftRequest) (*Result, error) {
 	if err := a.refusedByAlarm(r); err != nil {
 		return &Result{Err: err, Compaction: r.Compaction != nil}, nil
+	}
+	if err := a.authorize(b, r); err != nil {
+		if !isRequestError(err) {
+			return nil, err
+		}
+		return &Result{Err: err}, nil
 	}
 	n := len(w.Events())
 	res, err := a.apply(ctx, w, b, r)

@@ -80,8 +80,8 @@ func TestAuthManagementNeedsRootAtApply(t *testing.T) {
 
 func TestAuthResponsesCarryTheStoreRevision(t *testing.T) {
 	e := authEnv(t)
-	e.do(putReq("k", 0))
-	e.do(putReq("k", 0))
+	e.do(e.as("root", putReq("k", 0))) // writes are checked at apply
+	e.do(e.as("root", putReq("k", 0))) // writes are checked at apply
 	res := e.do(e.as("root", &pb.InternalRaftRequest{AuthUserList: &pb.AuthUserListRequest{}}))
 	resp := res.Resp.(*pb.AuthUserListResponse)
 	if resp.Header.GetRevision() != 3 || strings.Join(resp.Users, ",") != "root,u" {

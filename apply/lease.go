@@ -29,6 +29,9 @@ type Lessor interface {
 	// Attach and Detach record which keys are attached to which lease.
 	Attach(b *pebble.Batch, id int64, key []byte) error
 	Detach(b *pebble.Batch, id int64, key []byte) error
+	// Keys returns the keys attached to lease id in r, in key order; none
+	// for a lease not granted.
+	Keys(r pebble.Reader, id int64) ([][]byte, error)
 }
 
 // leaseGrant grants a lease. The header carries the revision at apply time,

@@ -120,6 +120,17 @@ func startEtcd(t *testing.T, name string) *target {
 // nil, instead of the one it listens on.
 func startEtcdAdvertising(t *testing.T, name string, advertisePeer *url.URL) *target {
 	t.Helper()
+	return startEtcdWith(t, name, func(cfg *embed.Config) {
+		if advertisePeer != nil {
+			cfg.AdvertisePeerUrls = []url.URL{*advertisePeer}
+		}
+	})
+}
+
+// startEtcdWith starts a one-member etcd in this process, its configuration
+// changed by edit before the start.
+func startEtcdWith(t *testing.T, name string, edit func(*embed.Config)) *target {
+	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = memberName
 	cfg.Dir = filepath.Join(t.TempDir(), "data")
@@ -127,15 +138,13 @@ func startEtcdAdvertising(t *testing.T, name string, advertisePeer *url.URL) *ta
 	client := localURL(freePort(t))
 	cfg.ListenPeerUrls = []url.URL{peer}
 	cfg.AdvertisePeerUrls = []url.URL{peer}
-	if advertisePeer != nil {
-		cfg.AdvertisePeerUrls = []url.URL{*advertisePeer}
-	}
 	cfg.ListenClientUrls = []url.URL{client}
 	cfg.AdvertiseClientUrls = []url.URL{client}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	// Durability is not under test; fsync only slows the reference down.
 	cfg.UnsafeNoFsync = true
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(serverLogger(t, name))
+	edit(cfg)
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

@@ -354,7 +354,7 @@ func TestClusterAuthTokenWorksOnEveryMember(t *testing.T) {
 	if err := retryUnhealthy(t, func() error { _, err := root.MemberAdd(ctx(t), []string{peer}); return err }); err != nil {
 		t.Fatal(err)
 	}
-	m4 := c.Join(t, "m4", peer)
+	m4 := c.JoinAs(t, root, "m4", peer) // the member list needs a user
 	r4 := m4.NewClient(t, as("root", rootPassword))
 	ul, err := r4.UserList(ctx(t))
 	if err != nil || strings.Join(ul.Users, ",") != "root,u" {

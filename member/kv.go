@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keeldb/keel/apply"
+	"github.com/keeldb/keel/auth"
 	"github.com/keeldb/keel/membership"
 )
 
@@ -104,18 +105,20 @@ func nextChunk(limit int64, size, target int) int64 {
 	return max(limit, 1)
 }
 
-// Put proposes a put and returns its response once applied.
-func (m *Member) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
-	resp, err := m.write(ctx, &pb.InternalRaftRequest{Put: r})
+// Put proposes a put on behalf of ai (nil: nobody) and returns its response
+// once applied. Whether ai may make it is decided at apply.
+func (m *Member) Put(ctx context.Context, ai *auth.AuthInfo, r *pb.PutRequest) (*pb.PutResponse, error) {
+	resp, err := m.write(ctx, &pb.InternalRaftRequest{Header: requestHeaderOf(ai), Put: r})
 	if err != nil {
 		return nil, err
 	}
 	return resp.(*pb.PutResponse), nil
 }
 
-// DeleteRange proposes a delete and returns its response once applied.
-func (m *Member) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	resp, err := m.write(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+// DeleteRange proposes a delete on behalf of ai (nil: nobody) and returns
+// its response once applied. Whether ai may make it is decided at apply.
+func (m *Member) DeleteRange(ctx context.Context, ai *auth.AuthInfo, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	resp, err := m.write(ctx, &pb.InternalRaftRequest{Header: requestHeaderOf(ai), DeleteRange: r})
 	if err != nil {
 		return nil, err
 	}
@@ -123,8 +126,10 @@ func (m *Member) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb
 }
 
 // Txn serves a read-only txn locally (after a ReadIndex round unless every
-// range is serializable) and proposes any other.
-func (m *Member) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+// range is serializable) and proposes any other on behalf of ai (nil:
+// nobody), whose permissions are then checked at apply. The caller checks
+// those of a read-only txn.
+func (m *Member) Txn(ctx context.Context, ai *auth.AuthInfo, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if apply.IsTxnReadOnly(r) {
 		if !apply.IsTxnSerializable(r) {
 			if err := m.linearizableReadNotify(ctx); err != nil {
@@ -133,7 +138,7 @@ func (m *Member) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, er
 		}
 		return apply.ReadTxn(ctx, m.kv.Read(), r)
 	}
-	resp, err := m.write(ctx, &pb.InternalRaftRequest{Txn: r})
+	resp, err := m.write(ctx, &pb.InternalRaftRequest{Header: requestHeaderOf(ai), Txn: r})
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/keeldb/keel/auth"
 	"github.com/keeldb/keel/lease"
 )
 
@@ -126,10 +127,11 @@ func (m *Member) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 	return resp.(*pb.LeaseGrantResponse), nil
 }
 
-// LeaseRevoke proposes a lease revocation; the keys attached to the lease
-// are deleted in the same revision.
-func (m *Member) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	resp, err := m.write(ctx, &pb.InternalRaftRequest{LeaseRevoke: r})
+// LeaseRevoke proposes a lease revocation on behalf of ai (nil: nobody);
+// the keys attached to the lease are deleted in the same revision. Whether
+// ai may write them is decided at apply.
+func (m *Member) LeaseRevoke(ctx context.Context, ai *auth.AuthInfo, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	resp, err := m.write(ctx, &pb.InternalRaftRequest{Header: requestHeaderOf(ai), LeaseRevoke: r})
 	if err != nil {
 		return nil, err
 	}
@@ -230,6 +232,13 @@ func (m *Member) leaseTimeToLiveLocal(ctx context.Context, r *pb.LeaseTimeToLive
 		resp.Keys = keys
 	}
 	return resp, nil
+}
+
+// LeaseKeys returns the keys attached to lease id as this member has
+// applied them, in key order; none for a lease not granted. It is for
+// permission checks, which etcd makes on the serving member.
+func (m *Member) LeaseKeys(id int64) ([][]byte, error) {
+	return m.lessor.Keys(m.engine.DB(), id)
 }
 
 // LeaseLeases lists the leases this member knows, the soonest to expire
@@ -404,7 +413,10 @@ func (p leaseProposer) Revoke(ctx context.Context, ids []int64) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if _, err := m.write(ctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}); err != nil && ctx.Err() == nil {
+			// An expired lease is revoked as root, as etcd does, so that
+			// the keys' permissions do not hold it back.
+			hdr := &pb.RequestHeader{Username: "root"}
+			if _, err := m.write(ctx, &pb.InternalRaftRequest{Header: hdr, LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}); err != nil && ctx.Err() == nil {
 				m.lg.Warn("failed to revoke lease", zap.String("lease-id", fmt.Sprintf("%016x", id)), zap.Error(err))
 			}
 		}()

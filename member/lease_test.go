@@ -153,7 +153,7 @@ func TestMemberLeaseLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"b", "a"} {
-		if _, err := lm.m.Put(lm.ctx(), &pb.PutRequest{Key: []byte(k), Lease: id}); err != nil {
+		if _, err := lm.m.Put(lm.ctx(), nil, &pb.PutRequest{Key: []byte(k), Lease: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -209,7 +209,7 @@ func TestMemberLeasesAndRemainingTTLSurviveRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := lm.m.Put(lm.ctx(), &pb.PutRequest{Key: []byte("k"), Lease: long}); err != nil {
+	if _, err := lm.m.Put(lm.ctx(), nil, &pb.PutRequest{Key: []byte("k"), Lease: long}); err != nil {
 		t.Fatal(err)
 	}
 	lm.clock.Advance(5 * time.Second)

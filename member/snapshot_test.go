@@ -130,11 +130,11 @@ func TestSnapshotCarriesTheWholeStateToAFollower(t *testing.T) {
 	leader := lm.m
 	ctx := lm.ctx()
 	for _, k := range []string{"a", "b", "c", "d"} {
-		if _, err := leader.Put(ctx, &pb.PutRequest{Key: []byte(k), Value: []byte("v1-" + k)}); err != nil {
+		if _, err := leader.Put(ctx, nil, &pb.PutRequest{Key: []byte(k), Value: []byte("v1-" + k)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := leader.DeleteRange(ctx, &pb.DeleteRangeRequest{Key: []byte("b")}); err != nil {
+	if _, err := leader.DeleteRange(ctx, nil, &pb.DeleteRangeRequest{Key: []byte("b")}); err != nil {
 		t.Fatal(err)
 	}
 	const leaseID = 7
@@ -142,18 +142,18 @@ func TestSnapshotCarriesTheWholeStateToAFollower(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"l2", "l1"} {
-		if _, err := leader.Put(ctx, &pb.PutRequest{Key: []byte(k), Value: []byte("leased"), Lease: leaseID}); err != nil {
+		if _, err := leader.Put(ctx, nil, &pb.PutRequest{Key: []byte(k), Value: []byte("leased"), Lease: leaseID}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	compactRev := leader.Rev()
-	if _, err := leader.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("v2-a")}); err != nil {
+	if _, err := leader.Put(ctx, nil, &pb.PutRequest{Key: []byte("a"), Value: []byte("v2-a")}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := leader.Compact(ctx, &pb.CompactionRequest{Revision: compactRev, Physical: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := leader.Put(ctx, &pb.PutRequest{Key: []byte("e"), Value: []byte("v1-e")}); err != nil {
+	if _, err := leader.Put(ctx, nil, &pb.PutRequest{Key: []byte("e"), Value: []byte("v1-e")}); err != nil {
 		t.Fatal(err)
 	}
 	learner, _, err := leader.MemberAdd(ctx, []string{"http://127.0.0.1:2390"}, true)
@@ -270,7 +270,7 @@ func TestSnapshotBehindTheStreamedStateSkipsToIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		if _, err := leader.Put(ctx, &pb.PutRequest{Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")}); err != nil {
+		if _, err := leader.Put(ctx, nil, &pb.PutRequest{Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -158,6 +158,19 @@ func (s *Stream) Create(r *pb.WatchCreateRequest) {
 	h.add(w)
 }
 
+// Refuse answers a create request without creating a watcher: created and
+// canceled, with reason, queued in order with the stream's other responses
+// (the API refuses this way a watch the client may not read).
+func (s *Stream) Refuse(reason string) {
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.push(&pending{watchID: InvalidWatchID, rev: h.notified, created: true, canceled: true, reason: reason})
+}
+
 // Cancel cancels the watcher id and queues the canceled response. Like
 // etcd, it answers nothing for an ID that names no watcher, and answers
 // again for a watcher already cancelled by a compaction.

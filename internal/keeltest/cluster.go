@@ -251,16 +251,36 @@ func (c *Cluster) Join(t testing.TB, name, peer string) *Member {
 	return m
 }
 
+// JoinAs is Join with the member list asked through cli, a client logged
+// in as a user: with auth enabled, the list needs one, as in etcd.
+func (c *Cluster) JoinAs(t testing.TB, cli *clientv3.Client, name, peer string) *Member {
+	t.Helper()
+	m, err := c.startJoining(cli, name, peer)
+	if err != nil {
+		t.Fatalf("keeltest: join %s: %v", name, err)
+	}
+	return m
+}
+
 // StartJoining is Join returning the error instead of failing the test,
 // for tests of refused joins.
 func (c *Cluster) StartJoining(name, peer string) (*Member, error) {
+	return c.startJoining(nil, name, peer)
+}
+
+// startJoining asks the member list through cli, or the first running
+// member's client if nil.
+func (c *Cluster) startJoining(cli *clientv3.Client, name, peer string) (*Member, error) {
 	running := c.Running()
 	if len(running) == 0 {
 		return nil, errors.New("no running member to ask for the member list")
 	}
+	if cli == nil {
+		cli = running[0].Client
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	list, err := running[0].Client.MemberList(ctx)
+	list, err := cli.MemberList(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("member list: %w", err)
 	}
