@@ -4,11 +4,8 @@ import (
 	"context"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/keeldb/keel/auth"
 	"github.com/keeldb/keel/member"
 )
 
@@ -20,25 +17,6 @@ type authServer struct {
 	m *member.Member
 }
 
-// callerAuthInfo is the identity of the token in ctx's metadata (key
-// "token", or "authorization" as the gateway sends it), nil without one or
-// while auth is disabled; an unknown or expired token is
-// rpctypes.ErrGRPCInvalidAuthToken, as etcd answers before proposing.
-func callerAuthInfo(ctx context.Context, m *member.Member) (*auth.AuthInfo, error) {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return nil, nil
-	}
-	ts := md.Get(rpctypes.TokenFieldNameGRPC)
-	if len(ts) == 0 {
-		ts = md.Get(rpctypes.TokenFieldNameSwagger)
-	}
-	if len(ts) == 0 {
-		return nil, nil
-	}
-	return m.Auth().AuthInfoFromToken(ctx, ts[0])
-}
-
 // authRequest proposes req for the caller and returns its typed response
 // with the header filled.
 func authRequest[R interface {
@@ -46,7 +24,7 @@ func authRequest[R interface {
 	GetHeader() *pb.ResponseHeader
 }](ctx context.Context, m *member.Member, req *pb.InternalRaftRequest) (R, error) {
 	var zero R
-	ai, err := callerAuthInfo(ctx, m)
+	ai, err := authInfo(ctx)
 	if err != nil {
 		return zero, err
 	}

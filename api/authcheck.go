@@ -5,11 +5,10 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 
 	"github.com/keeldb/keel/auth"
+	"github.com/keeldb/keel/tlsutil"
 )
 
 // identityKey keys the request's identity source in its context.
@@ -87,30 +86,11 @@ func authInfo(ctx context.Context) (*auth.AuthInfo, error) {
 	if len(md.Get("grpcgateway-accept")) > 0 {
 		return nil, nil
 	}
-	cn, ok := certCommonName(ctx)
+	cn, ok := tlsutil.CommonName(ctx)
 	if !ok {
 		return nil, nil
 	}
 	return src.store.AuthInfoFromCommonName(cn), nil
-}
-
-// certCommonName is the CN of the client certificate verified on the
-// connection of ctx.
-func certCommonName(ctx context.Context) (string, bool) {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p == nil {
-		return "", false
-	}
-	ti, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok {
-		return "", false
-	}
-	for _, chain := range ti.State.VerifiedChains {
-		if len(chain) > 0 {
-			return chain[0].Subject.CommonName, true
-		}
-	}
-	return "", false
 }
 
 // requireUser refuses, while auth is enabled, a request that names no user

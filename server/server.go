@@ -110,7 +110,8 @@ func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err err
 		return nil, err
 	}
 	s.servePeers()
-	s.grpc = api.NewGRPCServer(s.member, api.GRPCConfig{MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps, Logger: lg})
+	s.grpc = api.NewGRPCServer(s.member, api.GRPCConfig{MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps,
+		ClientCertAuth: cfg.ClientTLS.ClientCertAuth, Logger: lg})
 	if cfg.EnablePprof {
 		lg.Info("pprof is enabled", zap.String("path", "/debug/pprof"))
 	}
