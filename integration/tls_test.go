@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/keeldb/keel/config"
 	"github.com/keeldb/keel/internal/keeltest"
 	"github.com/keeldb/keel/pki"
+	"github.com/keeldb/keel/server"
 )
 
 // mustPutGet writes and reads a key through cli.
@@ -321,4 +323,41 @@ func TestTLSPeerPortNamesRefusedPeerCertificate(t *testing.T) {
 		t.Fatal("the peer port accepted a certificate whose CN is not allowed")
 	}
 	waitLog(t, logs, "rejected TLS connection", `"intruder"`, "allowed common names")
+}
+
+// TestTLSPeerCertificateMustCoverDialledIP starts two members whose peer
+// certificate covers only 10.9.9.9 while they advertise 127.0.0.1: each must
+// refuse the other's certificate and log which names it covers.
+func TestTLSPeerCertificateMustCoverDialledIP(t *testing.T) {
+	p := newTestPKI(t)
+	peer := p.issue("peer", pki.Request{CommonName: "member", Hosts: []string{"10.9.9.9"}, Usage: pki.Peer})
+	lg, logs := observedLogger()
+	var initial []string
+	var cfgs []*config.Config
+	for _, name := range []string{"a", "b"} {
+		u, err := keeltest.NewPeerURL()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u = "https" + strings.TrimPrefix(u, "http")
+		pu, _ := url.Parse(u)
+		initial = append(initial, name+"="+u)
+		cfg := config.Default()
+		cfg.Name, cfg.DataDir = name, t.TempDir()
+		client := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+		cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []url.URL{client}, []url.URL{client}
+		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []url.URL{*pu}, []url.URL{*pu}
+		cfg.PeerTLS = config.TLS{CertFile: peer.CertFile, KeyFile: peer.KeyFile, TrustedCAFile: p.CAFile,
+			ClientCertAuth: true, SkipClientSANVerify: true}
+		cfgs = append(cfgs, cfg)
+	}
+	for _, cfg := range cfgs {
+		cfg.InitialCluster = strings.Join(initial, ",")
+		srv, err := server.New(cfg, lg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Stop)
+	}
+	t.Log(waitLog(t, logs, "failed to connect to remote peer", "10.9.9.9", `"127.0.0.1"`))
 }

@@ -146,12 +146,16 @@ func (s *Source) ServerConfig(nextProtos ...string) *tls.Config {
 	}
 }
 
-// ClientConfig returns the configuration for dialling a TLS server: it
-// presents the client certificate and verifies the server's certificate
-// against the trusted CA file (the system's roots without one) and the name
-// dialled, unless the Info is SelfSigned.
-func (s *Source) ClientConfig() *tls.Config {
+// ClientConfigFor returns the configuration for dialling the TLS server at
+// host (a DNS name or an IP address, without port): it presents the client
+// certificate and verifies that the server's certificate is signed by the
+// trusted CA file (the system's roots without one) and covers host, unless
+// the Info is SelfSigned. A configuration serves one host only: Go leaves
+// the server name of the connection empty for an IP address, so host is
+// bound here.
+func (s *Source) ClientConfigFor(host string) *tls.Config {
 	return &tls.Config{
+		ServerName:   host,
 		MinVersion:   s.minVersion(),
 		MaxVersion:   s.info.MaxVersion,
 		CipherSuites: s.info.CipherSuites,
@@ -161,7 +165,7 @@ func (s *Source) ClientConfig() *tls.Config {
 		// Verification is done in VerifyConnection so that the trusted
 		// CA file is re-read when it changes.
 		InsecureSkipVerify: true,
-		VerifyConnection:   s.verifyServer,
+		VerifyConnection:   func(cs tls.ConnectionState) error { return s.verifyServer(host, cs) },
 	}
 }
 
@@ -198,8 +202,9 @@ func (s *Source) verifyPeer(cs tls.ConnectionState) error {
 	return s.checkAllowed(cs)
 }
 
-// verifyServer verifies the certificate of a server this member dialled.
-func (s *Source) verifyServer(cs tls.ConnectionState) error {
+// verifyServer verifies the certificate of the server at host that this
+// member dialled.
+func (s *Source) verifyServer(host string, cs tls.ConnectionState) error {
 	if s.info.SelfSigned {
 		return nil
 	}
@@ -207,7 +212,7 @@ func (s *Source) verifyServer(cs tls.ConnectionState) error {
 		return errors.New("tls: the server sent no certificate")
 	}
 	opts := x509.VerifyOptions{
-		DNSName:       cs.ServerName,
+		DNSName:       host,
 		Intermediates: x509.NewCertPool(),
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
