@@ -7,8 +7,8 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strings"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
