@@ -130,8 +130,9 @@ type portListener struct {
 	secure, insecure bool
 }
 
-// groupByAddress merges URLs of one address: etcd serves http and https on
-// one listener when both are listed.
+// groupByAddress merges client URLs of one address: etcd serves http and
+// https on one client listener when both are listed (never on a peer
+// listener).
 func groupByAddress(us []url.URL) []*portListener {
 	var out []*portListener
 	byHost := map[string]*portListener{}
