@@ -205,6 +205,9 @@ func (h Handshake) plaintext() string {
 // certificate". The alerts say little; h.Cert, this end's own certificate,
 // says more.
 func (h Handshake) alert(alert string) string {
+	if h.Role == Acceptor {
+		return h.refusedByClient(alert)
+	}
 	switch {
 	case strings.Contains(alert, "certificate required"):
 		return h.noCert()
@@ -232,6 +235,25 @@ func (h Handshake) alert(alert string) string {
 	}
 	return fmt.Sprintf("the server%s refused %s (%s): check it is signed by the CA in the server's trusted CA file, is not revoked by its CRL, and that its CN is allowed",
 		h.at(), mine, alert)
+}
+
+// refusedByClient explains, on the accepting end, an alert by which the
+// client refused this port's own certificate, h.Cert.
+func (h Handshake) refusedByClient(alert string) string {
+	if !strings.Contains(alert, "certificate") || strings.Contains(alert, "certificate required") {
+		return ""
+	}
+	if h.Cert == nil {
+		return fmt.Sprintf("the client%s refused this port's certificate (%s): the client must trust the CA that signed it, and its SANs must cover the name it dials",
+			h.at(), alert)
+	}
+	now := h.now()
+	if now.Before(h.Cert.NotBefore) || now.After(h.Cert.NotAfter) {
+		return fmt.Sprintf("the client%s refused this port's certificate %s (%s): it is not valid now: %s",
+			h.at(), Name(h.Cert), alert, Validity(h.Cert, now))
+	}
+	return fmt.Sprintf("the client%s refused this port's certificate %s (%s): the client must trust the CA that signed it (%q), and the SANs (%s) must cover the name it dials",
+		h.at(), Name(h.Cert), alert, h.Cert.Issuer.String(), Coverage(h.Cert))
 }
 
 func (h Handshake) noCert() string {

@@ -150,6 +150,11 @@ func TestExplainNamesTheCause(t *testing.T) {
 			want: []string{"refused the client certificate", "unknown certificate authority", "does not trust its issuer", "other-ca"}},
 		{name: "no client certificate, seen by server", serverCert: f.server, clientAuth: true, side: Acceptor,
 			want: []string{"presented no certificate", "requires one"}},
+		{name: "server certificate refused by the client, seen by server", serverCert: f.foreignServer, side: Acceptor,
+			want: []string{"the client at 127.0.0.1:2379 refused this port's certificate", "bad certificate",
+				"must trust the CA that signed", `"CN=other-ca,O=keel"`, "IP addresses 127.0.0.1", "must cover the name it dials"}},
+		{name: "server certificate name refused by the client, seen by server", serverCert: f.server, serverName: "10.0.0.1", side: Acceptor,
+			want: []string{"refused this port's certificate", "bad certificate", "DNS names localhost and IP addresses 127.0.0.1", "must cover the name it dials"}},
 		{name: "no client certificate, seen by client", serverCert: f.server, clientAuth: true, side: Dialer,
 			want: []string{"requires a client certificate", "none was presented", "--cert and --key"}},
 	} {
@@ -172,6 +177,7 @@ func TestExplainNamesTheCause(t *testing.T) {
 			err := clientErr
 			if tc.side == Acceptor {
 				err = serverErr
+				h.Cert = tc.serverCert.Cert
 			} else if tc.clientCert != nil {
 				h.Cert = tc.clientCert.Cert
 			}
