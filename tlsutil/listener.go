@@ -14,6 +14,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/keeldb/keel/internal/loglimit"
 )
 
 // handshakeTimeout bounds a connection's TLS handshake, from accept on.
@@ -55,7 +57,7 @@ func NewListener(l net.Listener, cfg ListenerConfig) net.Listener {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	tl := &listener{Listener: l, cfg: cfg, tls: cfg.Source.ServerConfig(cfg.NextProtos...), limiter: newLimiter(), conns: make(chan net.Conn),
+	tl := &listener{Listener: l, cfg: cfg, tls: cfg.Source.ServerConfig(cfg.NextProtos...), limiter: loglimit.New(logEvery, logPerCause), conns: make(chan net.Conn),
 		done: make(chan struct{}), pending: map[net.Conn]struct{}{}}
 	tl.wg.Add(1)
 	go tl.acceptLoop()
@@ -66,7 +68,7 @@ type listener struct {
 	net.Listener
 	cfg     ListenerConfig
 	tls     *tls.Config
-	limiter *limiter
+	limiter *loglimit.Limiter
 	conns   chan net.Conn
 	done    chan struct{}
 
@@ -325,19 +327,27 @@ func (l *listener) handshakeFailed(remote net.Addr, err error) {
 	l.log(remote, f.cause, "rejected TLS connection", zap.String("reason", f.reason), zap.Error(err))
 }
 
-// log logs msg once per cause and remote host every logEvery.
+// log logs msg once per cause and remote host every logEvery, and at most
+// logPerCause lines of a cause every logEvery whatever the number of
+// hosts; a line says how many of its cause were left out before it.
 func (l *listener) log(remote net.Addr, cause, msg string, fields ...zap.Field) {
 	host := remote.String()
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	if !l.limiter.allow(cause + "/" + host) {
+	ok, suppressed := l.limiter.AllowIn(cause, cause+"/"+host)
+	if !ok {
 		return
 	}
-	l.cfg.Logger.Warn(msg, append([]zap.Field{
+	head := []zap.Field{
 		zap.String("port", l.cfg.Port),
 		zap.String("address", l.Addr().String()),
 		zap.String("remote-addr", remote.String()),
 		zap.String("cause", cause),
-	}, fields...)...)
+	}
+	if suppressed > 0 {
+		head = append(head, zap.Int("suppressed", suppressed))
+		msg += fmt.Sprintf(" (%d more of this cause suppressed)", suppressed)
+	}
+	l.cfg.Logger.Warn(msg, append(head, fields...)...)
 }

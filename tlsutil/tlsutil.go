@@ -13,8 +13,20 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/keeldb/keel/internal/loglimit"
+)
+
+const (
+	// logEvery rate-limits repeated log lines with the same cause and
+	// remote host.
+	logEvery = 10 * time.Second
+	// logPerCause bounds the lines of one cause per logEvery, whatever the
+	// number of hosts; the next line says how many were left out.
+	logPerCause = 5
 )
 
 // Info is the TLS set-up of one port, as etcd's flags give it: for the
@@ -61,7 +73,7 @@ func (i Info) requireClientCerts() bool { return i.TrustedCAFile != "" || i.Clie
 type Source struct {
 	info       Info
 	lg         *zap.Logger
-	limiter    *limiter
+	limiter    *loglimit.Limiter
 	cert       *watched[*tls.Certificate]
 	clientCert *watched[*tls.Certificate]
 	ca         *watched[caBundle]    // nil without TrustedCAFile
@@ -85,7 +97,7 @@ func New(info Info, lg *zap.Logger) (*Source, error) {
 	if len(info.AllowedCNs) > 0 && len(info.AllowedHostnames) > 0 {
 		return nil, fmt.Errorf("AllowedCNs and AllowedHostnames are mutually exclusive (cns=%q, hostnames=%q)", info.AllowedCNs, info.AllowedHostnames)
 	}
-	s := &Source{info: info, lg: lg, limiter: newLimiter()}
+	s := &Source{info: info, lg: lg, limiter: loglimit.New(logEvery, logPerCause)}
 	var err error
 	if s.cert, err = newWatched([]string{info.CertFile, info.KeyFile}, loadKeyPair(info.CertFile, info.KeyFile), s.reloadFailed); err != nil {
 		return nil, err
@@ -110,7 +122,7 @@ func New(info Info, lg *zap.Logger) (*Source, error) {
 }
 
 func (s *Source) reloadFailed(err error) {
-	if s.limiter.allow("reload/" + err.Error()) {
+	if s.limiter.Allow("reload/" + err.Error()) {
 		s.lg.Warn("changed TLS files cannot be loaded; still using the previous ones", zap.Error(err))
 	}
 }

@@ -144,8 +144,9 @@ func source(t *testing.T, info Info) *Source {
 }
 
 // serve runs a TLS listener of src on loopback that accepts and holds
-// connections; it returns its address.
-func serve(t *testing.T, src *Source, cfg ListenerConfig) string {
+// connections; it returns its address and a function that closes it and
+// waits for its goroutines (also called by t's cleanup).
+func serve(t *testing.T, src *Source, cfg ListenerConfig) (string, func()) {
 	t.Helper()
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -167,8 +168,9 @@ func serve(t *testing.T, src *Source, cfg ListenerConfig) string {
 			go func() { io.Copy(io.Discard, c); c.Close() }()
 		}
 	}()
-	t.Cleanup(func() { l.Close(); <-done })
-	return raw.Addr().String()
+	stop := func() { l.Close(); <-done }
+	t.Cleanup(stop)
+	return raw.Addr().String(), stop
 }
 
 // handshake dials addr with cfg and completes the handshake (reading once,
@@ -192,7 +194,7 @@ func TestClientConfigForVerifiesTheDialledHost(t *testing.T) {
 	ca := newTestCA(t)
 	srvCert, srvKey := ca.issue("srv", pki.Request{CommonName: "srv", Hosts: []string{"10.9.9.9"}, Usage: pki.Peer})
 	cliCert, cliKey := ca.issue("cli", pki.Request{CommonName: "cli", Hosts: []string{"127.0.0.1"}, Usage: pki.Peer})
-	addr := serve(t, source(t, Info{CertFile: srvCert, KeyFile: srvKey, TrustedCAFile: ca.caFile}), ListenerConfig{})
+	addr, _ := serve(t, source(t, Info{CertFile: srvCert, KeyFile: srvKey, TrustedCAFile: ca.caFile}), ListenerConfig{})
 	cli := source(t, Info{CertFile: cliCert, KeyFile: cliKey, TrustedCAFile: ca.caFile})
 	err := handshake(addr, cli.ClientConfigFor("127.0.0.1"))
 	var he x509.HostnameError

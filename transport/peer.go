@@ -52,7 +52,7 @@ func (p *peer) enqueue(m *raftpb.Message) {
 	case p.queue <- m:
 	default:
 		p.dropped.Add(1)
-		if p.t.limiter.allow(fmt.Sprintf("queue-full/%x", p.id)) {
+		if p.t.limiter.Allow(fmt.Sprintf("queue-full/%x", p.id)) {
 			p.t.lg.Warn("dropped internal Raft message since sending buffer is full (overloaded network)",
 				p.t.localField(), idField("remote-peer-id", p.id), zap.Stringer("message-type", m.GetType()),
 				zap.Uint64("dropped-total", p.dropped.Load()))
@@ -200,11 +200,11 @@ func (p *peer) logFailure(lg *zap.Logger, wasActive bool, err error) {
 	err = p.t.refusal(p.id, err)
 	switch {
 	case errors.Is(err, ErrMemberRemoved):
-		if p.t.limiter.allow(fmt.Sprintf("removed/%x", p.id)) {
+		if p.t.limiter.Allow(fmt.Sprintf("removed/%x", p.id)) {
 			lg.Warn("peer refused the stream: this member was removed from the cluster", zap.Error(err))
 		}
 	case status.Code(err) == codes.FailedPrecondition:
-		if p.t.limiter.allow(fmt.Sprintf("refused/%x", p.id)) {
+		if p.t.limiter.Allow(fmt.Sprintf("refused/%x", p.id)) {
 			lg.Error("peer refused the stream; check the peer URLs and the cluster of each member", zap.Error(err))
 		}
 	case wasActive:
@@ -217,7 +217,7 @@ func (p *peer) logFailure(lg *zap.Logger, wasActive bool, err error) {
 			cause = herr
 		}
 		reason := p.t.explainDial(p.currentURL(), cause)
-		if p.t.limiter.allow(fmt.Sprintf("connect/%x/%s", p.id, reason)) {
+		if p.t.limiter.Allow(fmt.Sprintf("connect/%x/%s", p.id, reason)) {
 			fields := []zap.Field{zap.Error(err)}
 			if reason != "" {
 				fields = append(fields, zap.String("reason", reason))

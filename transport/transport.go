@@ -41,6 +41,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/keeldb/keel/internal/loglimit"
 	"github.com/keeldb/keel/tlsutil"
 )
 
@@ -157,7 +158,7 @@ type Transport struct {
 	srv     *grpc.Server
 	ctx     context.Context // ends at Stop
 	cancel  context.CancelFunc
-	limiter limiter
+	limiter *loglimit.Limiter
 	removed sync.Once
 	wg      sync.WaitGroup // peer goroutines and snapshot senders
 
@@ -178,7 +179,7 @@ func New(cfg Config) *Transport {
 	}
 	t := &Transport{cfg: cfg, lg: lg, peers: map[uint64]*peer{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
-	t.limiter.last = map[string]time.Time{}
+	t.limiter = loglimit.New(logEvery, 0) // per key only (Allow)
 	t.srv = grpc.NewServer(
 		grpc.Creds(tlsutil.ServerCredentials()),
 		grpc.ForceServerCodecV2(rawCodec{}),
@@ -549,22 +550,3 @@ func (t *Transport) localField() zap.Field { return idField("local-member-id", t
 func idField(key string, id uint64) zap.Field { return zap.String(key, hexID(id)) }
 
 func hexID(id uint64) string { return strconv.FormatUint(id, 16) }
-
-// limiter rate-limits log lines by key.
-type limiter struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-// allow reports whether a line with key may be logged now, at most once per
-// logEvery.
-func (l *limiter) allow(key string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if last, ok := l.last[key]; ok && now.Sub(last) < logEvery {
-		return false
-	}
-	l.last[key] = now
-	return true
-}
