@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,22 +44,37 @@ type ListenerConfig struct {
 	// any) do not cover the address the connection comes from, as etcd
 	// does on the peer port unless --peer-skip-client-san-verification.
 	VerifyClientSAN bool
-	Logger          *zap.Logger
+	// MaxHandshakes bounds the connections in their handshake (and being
+	// refused) at once, so that slow clients cannot use up the file
+	// descriptors; more wait in the kernel's backlog. 0 means 256.
+	MaxHandshakes int
+	Logger        *zap.Logger
 }
+
+// defaultMaxHandshakes bounds the handshakes in progress on one port (see
+// ListenerConfig.MaxHandshakes).
+const defaultMaxHandshakes = 256
 
 // NewListener returns a listener that accepts from l, does the TLS
 // handshake of each connection in the background (a slow client delays
-// nobody) and returns only the connections whose handshake succeeded, as
-// *tls.Conn; with AllowPlaintext, plaintext connections too. Refused
-// connections are logged once per cause and remote address every few
-// seconds, with the cause in operator terms. Closing the listener closes l
-// and the connections still in their handshake.
+// nobody, up to MaxHandshakes of them) and returns only the connections
+// whose handshake succeeded, as *tls.Conn; with AllowPlaintext, plaintext
+// connections too. Temporary accept errors (out of file descriptors) are
+// retried with a backoff; any other ends the listener, and Accept returns
+// it. Refused connections are logged with the cause in operator terms, a
+// bounded number of lines per cause. Closing the listener closes l and the
+// connections still in their handshake, and waits for their goroutines.
 func NewListener(l net.Listener, cfg ListenerConfig) net.Listener {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	tl := &listener{Listener: l, cfg: cfg, tls: cfg.Source.ServerConfig(cfg.NextProtos...), limiter: loglimit.New(logEvery, logPerCause), conns: make(chan net.Conn),
-		done: make(chan struct{}), pending: map[net.Conn]struct{}{}}
+	if cfg.MaxHandshakes <= 0 {
+		cfg.MaxHandshakes = defaultMaxHandshakes
+	}
+	tl := &listener{Listener: l, cfg: cfg, tls: cfg.Source.ServerConfig(cfg.NextProtos...),
+		limiter: loglimit.New(logEvery, logPerCause), conns: make(chan net.Conn),
+		slots: make(chan struct{}, cfg.MaxHandshakes), failed: make(chan struct{}), pending: map[net.Conn]struct{}{}}
+	tl.ctx, tl.cancel = context.WithCancel(context.Background())
 	tl.wg.Add(1)
 	go tl.acceptLoop()
 	return tl
@@ -70,10 +86,16 @@ type listener struct {
 	tls     *tls.Config
 	limiter *loglimit.Limiter
 	conns   chan net.Conn
-	done    chan struct{}
+	slots   chan struct{} // one per handshake in progress
+	// ctx ends at Close; handshakes and their lookups derive from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// failed is closed when the accept loop ended on its own, with
+	// acceptErr.
+	failed    chan struct{}
+	acceptErr error
 
 	mu      sync.Mutex
-	err     error
 	closed  bool
 	pending map[net.Conn]struct{}
 	wg      sync.WaitGroup
@@ -83,18 +105,16 @@ func (l *listener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
 		return c, nil
-	case <-l.done:
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.err != nil {
-			return nil, l.err
-		}
+	case <-l.ctx.Done():
 		return nil, net.ErrClosed
+	case <-l.failed:
+		return nil, l.acceptErr
 	}
 }
 
 // Close closes the listener and the connections in their handshake, and
-// waits for their goroutines.
+// waits for their goroutines. It may be called more than once, also after
+// accepting failed.
 func (l *listener) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -102,7 +122,7 @@ func (l *listener) Close() error {
 		return nil
 	}
 	l.closed = true
-	close(l.done)
+	l.cancel()
 	for c := range l.pending {
 		c.Close()
 	}
@@ -114,22 +134,34 @@ func (l *listener) Close() error {
 
 func (l *listener) acceptLoop() {
 	defer l.wg.Done()
+	var delay time.Duration
 	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			l.mu.Lock()
-			if !l.closed {
-				l.err = err
-				l.closed = true
-				close(l.done)
-			}
-			l.mu.Unlock()
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.ctx.Done():
 			return
 		}
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.slots
+			if l.ctx.Err() != nil {
+				return
+			}
+			if temporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				l.cfg.Logger.Warn("accept error; retrying", zap.String("port", l.cfg.Port), zap.Duration("retry-in", delay), zap.Error(err))
+				select {
+				case <-time.After(delay):
+				case <-l.ctx.Done():
+					return
+				}
+				continue
+			}
+			l.acceptErr = err
+			close(l.failed)
+			return
+		}
+		delay = 0
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
@@ -143,10 +175,22 @@ func (l *listener) acceptLoop() {
 	}
 }
 
+// temporary reports whether an accept error may go away by itself: a
+// timeout, or running out of file descriptors or buffers.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EINTR)
+}
+
 // handle sorts out one connection and hands it over, or refuses it.
 func (l *listener) handle(raw net.Conn) {
 	defer l.wg.Done()
 	out := l.prepare(raw)
+	<-l.slots
 	l.mu.Lock()
 	delete(l.pending, raw)
 	l.mu.Unlock()
@@ -155,7 +199,7 @@ func (l *listener) handle(raw net.Conn) {
 	}
 	select {
 	case l.conns <- out:
-	case <-l.done:
+	case <-l.ctx.Done():
 		out.Close()
 	}
 }
@@ -178,7 +222,7 @@ func (l *listener) prepare(raw net.Conn) net.Conn {
 		return nil
 	}
 	tc := tls.Server(sc, l.perConnConfig(sc))
-	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	ctx, cancel := context.WithTimeout(l.ctx, handshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		l.handshakeFailed(raw.RemoteAddr(), err)
