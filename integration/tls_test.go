@@ -152,16 +152,22 @@ func TestTLSClientCertificateMistakesAreNamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The CNs do not contain the words the reasons must contain.
+	expired := p.issue("carol", pki.Request{CommonName: "carol", Usage: pki.Client,
+		NotBefore: time.Now().Add(-48 * time.Hour), Validity: time.Hour})
+	future := p.issue("dave", pki.Request{CommonName: "dave", Usage: pki.Client,
+		NotBefore: time.Now().Add(48 * time.Hour), Validity: time.Hour})
+	rfc3339 := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 	for _, tc := range []struct {
 		name string
 		cert issued
 		want []string
 	}{
 		{"no clientAuth usage", p.issue("serveronly", pki.Request{CommonName: "serveronly", Usage: pki.Server}), []string{"serveronly", "clientAuth"}},
-		{"expired", p.issue("expired", pki.Request{CommonName: "expired", Usage: pki.Client,
-			NotBefore: time.Now().Add(-48 * time.Hour), Validity: time.Hour}), []string{"expired"}},
-		{"not yet valid", p.issue("future", pki.Request{CommonName: "future", Usage: pki.Client,
-			NotBefore: time.Now().Add(48 * time.Hour), Validity: time.Hour}), []string{"future"}},
+		{"expired", expired, []string{`CN "carol"`, "has expired", "valid from " + rfc3339(expired.Cert.NotBefore),
+			"to " + rfc3339(expired.Cert.NotAfter), "local clock says"}},
+		{"not yet valid", future, []string{`CN "dave"`, "is not valid yet", "valid from " + rfc3339(future.Cert.NotBefore),
+			"to " + rfc3339(future.Cert.NotAfter), "local clock says"}},
 		{"unknown authority", p.write("mallory", otherPair), []string{"mallory", "other-ca"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
