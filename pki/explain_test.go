@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -272,5 +273,35 @@ func TestCoverageWithoutSANs(t *testing.T) {
 	got := Handshake{}.Explain(err)
 	if !strings.Contains(got, "no subject alternative names") || !strings.Contains(got, `not "example.com"`) {
 		t.Errorf("%q -> %q", err, got)
+	}
+}
+
+// TestGoErrorTextsAreStillMatched pins the texts of Go's TLS errors that
+// Explain (and tlsutil's cause classification) recognise by their text,
+// because Go gives them no type: a Go upgrade that changes one fails here.
+func TestGoErrorTextsAreStillMatched(t *testing.T) {
+	f := newFixture(t)
+	srv := &tls.Config{Certificates: tlsCert(t, f.server), ClientCAs: f.ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert}
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		cli := &tls.Config{RootCAs: f.ca.Pool(), ServerName: "127.0.0.1", MinVersion: v, MaxVersion: v}
+		clientErr, serverErr := handshake(t, srv, cli)
+		if serverErr == nil || !strings.Contains(serverErr.Error(), NoClientCertText) {
+			t.Errorf("TLS %x: server error without a client certificate = %v, want it to contain %q", v, serverErr, NoClientCertText)
+		}
+		if v == tls.VersionTLS13 {
+			if clientErr == nil || !strings.Contains(clientErr.Error(), remoteAlertText+alertCertRequired) {
+				t.Errorf("TLS 1.3: client error = %v, want it to contain %q", clientErr, remoteAlertText+alertCertRequired)
+			}
+		}
+	}
+	// The alerts alert() tells apart must each be spelled so by Go.
+	var alerts []string
+	for code := range tls.AlertError(255) {
+		alerts = append(alerts, tls.AlertError(code).Error())
+	}
+	for _, a := range append(slices.Clone(certAlerts), alertCertRequired) {
+		if !slices.Contains(alerts, "tls: "+a) {
+			t.Errorf("no Go alert reads %q", "tls: "+a)
+		}
 	}
 }

@@ -73,7 +73,7 @@ func causeOf(err error) string {
 		return "unknown-authority"
 	case errors.As(err, &he):
 		return "hostname"
-	case strings.Contains(err.Error(), "didn't provide a certificate"):
+	case strings.Contains(err.Error(), pki.NoClientCertText):
 		return "no-client-certificate"
 	case errors.As(err, &op) && op.Op == "remote error":
 		return "refused-by-client"
