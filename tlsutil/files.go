@@ -122,13 +122,14 @@ func loadCAs(caFile string) func() (caBundle, error) {
 	}
 }
 
-// revocations is a certificate revocation list: revoked serial numbers by
-// issuer (the issuer's raw subject).
-type revocations map[string]map[string]time.Time
+// revocations is what the CRL file revokes: revocation times by serial
+// number. As in etcd, a serial is revoked whichever CA issued the list (so
+// an indirect CRL works) and whichever issued the certificate.
+type revocations map[string]time.Time
 
 // revoked reports whether c is listed, and when it was revoked.
 func (r revocations) revoked(c *x509.Certificate) (time.Time, bool) {
-	at, ok := r[string(c.RawIssuer)][string(c.SerialNumber.Bytes())]
+	at, ok := r[string(c.SerialNumber.Bytes())]
 	return at, ok
 }
 
@@ -163,13 +164,8 @@ func loadCRL(crlFile string) func() (revocations, error) {
 			if err != nil {
 				return nil, fmt.Errorf("parse CRL file %s: %w", crlFile, err)
 			}
-			m := r[string(list.RawIssuer)]
-			if m == nil {
-				m = map[string]time.Time{}
-				r[string(list.RawIssuer)] = m
-			}
 			for _, e := range list.RevokedCertificateEntries {
-				m[string(e.SerialNumber.Bytes())] = e.RevocationTime
+				r[string(e.SerialNumber.Bytes())] = e.RevocationTime
 			}
 		}
 		return r, nil
