@@ -276,8 +276,25 @@ func (c *sniffedConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// http2Preface opens every HTTP/2 connection, and so every gRPC one.
-const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+// SniffHTTP2 reads from r, one byte at a time, the bytes that tell an
+// HTTP/2 connection (and so every gRPC one) from another: the HTTP/2 client
+// preface (http2.ClientPreface), up to the first byte that differs from
+// it. It returns the bytes read, whether they are the whole preface, and
+// the read error that stopped it early, if any.
+func SniffHTTP2(r io.Reader) (seen []byte, isHTTP2 bool, err error) {
+	seen = make([]byte, 0, len(http2.ClientPreface))
+	for len(seen) < len(http2.ClientPreface) {
+		var b [1]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return seen, false, err
+		}
+		seen = append(seen, b[0])
+		if b[0] != http2.ClientPreface[len(seen)-1] {
+			return seen, false, nil
+		}
+	}
+	return seen, true, nil
+}
 
 // refusePlaintext answers a plaintext client in its own protocol with an
 // error that says the port requires TLS: an HTTP/1 request gets a 400, an
@@ -285,21 +302,11 @@ const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // closed. Each is logged once per remote address every few seconds.
 func (l *listener) refusePlaintext(c *sniffedConn) {
 	defer c.Close()
-	var seen []byte
-	for len(seen) < len(http2Preface) {
-		var b [1]byte
-		if _, err := c.Read(b[:]); err != nil {
-			break
-		}
-		seen = append(seen, b[0])
-		if b[0] != http2Preface[len(seen)-1] {
-			break
-		}
-	}
+	seen, isHTTP2, _ := SniffHTTP2(c)
 	url := "https://" + l.Addr().String()
 	var proto string
 	switch {
-	case string(seen) == http2Preface:
+	case isHTTP2:
 		proto = "HTTP/2 (a gRPC client without TLS)"
 		refuseHTTP2(c, fmt.Sprintf("this %s port requires TLS: connect with TLS (%s), not plaintext", l.cfg.Port, url))
 	case len(seen) > 0 && seen[0] >= 'A' && seen[0] <= 'Z':

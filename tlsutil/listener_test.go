@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -202,5 +203,24 @@ func TestHandshakesAreBounded(t *testing.T) {
 	stalled.Close()
 	if err := <-done; err != nil {
 		t.Fatalf("handshake after the stalled client left: %v", err)
+	}
+}
+
+func TestSniffHTTP2(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		seen     string
+		isHTTP2  bool
+		wantsErr bool
+	}{
+		{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nrest", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", true, false},
+		{"POST / HTTP/1.1\r\n", "PO", false, false},
+		{"GET / HTTP/1.1\r\n", "G", false, false},
+		{"PRI * HT", "PRI * HT", false, true},
+	} {
+		seen, isHTTP2, err := SniffHTTP2(strings.NewReader(tc.in))
+		if string(seen) != tc.seen || isHTTP2 != tc.isHTTP2 || (err != nil) != tc.wantsErr {
+			t.Errorf("SniffHTTP2(%q) = %q, %v, %v; want %q, %v, error %v", tc.in, seen, isHTTP2, err, tc.seen, tc.isHTTP2, tc.wantsErr)
+		}
 	}
 }
