@@ -71,7 +71,7 @@ func NewListener(l net.Listener, cfg ListenerConfig) net.Listener {
 	if cfg.MaxHandshakes <= 0 {
 		cfg.MaxHandshakes = defaultMaxHandshakes
 	}
-	tl := &listener{Listener: l, cfg: cfg, tls: cfg.Source.ServerConfig(cfg.NextProtos...),
+	tl := &listener{Listener: l, cfg: cfg, tls: recordOffered(cfg.Source.ServerConfig(cfg.NextProtos...)),
 		limiter: loglimit.New(logEvery, logPerCause), conns: make(chan net.Conn),
 		slots: make(chan struct{}, cfg.MaxHandshakes), failed: make(chan struct{}), pending: map[net.Conn]struct{}{}}
 	tl.ctx, tl.cancel = context.WithCancel(context.Background())
@@ -221,7 +221,7 @@ func (l *listener) prepare(raw net.Conn) net.Conn {
 		l.refusePlaintext(sc)
 		return nil
 	}
-	tc := tls.Server(sc, l.perConnConfig(sc))
+	tc := tls.Server(sc, l.tls)
 	ctx, cancel := context.WithTimeout(l.ctx, handshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -240,12 +240,15 @@ func (l *listener) prepare(raw net.Conn) net.Conn {
 	return tc
 }
 
-// perConnConfig wraps the server configuration to record which
-// application protocols the client offered (see OfferedProtocols).
-func (l *listener) perConnConfig(sc *sniffedConn) *tls.Config {
-	base := l.tls
+// recordOffered wraps the server configuration base to record on each
+// connection which application protocols the client offered (see
+// OfferedProtocols). One wrapper serves every connection, so that its
+// session ticket keys resume the sessions of earlier connections.
+func recordOffered(base *tls.Config) *tls.Config {
 	return &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-		sc.offered = h.SupportedProtos
+		if sc, ok := h.Conn.(*sniffedConn); ok {
+			sc.offered = h.SupportedProtos
+		}
 		return base.GetConfigForClient(h)
 	}}
 }

@@ -1,6 +1,7 @@
 package tlsutil
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -222,5 +223,30 @@ func TestSniffHTTP2(t *testing.T) {
 		if string(seen) != tc.seen || isHTTP2 != tc.isHTTP2 || (err != nil) != tc.wantsErr {
 			t.Errorf("SniffHTTP2(%q) = %q, %v, %v; want %q, %v, error %v", tc.in, seen, isHTTP2, err, tc.seen, tc.isHTTP2, tc.wantsErr)
 		}
+	}
+}
+
+// TestSessionsResume checks that a client's second connection resumes its
+// TLS session, which needs one set of ticket keys for the listener.
+func TestSessionsResume(t *testing.T) {
+	ca, src := testServer(t)
+	addr, _ := serve(t, src, ListenerConfig{Port: "client", NextProtos: []string{"h2", "http/1.1"}})
+	cert, key := ca.issue("cli", pki.Request{CommonName: "cli", Usage: pki.Client})
+	cfg := source(t, Info{CertFile: cert, KeyFile: key, TrustedCAFile: ca.caFile}).ClientConfigFor("127.0.0.1")
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	var resumed []bool
+	for range 2 {
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Reading takes in the TLS 1.3 session ticket.
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		c.Read(make([]byte, 1))
+		resumed = append(resumed, c.ConnectionState().DidResume)
+		c.Close()
+	}
+	if resumed[0] || !resumed[1] {
+		t.Fatalf("DidResume of two connections = %v, want [false true]", resumed)
 	}
 }
