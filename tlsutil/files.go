@@ -13,7 +13,8 @@ import (
 )
 
 // watched holds what load makes of a set of files and makes it again when
-// one of the files changes (its modification time or size). Checking costs
+// one of the files changes (its modification time, size, inode or change
+// time). Checking costs
 // one stat per file and is done on every get, that is once per TLS
 // handshake, so that a renewed certificate is used by the next connection.
 type watched[T any] struct {
@@ -70,7 +71,11 @@ func (w *watched[T]) currentStamp() string {
 			fmt.Fprintf(&b, "%s:missing;", p)
 			continue
 		}
-		fmt.Fprintf(&b, "%s:%d:%d;", p, fi.ModTime().UnixNano(), fi.Size())
+		fmt.Fprintf(&b, "%s:%d:%d", p, fi.ModTime().UnixNano(), fi.Size())
+		// The inode changes when a new file is renamed over the old one,
+		// the change time on any write: both catch a rewrite of the same
+		// size within one tick of the modification time.
+		b.WriteString(fileIdentity(fi) + ";")
 	}
 	return b.String()
 }
