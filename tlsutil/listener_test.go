@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/keeldb/keel/config"
 	"github.com/keeldb/keel/pki"
 )
 
@@ -25,7 +26,7 @@ import (
 func testServer(t *testing.T) (*testCA, *Source) {
 	ca := newTestCA(t)
 	cert, key := ca.issue("srv", pki.Request{CommonName: "srv", Hosts: []string{"127.0.0.1"}, Usage: pki.Server})
-	return ca, source(t, Info{CertFile: cert, KeyFile: key, TrustedCAFile: ca.caFile})
+	return ca, source(t, Info{TLS: config.TLS{CertFile: cert, KeyFile: key, TrustedCAFile: ca.caFile}})
 }
 
 // dialFrom connects to addr from the loopback address from.
@@ -123,7 +124,7 @@ func TestTemporaryAcceptErrorsDoNotClosePort(t *testing.T) {
 	defer l.Close()
 	acceptAll(l)
 	cert, key := ca.issue("cli", pki.Request{CommonName: "cli", Usage: pki.Client})
-	cli := source(t, Info{CertFile: cert, KeyFile: key, TrustedCAFile: ca.caFile})
+	cli := source(t, Info{TLS: config.TLS{CertFile: cert, KeyFile: key, TrustedCAFile: ca.caFile}})
 	if err := handshake(f.Addr().String(), cli.ClientConfigFor("127.0.0.1")); err != nil {
 		t.Fatalf("handshake after temporary accept errors: %v", err)
 	}
@@ -165,7 +166,7 @@ func TestStalledClientDelaysNobodyAndCloseEndsHandshakes(t *testing.T) {
 		stalled = append(stalled, dialFrom(t, "127.0.0.1", raw.Addr().String()))
 	}
 	cert, key := ca.issue("cli", pki.Request{CommonName: "cli", Hosts: []string{"127.0.0.1"}, Usage: pki.Peer})
-	cli := source(t, Info{CertFile: cert, KeyFile: key, TrustedCAFile: ca.caFile})
+	cli := source(t, Info{TLS: config.TLS{CertFile: cert, KeyFile: key, TrustedCAFile: ca.caFile}})
 	if err := handshake(raw.Addr().String(), cli.ClientConfigFor("127.0.0.1")); err != nil {
 		t.Fatalf("handshake while others stall: %v", err)
 	}
@@ -198,7 +199,7 @@ func TestHandshakesAreBounded(t *testing.T) {
 	addr, _ := serve(t, src, ListenerConfig{Port: "client", MaxHandshakes: 1})
 	stalled := dialFrom(t, "127.0.0.1", addr)
 	cert, key := ca.issue("cli", pki.Request{CommonName: "cli", Usage: pki.Client})
-	cli := source(t, Info{CertFile: cert, KeyFile: key, TrustedCAFile: ca.caFile})
+	cli := source(t, Info{TLS: config.TLS{CertFile: cert, KeyFile: key, TrustedCAFile: ca.caFile}})
 	done := make(chan error, 1)
 	go func() { done <- handshake(addr, cli.ClientConfigFor("127.0.0.1")) }()
 	stalled.Close()
@@ -232,7 +233,7 @@ func TestSessionsResume(t *testing.T) {
 	ca, src := testServer(t)
 	addr, _ := serve(t, src, ListenerConfig{Port: "client", NextProtos: []string{"h2", "http/1.1"}})
 	cert, key := ca.issue("cli", pki.Request{CommonName: "cli", Usage: pki.Client})
-	cfg := source(t, Info{CertFile: cert, KeyFile: key, TrustedCAFile: ca.caFile}).ClientConfigFor("127.0.0.1")
+	cfg := source(t, Info{TLS: config.TLS{CertFile: cert, KeyFile: key, TrustedCAFile: ca.caFile}}).ClientConfigFor("127.0.0.1")
 	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	var resumed []bool
 	for range 2 {

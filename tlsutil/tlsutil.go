@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/keeldb/keel/config"
 	"github.com/keeldb/keel/internal/loglimit"
 )
 
@@ -29,29 +30,13 @@ const (
 	logPerCause = 5
 )
 
-// Info is the TLS set-up of one port, as etcd's flags give it: for the
-// client port --cert-file, --key-file, --client-cert-file,
-// --client-key-file, --trusted-ca-file, --client-cert-auth,
-// --client-crl-file, --client-cert-allowed-hostname; for the peer port
-// their --peer-* counterparts.
+// Info is the TLS set-up of one port: its flags as config reads them (for
+// the client port --cert-file, --key-file, --trusted-ca-file, ...; for the
+// peer port their --peer-* counterparts; see config.TLS, whose AutoTLS and
+// SkipClientSANVerify the caller handles) and the settings shared by both
+// ports, resolved.
 type Info struct {
-	// CertFile and KeyFile are the certificate the port serves with.
-	CertFile, KeyFile string
-	// ClientCertFile and ClientKeyFile are the certificate presented when
-	// the member dials (peers); empty means CertFile and KeyFile.
-	ClientCertFile, ClientKeyFile string
-	// TrustedCAFile verifies the certificates of the other side. Setting
-	// it also requires client certificates, as in etcd.
-	TrustedCAFile string
-	// ClientCertAuth requires client certificates.
-	ClientCertAuth bool
-	// CRLFile lists revoked certificates (DER or PEM); a connection whose
-	// other side presents one of them is refused.
-	CRLFile string
-	// AllowedCNs and AllowedHostnames restrict which certificates the other
-	// side may present: one of the common names, or a certificate valid
-	// for one of the host names. They are mutually exclusive.
-	AllowedCNs, AllowedHostnames []string
+	config.TLS
 	// CipherSuites, MinVersion and MaxVersion restrict the handshake; zero
 	// values let Go choose (MinVersion defaults to TLS 1.2).
 	CipherSuites           []uint16
@@ -60,9 +45,6 @@ type Info struct {
 	// this Info does not verify the other side's certificate, as in etcd.
 	SelfSigned bool
 }
-
-// Empty reports whether no certificate is configured.
-func (i Info) Empty() bool { return i.CertFile == "" && i.KeyFile == "" }
 
 // requireClientCerts is etcd's rule: a trusted CA file or --client-cert-auth
 // makes client certificates mandatory.

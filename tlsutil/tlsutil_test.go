@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/keeldb/keel/config"
 	"github.com/keeldb/keel/pki"
 )
 
@@ -46,7 +47,7 @@ func TestCommonNameReachesGRPCHandlers(t *testing.T) {
 	if err := srvPair.Write(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
-	src, err := New(Info{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: caFile}, nil)
+	src, err := New(Info{TLS: config.TLS{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: caFile}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,8 +195,8 @@ func TestClientConfigForVerifiesTheDialledHost(t *testing.T) {
 	ca := newTestCA(t)
 	srvCert, srvKey := ca.issue("srv", pki.Request{CommonName: "srv", Hosts: []string{"10.9.9.9"}, Usage: pki.Peer})
 	cliCert, cliKey := ca.issue("cli", pki.Request{CommonName: "cli", Hosts: []string{"127.0.0.1"}, Usage: pki.Peer})
-	addr, _ := serve(t, source(t, Info{CertFile: srvCert, KeyFile: srvKey, TrustedCAFile: ca.caFile}), ListenerConfig{})
-	cli := source(t, Info{CertFile: cliCert, KeyFile: cliKey, TrustedCAFile: ca.caFile})
+	addr, _ := serve(t, source(t, Info{TLS: config.TLS{CertFile: srvCert, KeyFile: srvKey, TrustedCAFile: ca.caFile}}), ListenerConfig{})
+	cli := source(t, Info{TLS: config.TLS{CertFile: cliCert, KeyFile: cliKey, TrustedCAFile: ca.caFile}})
 	err := handshake(addr, cli.ClientConfigFor("127.0.0.1"))
 	var he x509.HostnameError
 	if !errors.As(err, &he) {

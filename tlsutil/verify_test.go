@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/keeldb/keel/config"
 	"github.com/keeldb/keel/pki"
 )
 
@@ -36,7 +37,7 @@ func TestCRLRevokesBySerialWhateverItsIssuer(t *testing.T) {
 	if err := os.WriteFile(crlFile, crl, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	src := source(t, Info{CertFile: srvCert, KeyFile: srvKey, TrustedCAFile: ca.caFile, CRLFile: crlFile})
+	src := source(t, Info{TLS: config.TLS{CertFile: srvCert, KeyFile: srvKey, TrustedCAFile: ca.caFile, CRLFile: crlFile}})
 	err = src.verifyPeer(tls.ConnectionState{PeerCertificates: []*x509.Certificate{client.Cert}})
 	var rev *RevokedError
 	if !errors.As(err, &rev) {
