@@ -367,3 +367,35 @@ func TestTLSPeerCertificateMustCoverDialledIP(t *testing.T) {
 	}
 	t.Log(waitLog(t, logs, "failed to connect to remote peer", "10.9.9.9", `"127.0.0.1"`))
 }
+
+// TestTLSGRPCClientOfferingHTTP1IsServed checks the gRPC fallback: a gRPC
+// client whose ALPN offer also lists http/1.1 is routed to the HTTP server,
+// which must pass its RPCs to gRPC.
+func TestTLSGRPCClientOfferingHTTP1IsServed(t *testing.T) {
+	p := newTestPKI(t)
+	srv := p.server("server")
+	m := keeltest.Start(t, keeltest.WithClientTLS(config.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile}, p.clientTLS(nil)))
+	cfg := p.clientTLS(nil)
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	mustPutGet(t, newTLSClient(t, m.Endpoint, cfg))
+}
+
+// TestTLSHTTPClientWithoutCertificateIsRefused sends an HTTPS request
+// without a client certificate to a port with --client-cert-auth: the
+// handshake fails and the server log names the cause.
+func TestTLSHTTPClientWithoutCertificateIsRefused(t *testing.T) {
+	p := newTestPKI(t)
+	srv := p.server("server")
+	user := p.issue("alice", pki.Request{CommonName: "alice", Usage: pki.Client})
+	lg, logs := observedLogger()
+	m := keeltest.Start(t, keeltest.WithLogger(lg), keeltest.WithClientTLS(
+		config.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, TrustedCAFile: p.CAFile, ClientCertAuth: true}, p.clientTLS(&user)))
+	tr := &http.Transport{TLSClientConfig: p.clientTLS(nil)}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(m.Endpoint + "/health")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("GET /health without a client certificate: %s, want a refused handshake", resp.Status)
+	}
+	waitLog(t, logs, "rejected TLS connection", "presented no certificate")
+}
