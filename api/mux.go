@@ -17,9 +17,6 @@ import (
 	"github.com/keeldb/keel/tlsutil"
 )
 
-// http2Preface opens every HTTP/2 connection, and so every gRPC connection.
-var http2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-
 // sniffTimeout bounds how long a new connection may take to send the bytes
 // that tell gRPC from HTTP/1.
 const sniffTimeout = 10 * time.Second
@@ -80,23 +77,13 @@ func (s *splitter) route(c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Now().Add(sniffTimeout))
-	var buf [24]byte
-	n := 0
-	isGRPC := true
-	for n < len(http2Preface) {
-		m, err := c.Read(buf[n : n+1])
-		if err != nil {
-			c.Close()
-			return
-		}
-		n += m
-		if m > 0 && buf[n-1] != http2Preface[n-1] {
-			isGRPC = false
-			break
-		}
+	seen, isGRPC, err := tlsutil.SniffHTTP2(c)
+	if err != nil {
+		c.Close()
+		return
 	}
 	c.SetReadDeadline(time.Time{})
-	pc := &prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(buf[:n]), c)}
+	pc := &prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(seen), c)}
 	target := s.http
 	if isGRPC {
 		target = s.grpc

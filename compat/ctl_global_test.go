@@ -61,8 +61,11 @@ func TestCtlGlobalFlags(t *testing.T) {
 			{Args: []string{"--user=u", "get", "a"}, Stdin: "secret\n"},
 			{Args: []string{"--user=u", "get", "a"}},
 			// TLS against a plain server, and bad TLS files
-			line("--insecure-transport=false", "--command-timeout=500ms", "get", "a"),
-			line("--insecure-skip-tls-verify", "--command-timeout=500ms", "get", "a"),
+			// keelctl adds the cause to etcdctl's error line (issue 7)
+			{Args: []string{"--insecure-transport=false", "--command-timeout=500ms", "get", "a"},
+				Explains: []string{"keelctl:", "does not speak TLS"}},
+			{Args: []string{"--insecure-skip-tls-verify", "--command-timeout=500ms", "get", "a"},
+				Explains: []string{"keelctl:", "does not speak TLS"}},
 			line("--cacert=/nonexistent/ca.pem", "get", "a"),
 			line("--cacert=", "get", "a"),
 			line("--cert=", "get", "a"),

@@ -166,6 +166,12 @@ type twinStep struct {
 	// the second it runs in, so two adds a second apart give the twins
 	// different IDs (and orders in member list).
 	SameSecond bool
+	// Explains lets keelctl name the cause of an error where etcdctl does
+	// not: each standard error line of keelctl must either equal etcdctl's
+	// or start with it and contain, after it, every one of these words (the
+	// cause, as issue 7 asks). With -selfcheck (etcdctl on both sides) the
+	// lines are equal; otherwise at least one line must be extended.
+	Explains []string
 }
 
 // startOfFreshSecond waits, if less than half a second is left in the
@@ -194,7 +200,7 @@ func (tw *ctlTwins) run(steps ...twinStep) {
 		}
 		want := tw.exec(0, st)
 		got := tw.exec(1, st)
-		if diff := compareCtlRuns(want, got); diff != "" {
+		if diff := compareStepRuns(want, got, st.Explains, !selfCheck()); diff != "" {
 			tw.t.Fatalf("step %d: %s\n%s\netcdctl printed:\n--- stdout\n%s--- stderr\n%s--- exit %d\nkeelctl printed:\n--- stdout\n%s--- stderr\n%s--- exit %d",
 				i, strings.Join(st.Args, " "), diff, want.stdout, want.stderr, want.code, got.stdout, got.stderr, got.code)
 		}
@@ -298,7 +304,12 @@ func normaliseStderr(s string) string {
 }
 
 // compareCtlRuns says how got differs from want, or "" if it does not.
-func compareCtlRuns(want, got twinRun) string {
+func compareCtlRuns(want, got twinRun) string { return compareStepRuns(want, got, nil, false) }
+
+// compareStepRuns is compareCtlRuns for a step whose error lines keelctl may
+// extend with the cause words explains (see twinStep.Explains);
+// mustExplain requires it to.
+func compareStepRuns(want, got twinRun, explains []string, mustExplain bool) string {
 	var d []string
 	if want.code != got.code {
 		d = append(d, fmt.Sprintf("exit code: etcdctl %d, keelctl %d", want.code, got.code))
@@ -306,10 +317,43 @@ func compareCtlRuns(want, got twinRun) string {
 	if want.stdout != got.stdout {
 		d = append(d, "stdout differs:\n"+lineDiff(want.stdout, got.stdout))
 	}
-	if want.stderr != got.stderr {
+	if len(explains) > 0 {
+		if diff := compareExplained(want.stderr, got.stderr, explains, mustExplain); diff != "" {
+			d = append(d, "stderr differs:\n"+diff)
+		}
+	} else if want.stderr != got.stderr {
 		d = append(d, "stderr differs:\n"+lineDiff(want.stderr, got.stderr))
 	}
 	return strings.Join(d, "\n")
+}
+
+// compareExplained compares standard error line by line, letting a line of
+// got extend want's with an explanation containing every one of words.
+func compareExplained(want, got string, words []string, mustExplain bool) string {
+	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
+	if len(wl) != len(gl) {
+		return lineDiff(want, got)
+	}
+	explained := false
+	for i := range wl {
+		if wl[i] == gl[i] {
+			continue
+		}
+		rest, ok := strings.CutPrefix(gl[i], wl[i])
+		if !ok {
+			return fmt.Sprintf("line %d: keelctl's does not start with etcdctl's\netcdctl: %q\nkeelctl: %q", i+1, wl[i], gl[i])
+		}
+		for _, w := range words {
+			if !strings.Contains(rest, w) {
+				return fmt.Sprintf("line %d: keelctl's explanation %q lacks %q", i+1, rest, w)
+			}
+		}
+		explained = true
+	}
+	if mustExplain && !explained {
+		return fmt.Sprintf("keelctl named no cause (want a line extended with %q)", words)
+	}
+	return ""
 }
 
 // lineDiff names the first line where a and b differ.

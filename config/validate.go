@@ -245,7 +245,7 @@ func checkTLSURLs(c *Config) error {
 		}
 	}
 	for _, u := range c.ListenPeerURLs {
-		if u.Scheme == "https" && c.PeerTLS.Empty() && !c.PeerTLS.AutoTLS {
+		if (u.Scheme == "https" || u.Scheme == "unixs") && c.PeerTLS.Empty() && !c.PeerTLS.AutoTLS {
 			return fmt.Errorf("cannot listen on TLS for %s: KeyFile and CertFile are not presented", u.Host)
 		}
 	}

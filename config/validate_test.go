@@ -29,6 +29,7 @@ func TestValidationErrorsMatchEtcd(t *testing.T) {
 		{append([]string{"--listen-client-urls", "https://127.0.0.1:2379"}, client[2:]...),
 			"TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"},
 		{[]string{"--listen-peer-urls", "https://127.0.0.1:2380"}, "cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented"},
+		{[]string{"--listen-peer-urls", "unixs://127.0.0.1:2380"}, "cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented"},
 
 		// Raft timing.
 		{[]string{"--election-timeout", "400"}, "--election-timeout[400ms] should be at least as 5 times as --heartbeat-interval[100ms]"},

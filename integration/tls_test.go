@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/keeldb/keel/config"
 	"github.com/keeldb/keel/internal/keeltest"
 	"github.com/keeldb/keel/pki"
+	"github.com/keeldb/keel/server"
 )
 
 // mustPutGet writes and reads a key through cli.
@@ -150,16 +152,22 @@ func TestTLSClientCertificateMistakesAreNamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The CNs do not contain the words the reasons must contain.
+	expired := p.issue("carol", pki.Request{CommonName: "carol", Usage: pki.Client,
+		NotBefore: time.Now().Add(-48 * time.Hour), Validity: time.Hour})
+	future := p.issue("dave", pki.Request{CommonName: "dave", Usage: pki.Client,
+		NotBefore: time.Now().Add(48 * time.Hour), Validity: time.Hour})
+	rfc3339 := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 	for _, tc := range []struct {
 		name string
 		cert issued
 		want []string
 	}{
 		{"no clientAuth usage", p.issue("serveronly", pki.Request{CommonName: "serveronly", Usage: pki.Server}), []string{"serveronly", "clientAuth"}},
-		{"expired", p.issue("expired", pki.Request{CommonName: "expired", Usage: pki.Client,
-			NotBefore: time.Now().Add(-48 * time.Hour), Validity: time.Hour}), []string{"expired"}},
-		{"not yet valid", p.issue("future", pki.Request{CommonName: "future", Usage: pki.Client,
-			NotBefore: time.Now().Add(48 * time.Hour), Validity: time.Hour}), []string{"future"}},
+		{"expired", expired, []string{`CN "carol"`, "has expired", "valid from " + rfc3339(expired.Cert.NotBefore),
+			"to " + rfc3339(expired.Cert.NotAfter), "local clock says"}},
+		{"not yet valid", future, []string{`CN "dave"`, "is not valid yet", "valid from " + rfc3339(future.Cert.NotBefore),
+			"to " + rfc3339(future.Cert.NotAfter), "local clock says"}},
 		{"unknown authority", p.write("mallory", otherPair), []string{"mallory", "other-ca"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -321,4 +329,73 @@ func TestTLSPeerPortNamesRefusedPeerCertificate(t *testing.T) {
 		t.Fatal("the peer port accepted a certificate whose CN is not allowed")
 	}
 	waitLog(t, logs, "rejected TLS connection", `"intruder"`, "allowed common names")
+}
+
+// TestTLSPeerCertificateMustCoverDialledIP starts two members whose peer
+// certificate covers only 10.9.9.9 while they advertise 127.0.0.1: each must
+// refuse the other's certificate and log which names it covers.
+func TestTLSPeerCertificateMustCoverDialledIP(t *testing.T) {
+	p := newTestPKI(t)
+	peer := p.issue("peer", pki.Request{CommonName: "member", Hosts: []string{"10.9.9.9"}, Usage: pki.Peer})
+	lg, logs := observedLogger()
+	var initial []string
+	var cfgs []*config.Config
+	for _, name := range []string{"a", "b"} {
+		u, err := keeltest.NewPeerURL()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u = "https" + strings.TrimPrefix(u, "http")
+		pu, _ := url.Parse(u)
+		initial = append(initial, name+"="+u)
+		cfg := config.Default()
+		cfg.Name, cfg.DataDir = name, t.TempDir()
+		client := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+		cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []url.URL{client}, []url.URL{client}
+		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []url.URL{*pu}, []url.URL{*pu}
+		cfg.PeerTLS = config.TLS{CertFile: peer.CertFile, KeyFile: peer.KeyFile, TrustedCAFile: p.CAFile,
+			ClientCertAuth: true, SkipClientSANVerify: true}
+		cfgs = append(cfgs, cfg)
+	}
+	for _, cfg := range cfgs {
+		cfg.InitialCluster = strings.Join(initial, ",")
+		srv, err := server.New(cfg, lg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Stop)
+	}
+	t.Log(waitLog(t, logs, "failed to connect to remote peer", "10.9.9.9", `"127.0.0.1"`))
+}
+
+// TestTLSGRPCClientOfferingHTTP1IsServed checks the gRPC fallback: a gRPC
+// client whose ALPN offer also lists http/1.1 is routed to the HTTP server,
+// which must pass its RPCs to gRPC.
+func TestTLSGRPCClientOfferingHTTP1IsServed(t *testing.T) {
+	p := newTestPKI(t)
+	srv := p.server("server")
+	m := keeltest.Start(t, keeltest.WithClientTLS(config.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile}, p.clientTLS(nil)))
+	cfg := p.clientTLS(nil)
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	mustPutGet(t, newTLSClient(t, m.Endpoint, cfg))
+}
+
+// TestTLSHTTPClientWithoutCertificateIsRefused sends an HTTPS request
+// without a client certificate to a port with --client-cert-auth: the
+// handshake fails and the server log names the cause.
+func TestTLSHTTPClientWithoutCertificateIsRefused(t *testing.T) {
+	p := newTestPKI(t)
+	srv := p.server("server")
+	user := p.issue("alice", pki.Request{CommonName: "alice", Usage: pki.Client})
+	lg, logs := observedLogger()
+	m := keeltest.Start(t, keeltest.WithLogger(lg), keeltest.WithClientTLS(
+		config.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, TrustedCAFile: p.CAFile, ClientCertAuth: true}, p.clientTLS(&user)))
+	tr := &http.Transport{TLSClientConfig: p.clientTLS(nil)}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(m.Endpoint + "/health")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("GET /health without a client certificate: %s, want a refused handshake", resp.Status)
+	}
+	waitLog(t, logs, "rejected TLS connection", "presented no certificate")
 }

@@ -24,6 +24,24 @@ const (
 	Acceptor
 )
 
+// Texts of Go's TLS errors that have no type of their own, recognised by
+// their text (TestGoErrorTextsAreStillMatched pins them to Go's).
+const (
+	// NoClientCertText is in the server's error when a client certificate
+	// is required and none was presented.
+	NoClientCertText = "didn't provide a certificate"
+	// remoteAlertText opens an alert from the other end, once the error
+	// crossed a library boundary (gRPC) as text.
+	remoteAlertText = "remote error: tls: "
+	// alertCertRequired is the alert of a TLS 1.3 server that required a
+	// client certificate and got none.
+	alertCertRequired = "certificate required"
+)
+
+// certAlerts are the alerts by which the other end refuses a certificate.
+var certAlerts = []string{"bad certificate", "unknown certificate authority", "expired certificate",
+	"unsupported certificate", "revoked certificate"}
+
 // Handshake is what one end knows about a TLS handshake that failed: the
 // context Explain needs to turn the error into the cause. Every field is
 // optional; the more is given, the more precise the sentence.
@@ -81,10 +99,10 @@ func (h Handshake) Explain(err error) string {
 		return h.plaintext()
 	case errors.As(err, &opErr) && opErr.Op == "remote error":
 		return h.alert(opErr.Err.Error())
-	case strings.Contains(err.Error(), "didn't provide a certificate"):
+	case strings.Contains(err.Error(), NoClientCertText):
 		return fmt.Sprintf("the client%s presented no certificate, and this port requires one (client certificate auth is on): the client must present a certificate signed by a trusted CA (a Go client sends none when its certificate is signed by a CA this port does not trust)",
 			h.at())
-	case strings.Contains(err.Error(), "remote error: tls: "):
+	case strings.Contains(err.Error(), remoteAlertText):
 		// The alert as text, after it crossed a library boundary (gRPC).
 		_, alert, _ := strings.Cut(err.Error(), "remote error: ")
 		return h.alert(alert)
@@ -205,12 +223,13 @@ func (h Handshake) plaintext() string {
 // certificate". The alerts say little; h.Cert, this end's own certificate,
 // says more.
 func (h Handshake) alert(alert string) string {
+	if h.Role == Acceptor {
+		return h.refusedByClient(alert)
+	}
 	switch {
-	case strings.Contains(alert, "certificate required"):
+	case strings.Contains(alert, alertCertRequired):
 		return h.noCert()
-	case strings.Contains(alert, "bad certificate"), strings.Contains(alert, "unknown certificate authority"),
-		strings.Contains(alert, "expired certificate"), strings.Contains(alert, "unsupported certificate"),
-		strings.Contains(alert, "certificate revoked"):
+	case slices.ContainsFunc(certAlerts, func(a string) bool { return strings.Contains(alert, a) }):
 	default:
 		return ""
 	}
@@ -232,6 +251,25 @@ func (h Handshake) alert(alert string) string {
 	}
 	return fmt.Sprintf("the server%s refused %s (%s): check it is signed by the CA in the server's trusted CA file, is not revoked by its CRL, and that its CN is allowed",
 		h.at(), mine, alert)
+}
+
+// refusedByClient explains, on the accepting end, an alert by which the
+// client refused this port's own certificate, h.Cert.
+func (h Handshake) refusedByClient(alert string) string {
+	if !slices.ContainsFunc(certAlerts, func(a string) bool { return strings.Contains(alert, a) }) {
+		return ""
+	}
+	if h.Cert == nil {
+		return fmt.Sprintf("the client%s refused this port's certificate (%s): the client must trust the CA that signed it, and its SANs must cover the name it dials",
+			h.at(), alert)
+	}
+	now := h.now()
+	if now.Before(h.Cert.NotBefore) || now.After(h.Cert.NotAfter) {
+		return fmt.Sprintf("the client%s refused this port's certificate %s (%s): it is not valid now: %s",
+			h.at(), Name(h.Cert), alert, Validity(h.Cert, now))
+	}
+	return fmt.Sprintf("the client%s refused this port's certificate %s (%s): the client must trust the CA that signed it (%q), and the SANs (%s) must cover the name it dials",
+		h.at(), Name(h.Cert), alert, h.Cert.Issuer.String(), Coverage(h.Cert))
 }
 
 func (h Handshake) noCert() string {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -150,6 +151,11 @@ func TestExplainNamesTheCause(t *testing.T) {
 			want: []string{"refused the client certificate", "unknown certificate authority", "does not trust its issuer", "other-ca"}},
 		{name: "no client certificate, seen by server", serverCert: f.server, clientAuth: true, side: Acceptor,
 			want: []string{"presented no certificate", "requires one"}},
+		{name: "server certificate refused by the client, seen by server", serverCert: f.foreignServer, side: Acceptor,
+			want: []string{"the client at 127.0.0.1:2379 refused this port's certificate", "bad certificate",
+				"must trust the CA that signed", `"CN=other-ca,O=keel"`, "IP addresses 127.0.0.1", "must cover the name it dials"}},
+		{name: "server certificate name refused by the client, seen by server", serverCert: f.server, serverName: "10.0.0.1", side: Acceptor,
+			want: []string{"refused this port's certificate", "bad certificate", "DNS names localhost and IP addresses 127.0.0.1", "must cover the name it dials"}},
 		{name: "no client certificate, seen by client", serverCert: f.server, clientAuth: true, side: Dialer,
 			want: []string{"requires a client certificate", "none was presented", "--cert and --key"}},
 	} {
@@ -172,6 +178,7 @@ func TestExplainNamesTheCause(t *testing.T) {
 			err := clientErr
 			if tc.side == Acceptor {
 				err = serverErr
+				h.Cert = tc.serverCert.Cert
 			} else if tc.clientCert != nil {
 				h.Cert = tc.clientCert.Cert
 			}
@@ -266,5 +273,35 @@ func TestCoverageWithoutSANs(t *testing.T) {
 	got := Handshake{}.Explain(err)
 	if !strings.Contains(got, "no subject alternative names") || !strings.Contains(got, `not "example.com"`) {
 		t.Errorf("%q -> %q", err, got)
+	}
+}
+
+// TestGoErrorTextsAreStillMatched pins the texts of Go's TLS errors that
+// Explain (and tlsutil's cause classification) recognise by their text,
+// because Go gives them no type: a Go upgrade that changes one fails here.
+func TestGoErrorTextsAreStillMatched(t *testing.T) {
+	f := newFixture(t)
+	srv := &tls.Config{Certificates: tlsCert(t, f.server), ClientCAs: f.ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert}
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		cli := &tls.Config{RootCAs: f.ca.Pool(), ServerName: "127.0.0.1", MinVersion: v, MaxVersion: v}
+		clientErr, serverErr := handshake(t, srv, cli)
+		if serverErr == nil || !strings.Contains(serverErr.Error(), NoClientCertText) {
+			t.Errorf("TLS %x: server error without a client certificate = %v, want it to contain %q", v, serverErr, NoClientCertText)
+		}
+		if v == tls.VersionTLS13 {
+			if clientErr == nil || !strings.Contains(clientErr.Error(), remoteAlertText+alertCertRequired) {
+				t.Errorf("TLS 1.3: client error = %v, want it to contain %q", clientErr, remoteAlertText+alertCertRequired)
+			}
+		}
+	}
+	// The alerts alert() tells apart must each be spelled so by Go.
+	var alerts []string
+	for code := range tls.AlertError(255) {
+		alerts = append(alerts, tls.AlertError(code).Error())
+	}
+	for _, a := range append(slices.Clone(certAlerts), alertCertRequired) {
+		if !slices.Contains(alerts, "tls: "+a) {
+			t.Errorf("no Go alert reads %q", "tls: "+a)
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/tls"
 	"errors"
 	"net"
 	"path/filepath"
@@ -32,13 +31,13 @@ func (s *Server) newTransport(ident storage.Identity) *transport.Transport {
 	})
 }
 
-// peerClientTLS is the TLS configuration for dialling https peers, nil
+// peerClientTLS gives the TLS configuration for dialling https peers, nil
 // without peer certificates.
-func (s *Server) peerClientTLS() *tls.Config {
+func (s *Server) peerClientTLS() transport.TLSFor {
 	if s.peerTLS == nil {
 		return nil
 	}
-	return s.peerTLS.ClientConfig()
+	return s.peerTLS.ClientConfigFor
 }
 
 // peerRemoved is called when a peer refuses this member because it was

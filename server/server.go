@@ -129,19 +129,26 @@ func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err err
 	return s, nil
 }
 
-// listen binds every client and peer listener. An address listed with
-// https:// does its TLS handshakes in the listener; one listed with both
-// http:// and https:// serves both, as in etcd.
+// listen binds every client and peer listener. A client address listed
+// with https:// does its TLS handshakes in the listener; one listed with
+// both http:// and https:// serves both, as in etcd. Each peer URL binds a
+// listener of its own, as in etcd, so http:// and https:// on one peer
+// address fail rather than let plaintext peer traffic through.
 func (s *Server) listen() error {
 	s.lg.Info("configuring peer listeners", zap.Strings("listen-peer-urls", urlStrings(s.cfg.ListenPeerURLs)))
-	for _, pl := range groupByAddress(s.cfg.ListenPeerURLs) {
-		l, err := net.Listen("tcp", pl.host)
-		if err != nil {
-			return fmt.Errorf("listen on peer URL %s: %w", pl.host, err)
+	for _, u := range s.cfg.ListenPeerURLs {
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return fmt.Errorf("listen-peer-urls %s: only http and https peer URLs are supported (unix sockets are not supported)", u.String())
 		}
-		if pl.secure {
+	}
+	for _, u := range s.cfg.ListenPeerURLs {
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			return fmt.Errorf("listen on peer URL %s: %w", u.String(), err)
+		}
+		if u.Scheme == "https" {
 			l = tlsutil.NewListener(l, tlsutil.ListenerConfig{Source: s.peerTLS, NextProtos: []string{"h2"}, Port: "peer",
-				AllowPlaintext: pl.insecure, VerifyClientSAN: !s.cfg.PeerTLS.SkipClientSANVerify, Logger: s.lg})
+				VerifyClientSAN: !s.cfg.PeerTLS.SkipClientSANVerify, Logger: s.lg})
 		}
 		s.peerLs = append(s.peerLs, l)
 	}
@@ -149,7 +156,7 @@ func (s *Server) listen() error {
 	byHost := map[string]net.Listener{}
 	for _, u := range s.cfg.ListenClientURLs {
 		if u.Scheme != "http" && u.Scheme != "https" {
-			return fmt.Errorf("listen-client-urls %s: only http and https client URLs are supported", u.String())
+			return fmt.Errorf("listen-client-urls %s: only http and https client URLs are supported (unix sockets are not supported)", u.String())
 		}
 	}
 	for _, pl := range groupByAddress(s.cfg.ListenClientURLs) {

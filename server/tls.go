@@ -56,12 +56,7 @@ func (s *Server) tlsSource(port string, t config.TLS, listen []url.URL) (*tlsuti
 
 func (s *Server) tlsInfo(port string, t config.TLS, listen []url.URL) (tlsutil.Info, error) {
 	cfg := s.cfg
-	info := tlsutil.Info{
-		CertFile: t.CertFile, KeyFile: t.KeyFile,
-		ClientCertFile: t.ClientCertFile, ClientKeyFile: t.ClientKeyFile,
-		TrustedCAFile: t.TrustedCAFile, ClientCertAuth: t.ClientCertAuth, CRLFile: t.CRLFile,
-		AllowedCNs: t.AllowedCNs, AllowedHostnames: t.AllowedHostnames,
-	}
+	info := tlsutil.Info{TLS: t}
 	if t.AutoTLS {
 		if !t.Empty() {
 			s.lg.Warn("ignoring " + port + " auto TLS since certs given")
@@ -75,7 +70,7 @@ func (s *Server) tlsInfo(port string, t config.TLS, listen []url.URL) (tlsutil.I
 				return info, fmt.Errorf("failed to get %s self-signed certs: %w", port, err)
 			}
 			// etcd's self-signed set-up has only the certificate.
-			info = tlsutil.Info{CertFile: certFile, KeyFile: keyFile, SelfSigned: true}
+			info = tlsutil.Info{TLS: config.TLS{CertFile: certFile, KeyFile: keyFile}, SelfSigned: true}
 		}
 	}
 	var err error
@@ -130,8 +125,9 @@ type portListener struct {
 	secure, insecure bool
 }
 
-// groupByAddress merges URLs of one address: etcd serves http and https on
-// one listener when both are listed.
+// groupByAddress merges client URLs of one address: etcd serves http and
+// https on one client listener when both are listed (never on a peer
+// listener).
 func groupByAddress(us []url.URL) []*portListener {
 	var out []*portListener
 	byHost := map[string]*portListener{}

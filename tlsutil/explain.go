@@ -73,7 +73,7 @@ func causeOf(err error) string {
 		return "unknown-authority"
 	case errors.As(err, &he):
 		return "hostname"
-	case strings.Contains(err.Error(), "didn't provide a certificate"):
+	case strings.Contains(err.Error(), pki.NoClientCertText):
 		return "no-client-certificate"
 	case errors.As(err, &op) && op.Op == "remote error":
 		return "refused-by-client"
@@ -105,7 +105,7 @@ func (e *sanError) Error() string {
 
 // checkClientSAN is etcd's peer check: a client certificate with SANs must
 // cover the IP address the connection comes from, directly or through one
-// of its DNS names.
+// of its DNS names (see coversIP).
 func checkClientSAN(ctx context.Context, tc *tls.Conn) error {
 	certs := tc.ConnectionState().PeerCertificates
 	if len(certs) == 0 {
@@ -119,25 +119,64 @@ func checkClientSAN(ctx context.Context, tc *tls.Conn) error {
 	if err != nil {
 		return err
 	}
-	ip := net.ParseIP(host)
-	if slices.ContainsFunc(c.IPAddresses, ip.Equal) {
+	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if coversIP(lctx, net.DefaultResolver, c, net.ParseIP(host)) {
 		return nil
 	}
-	for _, name := range c.DNSNames {
-		if strings.HasPrefix(name, "*.") {
+	return &sanError{remote: host, cert: c}
+}
+
+// resolver is the part of net.Resolver coversIP uses.
+type resolver interface {
+	LookupAddr(ctx context.Context, addr string) ([]string, error)
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+}
+
+// coversIP reports whether c covers ip as etcd decides: one of its IP
+// SANs, or a DNS SAN (a wildcard too) matching a name the reverse lookup
+// of ip gives, or a DNS SAN whose forward lookup gives ip.
+func coversIP(ctx context.Context, r resolver, c *x509.Certificate, ip net.IP) bool {
+	if slices.ContainsFunc(c.IPAddresses, ip.Equal) {
+		return true
+	}
+	if len(c.DNSNames) == 0 {
+		return false
+	}
+	names, _ := r.LookupAddr(ctx, ip.String())
+	for _, name := range names {
+		for _, san := range c.DNSNames {
+			if sanMatches(san, name) {
+				return true
+			}
+		}
+	}
+	for _, san := range c.DNSNames {
+		if strings.HasPrefix(san, "*.") {
 			continue
 		}
-		lctx, cancel := context.WithTimeout(ctx, time.Second)
-		addrs, err := net.DefaultResolver.LookupIPAddr(lctx, name)
-		cancel()
+		addrs, err := r.LookupIPAddr(ctx, san)
 		if err != nil {
 			continue
 		}
 		if slices.ContainsFunc(addrs, func(a net.IPAddr) bool { return a.IP.Equal(ip) }) {
-			return nil
+			return true
 		}
 	}
-	return &sanError{remote: host, cert: c}
+	return false
+}
+
+// sanMatches reports whether the DNS SAN san covers host (a name from a
+// reverse lookup, perhaps with the root's trailing dot), ignoring case. A
+// wildcard "*.example.com" covers any name that ends in ".example.com", as
+// in etcd (at any depth, unlike a server certificate's wildcard).
+func sanMatches(san, host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	san = strings.ToLower(san)
+	if suffix, ok := strings.CutPrefix(san, "*"); ok && strings.HasPrefix(suffix, ".") {
+		return strings.HasSuffix(host, suffix)
+	}
+	return san == host
 }
 
 // ExplainDial explains why dialling the peer URL u with s's client

@@ -13,7 +13,8 @@ import (
 )
 
 // watched holds what load makes of a set of files and makes it again when
-// one of the files changes (its modification time or size). Checking costs
+// one of the files changes (its modification time, size, inode or change
+// time). Checking costs
 // one stat per file and is done on every get, that is once per TLS
 // handshake, so that a renewed certificate is used by the next connection.
 type watched[T any] struct {
@@ -70,7 +71,11 @@ func (w *watched[T]) currentStamp() string {
 			fmt.Fprintf(&b, "%s:missing;", p)
 			continue
 		}
-		fmt.Fprintf(&b, "%s:%d:%d;", p, fi.ModTime().UnixNano(), fi.Size())
+		fmt.Fprintf(&b, "%s:%d:%d", p, fi.ModTime().UnixNano(), fi.Size())
+		// The inode changes when a new file is renamed over the old one,
+		// the change time on any write: both catch a rewrite of the same
+		// size within one tick of the modification time.
+		b.WriteString(fileIdentity(fi) + ";")
 	}
 	return b.String()
 }
@@ -122,13 +127,14 @@ func loadCAs(caFile string) func() (caBundle, error) {
 	}
 }
 
-// revocations is a certificate revocation list: revoked serial numbers by
-// issuer (the issuer's raw subject).
-type revocations map[string]map[string]time.Time
+// revocations is what the CRL file revokes: revocation times by serial
+// number. As in etcd, a serial is revoked whichever CA issued the list (so
+// an indirect CRL works) and whichever issued the certificate.
+type revocations map[string]time.Time
 
 // revoked reports whether c is listed, and when it was revoked.
 func (r revocations) revoked(c *x509.Certificate) (time.Time, bool) {
-	at, ok := r[string(c.RawIssuer)][string(c.SerialNumber.Bytes())]
+	at, ok := r[string(c.SerialNumber.Bytes())]
 	return at, ok
 }
 
@@ -163,13 +169,8 @@ func loadCRL(crlFile string) func() (revocations, error) {
 			if err != nil {
 				return nil, fmt.Errorf("parse CRL file %s: %w", crlFile, err)
 			}
-			m := r[string(list.RawIssuer)]
-			if m == nil {
-				m = map[string]time.Time{}
-				r[string(list.RawIssuer)] = m
-			}
 			for _, e := range list.RevokedCertificateEntries {
-				m[string(e.SerialNumber.Bytes())] = e.RevocationTime
+				r[string(e.SerialNumber.Bytes())] = e.RevocationTime
 			}
 		}
 		return r, nil

@@ -9,11 +9,14 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/keeldb/keel/internal/loglimit"
 )
 
 // handshakeTimeout bounds a connection's TLS handshake, from accept on.
@@ -41,22 +44,37 @@ type ListenerConfig struct {
 	// any) do not cover the address the connection comes from, as etcd
 	// does on the peer port unless --peer-skip-client-san-verification.
 	VerifyClientSAN bool
-	Logger          *zap.Logger
+	// MaxHandshakes bounds the connections in their handshake (and being
+	// refused) at once, so that slow clients cannot use up the file
+	// descriptors; more wait in the kernel's backlog. 0 means 256.
+	MaxHandshakes int
+	Logger        *zap.Logger
 }
+
+// defaultMaxHandshakes bounds the handshakes in progress on one port (see
+// ListenerConfig.MaxHandshakes).
+const defaultMaxHandshakes = 256
 
 // NewListener returns a listener that accepts from l, does the TLS
 // handshake of each connection in the background (a slow client delays
-// nobody) and returns only the connections whose handshake succeeded, as
-// *tls.Conn; with AllowPlaintext, plaintext connections too. Refused
-// connections are logged once per cause and remote address every few
-// seconds, with the cause in operator terms. Closing the listener closes l
-// and the connections still in their handshake.
+// nobody, up to MaxHandshakes of them) and returns only the connections
+// whose handshake succeeded, as *tls.Conn; with AllowPlaintext, plaintext
+// connections too. Temporary accept errors (out of file descriptors) are
+// retried with a backoff; any other ends the listener, and Accept returns
+// it. Refused connections are logged with the cause in operator terms, a
+// bounded number of lines per cause. Closing the listener closes l and the
+// connections still in their handshake, and waits for their goroutines.
 func NewListener(l net.Listener, cfg ListenerConfig) net.Listener {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	tl := &listener{Listener: l, cfg: cfg, tls: cfg.Source.ServerConfig(cfg.NextProtos...), limiter: newLimiter(), conns: make(chan net.Conn),
-		done: make(chan struct{}), pending: map[net.Conn]struct{}{}}
+	if cfg.MaxHandshakes <= 0 {
+		cfg.MaxHandshakes = defaultMaxHandshakes
+	}
+	tl := &listener{Listener: l, cfg: cfg, tls: recordOffered(cfg.Source.ServerConfig(cfg.NextProtos...)),
+		limiter: loglimit.New(logEvery, logPerCause), conns: make(chan net.Conn),
+		slots: make(chan struct{}, cfg.MaxHandshakes), failed: make(chan struct{}), pending: map[net.Conn]struct{}{}}
+	tl.ctx, tl.cancel = context.WithCancel(context.Background())
 	tl.wg.Add(1)
 	go tl.acceptLoop()
 	return tl
@@ -66,12 +84,18 @@ type listener struct {
 	net.Listener
 	cfg     ListenerConfig
 	tls     *tls.Config
-	limiter *limiter
+	limiter *loglimit.Limiter
 	conns   chan net.Conn
-	done    chan struct{}
+	slots   chan struct{} // one per handshake in progress
+	// ctx ends at Close; handshakes and their lookups derive from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// failed is closed when the accept loop ended on its own, with
+	// acceptErr.
+	failed    chan struct{}
+	acceptErr error
 
 	mu      sync.Mutex
-	err     error
 	closed  bool
 	pending map[net.Conn]struct{}
 	wg      sync.WaitGroup
@@ -81,18 +105,16 @@ func (l *listener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
 		return c, nil
-	case <-l.done:
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.err != nil {
-			return nil, l.err
-		}
+	case <-l.ctx.Done():
 		return nil, net.ErrClosed
+	case <-l.failed:
+		return nil, l.acceptErr
 	}
 }
 
 // Close closes the listener and the connections in their handshake, and
-// waits for their goroutines.
+// waits for their goroutines. It may be called more than once, also after
+// accepting failed.
 func (l *listener) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -100,7 +122,7 @@ func (l *listener) Close() error {
 		return nil
 	}
 	l.closed = true
-	close(l.done)
+	l.cancel()
 	for c := range l.pending {
 		c.Close()
 	}
@@ -112,22 +134,34 @@ func (l *listener) Close() error {
 
 func (l *listener) acceptLoop() {
 	defer l.wg.Done()
+	var delay time.Duration
 	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			l.mu.Lock()
-			if !l.closed {
-				l.err = err
-				l.closed = true
-				close(l.done)
-			}
-			l.mu.Unlock()
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.ctx.Done():
 			return
 		}
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.slots
+			if l.ctx.Err() != nil {
+				return
+			}
+			if temporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				l.cfg.Logger.Warn("accept error; retrying", zap.String("port", l.cfg.Port), zap.Duration("retry-in", delay), zap.Error(err))
+				select {
+				case <-time.After(delay):
+				case <-l.ctx.Done():
+					return
+				}
+				continue
+			}
+			l.acceptErr = err
+			close(l.failed)
+			return
+		}
+		delay = 0
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
@@ -141,10 +175,22 @@ func (l *listener) acceptLoop() {
 	}
 }
 
+// temporary reports whether an accept error may go away by itself: a
+// timeout, or running out of file descriptors or buffers.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EINTR)
+}
+
 // handle sorts out one connection and hands it over, or refuses it.
 func (l *listener) handle(raw net.Conn) {
 	defer l.wg.Done()
 	out := l.prepare(raw)
+	<-l.slots
 	l.mu.Lock()
 	delete(l.pending, raw)
 	l.mu.Unlock()
@@ -153,7 +199,7 @@ func (l *listener) handle(raw net.Conn) {
 	}
 	select {
 	case l.conns <- out:
-	case <-l.done:
+	case <-l.ctx.Done():
 		out.Close()
 	}
 }
@@ -175,8 +221,8 @@ func (l *listener) prepare(raw net.Conn) net.Conn {
 		l.refusePlaintext(sc)
 		return nil
 	}
-	tc := tls.Server(sc, l.perConnConfig(sc))
-	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	tc := tls.Server(sc, l.tls)
+	ctx, cancel := context.WithTimeout(l.ctx, handshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		l.handshakeFailed(raw.RemoteAddr(), err)
@@ -194,12 +240,15 @@ func (l *listener) prepare(raw net.Conn) net.Conn {
 	return tc
 }
 
-// perConnConfig wraps the server configuration to record which
-// application protocols the client offered (see OfferedProtocols).
-func (l *listener) perConnConfig(sc *sniffedConn) *tls.Config {
-	base := l.tls
+// recordOffered wraps the server configuration base to record on each
+// connection which application protocols the client offered (see
+// OfferedProtocols). One wrapper serves every connection, so that its
+// session ticket keys resume the sessions of earlier connections.
+func recordOffered(base *tls.Config) *tls.Config {
 	return &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-		sc.offered = h.SupportedProtos
+		if sc, ok := h.Conn.(*sniffedConn); ok {
+			sc.offered = h.SupportedProtos
+		}
 		return base.GetConfigForClient(h)
 	}}
 }
@@ -230,8 +279,25 @@ func (c *sniffedConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// http2Preface opens every HTTP/2 connection, and so every gRPC one.
-const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+// SniffHTTP2 reads from r, one byte at a time, the bytes that tell an
+// HTTP/2 connection (and so every gRPC one) from another: the HTTP/2 client
+// preface (http2.ClientPreface), up to the first byte that differs from
+// it. It returns the bytes read, whether they are the whole preface, and
+// the read error that stopped it early, if any.
+func SniffHTTP2(r io.Reader) (seen []byte, isHTTP2 bool, err error) {
+	seen = make([]byte, 0, len(http2.ClientPreface))
+	for len(seen) < len(http2.ClientPreface) {
+		var b [1]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return seen, false, err
+		}
+		seen = append(seen, b[0])
+		if b[0] != http2.ClientPreface[len(seen)-1] {
+			return seen, false, nil
+		}
+	}
+	return seen, true, nil
+}
 
 // refusePlaintext answers a plaintext client in its own protocol with an
 // error that says the port requires TLS: an HTTP/1 request gets a 400, an
@@ -239,21 +305,11 @@ const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // closed. Each is logged once per remote address every few seconds.
 func (l *listener) refusePlaintext(c *sniffedConn) {
 	defer c.Close()
-	var seen []byte
-	for len(seen) < len(http2Preface) {
-		var b [1]byte
-		if _, err := c.Read(b[:]); err != nil {
-			break
-		}
-		seen = append(seen, b[0])
-		if b[0] != http2Preface[len(seen)-1] {
-			break
-		}
-	}
+	seen, isHTTP2, _ := SniffHTTP2(c)
 	url := "https://" + l.Addr().String()
 	var proto string
 	switch {
-	case string(seen) == http2Preface:
+	case isHTTP2:
 		proto = "HTTP/2 (a gRPC client without TLS)"
 		refuseHTTP2(c, fmt.Sprintf("this %s port requires TLS: connect with TLS (%s), not plaintext", l.cfg.Port, url))
 	case len(seen) > 0 && seen[0] >= 'A' && seen[0] <= 'Z':
@@ -325,19 +381,27 @@ func (l *listener) handshakeFailed(remote net.Addr, err error) {
 	l.log(remote, f.cause, "rejected TLS connection", zap.String("reason", f.reason), zap.Error(err))
 }
 
-// log logs msg once per cause and remote host every logEvery.
+// log logs msg once per cause and remote host every logEvery, and at most
+// logPerCause lines of a cause every logEvery whatever the number of
+// hosts; a line says how many of its cause were left out before it.
 func (l *listener) log(remote net.Addr, cause, msg string, fields ...zap.Field) {
 	host := remote.String()
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	if !l.limiter.allow(cause + "/" + host) {
+	ok, suppressed := l.limiter.AllowIn(cause, cause+"/"+host)
+	if !ok {
 		return
 	}
-	l.cfg.Logger.Warn(msg, append([]zap.Field{
+	head := []zap.Field{
 		zap.String("port", l.cfg.Port),
 		zap.String("address", l.Addr().String()),
 		zap.String("remote-addr", remote.String()),
 		zap.String("cause", cause),
-	}, fields...)...)
+	}
+	if suppressed > 0 {
+		head = append(head, zap.Int("suppressed", suppressed))
+		msg += fmt.Sprintf(" (%d more of this cause suppressed)", suppressed)
+	}
+	l.cfg.Logger.Warn(msg, append(head, fields...)...)
 }

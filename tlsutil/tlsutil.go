@@ -13,33 +13,30 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/keeldb/keel/config"
+	"github.com/keeldb/keel/internal/loglimit"
 )
 
-// Info is the TLS set-up of one port, as etcd's flags give it: for the
-// client port --cert-file, --key-file, --client-cert-file,
-// --client-key-file, --trusted-ca-file, --client-cert-auth,
-// --client-crl-file, --client-cert-allowed-hostname; for the peer port
-// their --peer-* counterparts.
+const (
+	// logEvery rate-limits repeated log lines with the same cause and
+	// remote host.
+	logEvery = 10 * time.Second
+	// logPerCause bounds the lines of one cause per logEvery, whatever the
+	// number of hosts; the next line says how many were left out.
+	logPerCause = 5
+)
+
+// Info is the TLS set-up of one port: its flags as config reads them (for
+// the client port --cert-file, --key-file, --trusted-ca-file, ...; for the
+// peer port their --peer-* counterparts; see config.TLS, whose AutoTLS and
+// SkipClientSANVerify the caller handles) and the settings shared by both
+// ports, resolved.
 type Info struct {
-	// CertFile and KeyFile are the certificate the port serves with.
-	CertFile, KeyFile string
-	// ClientCertFile and ClientKeyFile are the certificate presented when
-	// the member dials (peers); empty means CertFile and KeyFile.
-	ClientCertFile, ClientKeyFile string
-	// TrustedCAFile verifies the certificates of the other side. Setting
-	// it also requires client certificates, as in etcd.
-	TrustedCAFile string
-	// ClientCertAuth requires client certificates.
-	ClientCertAuth bool
-	// CRLFile lists revoked certificates (DER or PEM); a connection whose
-	// other side presents one of them is refused.
-	CRLFile string
-	// AllowedCNs and AllowedHostnames restrict which certificates the other
-	// side may present: one of the common names, or a certificate valid
-	// for one of the host names. They are mutually exclusive.
-	AllowedCNs, AllowedHostnames []string
+	config.TLS
 	// CipherSuites, MinVersion and MaxVersion restrict the handshake; zero
 	// values let Go choose (MinVersion defaults to TLS 1.2).
 	CipherSuites           []uint16
@@ -48,9 +45,6 @@ type Info struct {
 	// this Info does not verify the other side's certificate, as in etcd.
 	SelfSigned bool
 }
-
-// Empty reports whether no certificate is configured.
-func (i Info) Empty() bool { return i.CertFile == "" && i.KeyFile == "" }
 
 // requireClientCerts is etcd's rule: a trusted CA file or --client-cert-auth
 // makes client certificates mandatory.
@@ -61,7 +55,7 @@ func (i Info) requireClientCerts() bool { return i.TrustedCAFile != "" || i.Clie
 type Source struct {
 	info       Info
 	lg         *zap.Logger
-	limiter    *limiter
+	limiter    *loglimit.Limiter
 	cert       *watched[*tls.Certificate]
 	clientCert *watched[*tls.Certificate]
 	ca         *watched[caBundle]    // nil without TrustedCAFile
@@ -85,7 +79,7 @@ func New(info Info, lg *zap.Logger) (*Source, error) {
 	if len(info.AllowedCNs) > 0 && len(info.AllowedHostnames) > 0 {
 		return nil, fmt.Errorf("AllowedCNs and AllowedHostnames are mutually exclusive (cns=%q, hostnames=%q)", info.AllowedCNs, info.AllowedHostnames)
 	}
-	s := &Source{info: info, lg: lg, limiter: newLimiter()}
+	s := &Source{info: info, lg: lg, limiter: loglimit.New(logEvery, logPerCause)}
 	var err error
 	if s.cert, err = newWatched([]string{info.CertFile, info.KeyFile}, loadKeyPair(info.CertFile, info.KeyFile), s.reloadFailed); err != nil {
 		return nil, err
@@ -110,7 +104,7 @@ func New(info Info, lg *zap.Logger) (*Source, error) {
 }
 
 func (s *Source) reloadFailed(err error) {
-	if s.limiter.allow("reload/" + err.Error()) {
+	if s.limiter.Allow("reload/" + err.Error()) {
 		s.lg.Warn("changed TLS files cannot be loaded; still using the previous ones", zap.Error(err))
 	}
 }
@@ -146,12 +140,16 @@ func (s *Source) ServerConfig(nextProtos ...string) *tls.Config {
 	}
 }
 
-// ClientConfig returns the configuration for dialling a TLS server: it
-// presents the client certificate and verifies the server's certificate
-// against the trusted CA file (the system's roots without one) and the name
-// dialled, unless the Info is SelfSigned.
-func (s *Source) ClientConfig() *tls.Config {
+// ClientConfigFor returns the configuration for dialling the TLS server at
+// host (a DNS name or an IP address, without port): it presents the client
+// certificate and verifies that the server's certificate is signed by the
+// trusted CA file (the system's roots without one) and covers host, unless
+// the Info is SelfSigned. A configuration serves one host only: Go leaves
+// the server name of the connection empty for an IP address, so host is
+// bound here.
+func (s *Source) ClientConfigFor(host string) *tls.Config {
 	return &tls.Config{
+		ServerName:   host,
 		MinVersion:   s.minVersion(),
 		MaxVersion:   s.info.MaxVersion,
 		CipherSuites: s.info.CipherSuites,
@@ -161,7 +159,7 @@ func (s *Source) ClientConfig() *tls.Config {
 		// Verification is done in VerifyConnection so that the trusted
 		// CA file is re-read when it changes.
 		InsecureSkipVerify: true,
-		VerifyConnection:   s.verifyServer,
+		VerifyConnection:   func(cs tls.ConnectionState) error { return s.verifyServer(host, cs) },
 	}
 }
 
@@ -198,8 +196,9 @@ func (s *Source) verifyPeer(cs tls.ConnectionState) error {
 	return s.checkAllowed(cs)
 }
 
-// verifyServer verifies the certificate of a server this member dialled.
-func (s *Source) verifyServer(cs tls.ConnectionState) error {
+// verifyServer verifies the certificate of the server at host that this
+// member dialled.
+func (s *Source) verifyServer(host string, cs tls.ConnectionState) error {
 	if s.info.SelfSigned {
 		return nil
 	}
@@ -207,7 +206,7 @@ func (s *Source) verifyServer(cs tls.ConnectionState) error {
 		return errors.New("tls: the server sent no certificate")
 	}
 	opts := x509.VerifyOptions{
-		DNSName:       cs.ServerName,
+		DNSName:       host,
 		Intermediates: x509.NewCertPool(),
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

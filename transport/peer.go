@@ -35,6 +35,8 @@ type peer struct {
 	cc       *grpc.ClientConn // the connection in use; nil until needed
 	ccURL    string           // the URL cc was dialled to; after setURLs it may no longer be listed
 	snapping bool             // a snapshot is being sent
+
+	handshake lastHandshake // the last failed TLS handshake, to explain it
 }
 
 func newPeer(t *Transport, id uint64, urls []string) *peer {
@@ -50,7 +52,7 @@ func (p *peer) enqueue(m *raftpb.Message) {
 	case p.queue <- m:
 	default:
 		p.dropped.Add(1)
-		if p.t.limiter.allow(fmt.Sprintf("queue-full/%x", p.id)) {
+		if p.t.limiter.Allow(fmt.Sprintf("queue-full/%x", p.id)) {
 			p.t.lg.Warn("dropped internal Raft message since sending buffer is full (overloaded network)",
 				p.t.localField(), idField("remote-peer-id", p.id), zap.Stringer("message-type", m.GetType()),
 				zap.Uint64("dropped-total", p.dropped.Load()))
@@ -117,7 +119,7 @@ func (p *peer) conn() (*grpc.ClientConn, string, error) {
 	}
 	if p.cc == nil {
 		u := p.urls[p.urlIdx]
-		cc, err := dial(u, p.t.cfg.ClientTLS, p.t.cfg.DialTimeout)
+		cc, err := dial(u, p.t.cfg.ClientTLS, p.t.cfg.DialTimeout, &p.handshake)
 		if err != nil {
 			return nil, "", status.Error(codes.Unavailable, err.Error())
 		}
@@ -198,19 +200,26 @@ func (p *peer) logFailure(lg *zap.Logger, wasActive bool, err error) {
 	err = p.t.refusal(p.id, err)
 	switch {
 	case errors.Is(err, ErrMemberRemoved):
-		if p.t.limiter.allow(fmt.Sprintf("removed/%x", p.id)) {
+		if p.t.limiter.Allow(fmt.Sprintf("removed/%x", p.id)) {
 			lg.Warn("peer refused the stream: this member was removed from the cluster", zap.Error(err))
 		}
 	case status.Code(err) == codes.FailedPrecondition:
-		if p.t.limiter.allow(fmt.Sprintf("refused/%x", p.id)) {
+		if p.t.limiter.Allow(fmt.Sprintf("refused/%x", p.id)) {
 			lg.Error("peer refused the stream; check the peer URLs and the cluster of each member", zap.Error(err))
 		}
 	case wasActive:
 		lg.Warn("lost TCP streaming connection with remote peer", zap.Error(err))
 	default:
-		if p.t.limiter.allow(fmt.Sprintf("connect/%x", p.id)) {
+		// A new cause (a refused connection becoming a refused
+		// certificate) is logged at once.
+		cause := err
+		if herr := p.handshake.take(); herr != nil {
+			cause = herr
+		}
+		reason := p.t.explainDial(p.currentURL(), cause)
+		if p.t.limiter.Allow(fmt.Sprintf("connect/%x/%s", p.id, reason)) {
 			fields := []zap.Field{zap.Error(err)}
-			if reason := p.t.explainDial(p.currentURL(), err); reason != "" {
+			if reason != "" {
 				fields = append(fields, zap.String("reason", reason))
 			}
 			lg.Warn("failed to connect to remote peer", fields...)

@@ -135,20 +135,20 @@ func (t *Transport) checkPeer(ctx context.Context) (uint64, error) {
 	lg := t.lg.With(t.localField(), idField("remote-peer-id", from))
 	switch {
 	case cid != t.cfg.ClusterID:
-		if t.limiter.allow(fmt.Sprintf("in-mismatch/%x", from)) {
+		if t.limiter.Allow(fmt.Sprintf("in-mismatch/%x", from)) {
 			lg.Warn("rejected peer: cluster ID mismatch",
 				idField("local-member-cluster-id", t.cfg.ClusterID), idField("remote-peer-cluster-id", cid))
 		}
 		return 0, status.Errorf(codes.FailedPrecondition, "%s: this member belongs to cluster %x, the peer %x to cluster %x",
 			status.Convert(ErrClusterIDMismatch).Message(), t.cfg.ClusterID, from, cid)
 	case to != t.cfg.ID:
-		if t.limiter.allow(fmt.Sprintf("in-wrong-to/%x", from)) {
+		if t.limiter.Allow(fmt.Sprintf("in-wrong-to/%x", from)) {
 			lg.Warn("rejected peer: request addressed to another member; check the peer URLs",
 				idField("remote-peer-addressed-id", to))
 		}
 		return 0, status.Errorf(codes.FailedPrecondition, "request addressed to member %x reached member %x; check the peer URLs", to, t.cfg.ID)
 	case t.h().IsRemoved(from):
-		if t.limiter.allow(fmt.Sprintf("in-removed/%x", from)) {
+		if t.limiter.Allow(fmt.Sprintf("in-removed/%x", from)) {
 			lg.Warn("rejected peer because it was removed from the cluster")
 		}
 		return 0, ErrMemberRemoved
@@ -199,7 +199,7 @@ func (t *Transport) serveStream(ss grpc.ServerStream) error {
 		}
 		err := decodeBatch(frame, func(m *raftpb.Message) error {
 			if err := t.h().Process(ctx, m); err != nil && ctx.Err() == nil &&
-				t.limiter.allow(fmt.Sprintf("process/%x", from)) {
+				t.limiter.Allow(fmt.Sprintf("process/%x", from)) {
 				lg.Warn("failed to process Raft message", zap.Stringer("message-type", m.GetType()), zap.Error(err))
 			}
 			return nil

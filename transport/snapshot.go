@@ -88,7 +88,7 @@ func (p *peer) writeSnapshot(m *raftpb.Message) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	cc, err := dial(u, p.t.cfg.ClientTLS, p.t.cfg.DialTimeout)
+	cc, err := dial(u, p.t.cfg.ClientTLS, p.t.cfg.DialTimeout, &p.handshake)
 	if err != nil {
 		return 0, err
 	}

@@ -41,6 +41,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/keeldb/keel/internal/loglimit"
 	"github.com/keeldb/keel/tlsutil"
 )
 
@@ -113,7 +114,7 @@ type Config struct {
 	// ClientTLS secures the connections to https:// peer URLs; without it
 	// they cannot be dialled. http:// URLs are dialled in plain text. The
 	// listeners given to Serve do their own TLS (tlsutil.NewListener).
-	ClientTLS *tls.Config
+	ClientTLS TLSFor
 	// ExplainDialError, when set, turns an error from dialling a peer URL
 	// into a sentence naming the cause (a TLS mistake), "" when it cannot.
 	ExplainDialError func(url string, err error) string
@@ -157,7 +158,7 @@ type Transport struct {
 	srv     *grpc.Server
 	ctx     context.Context // ends at Stop
 	cancel  context.CancelFunc
-	limiter limiter
+	limiter *loglimit.Limiter
 	removed sync.Once
 	wg      sync.WaitGroup // peer goroutines and snapshot senders
 
@@ -178,7 +179,7 @@ func New(cfg Config) *Transport {
 	}
 	t := &Transport{cfg: cfg, lg: lg, peers: map[uint64]*peer{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
-	t.limiter.last = map[string]time.Time{}
+	t.limiter = loglimit.New(logEvery, 0) // per key only (Allow)
 	t.srv = grpc.NewServer(
 		grpc.Creds(tlsutil.ServerCredentials()),
 		grpc.ForceServerCodecV2(rawCodec{}),
@@ -378,11 +379,16 @@ func (t *Transport) invoke(ctx context.Context, to uint64, method string, req, r
 	return proto.Unmarshal(out, resp)
 }
 
+// TLSFor returns the TLS configuration for dialling the peer at host (the
+// host of its URL, without port); the configuration must verify that the
+// peer's certificate covers host (see tlsutil.Source.ClientConfigFor).
+type TLSFor func(host string) *tls.Config
+
 // FetchMembers asks the members at urls, in order, for the member list and
 // returns the first answer; a member joining an existing cluster learns the
 // cluster ID and the members this way. Each URL gets a few seconds.
 // https:// URLs are dialled with tlsCfg (see Config.ClientTLS).
-func FetchMembers(ctx context.Context, urls []string, tlsCfg *tls.Config, lg *zap.Logger) (*pb.MemberListResponse, error) {
+func FetchMembers(ctx context.Context, urls []string, tlsCfg TLSFor, lg *zap.Logger) (*pb.MemberListResponse, error) {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
@@ -401,8 +407,8 @@ func FetchMembers(ctx context.Context, urls []string, tlsCfg *tls.Config, lg *za
 	return nil, fmt.Errorf("could not get the member list from any of the peer URLs %s: %w", strings.Join(urls, ","), errors.Join(errs...))
 }
 
-func fetchMembers(ctx context.Context, u string, tlsCfg *tls.Config) (*pb.MemberListResponse, error) {
-	cc, err := dial(u, tlsCfg, fetchTimeout)
+func fetchMembers(ctx context.Context, u string, tlsCfg TLSFor) (*pb.MemberListResponse, error) {
+	cc, err := dial(u, tlsCfg, fetchTimeout, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -423,9 +429,10 @@ func fetchMembers(ctx context.Context, u string, tlsCfg *tls.Config) (*pb.Member
 }
 
 // dial returns a client connection to the peer URL u; it connects lazily.
-// An https:// URL is dialled with TLS configured by tlsCfg, an http:// one
-// in plain text.
-func dial(u string, tlsCfg *tls.Config, dialTimeout time.Duration) (*grpc.ClientConn, error) {
+// An https:// URL is dialled with TLS configured by tlsCfg for its host, an
+// http:// one in plain text; failed handshakes are recorded in last, if
+// given.
+func dial(u string, tlsCfg TLSFor, dialTimeout time.Duration, last *lastHandshake) (*grpc.ClientConn, error) {
 	parsed, err := url.Parse(u)
 	if err != nil || parsed.Host == "" {
 		return nil, fmt.Errorf("invalid peer URL %q", u)
@@ -437,7 +444,10 @@ func dial(u string, tlsCfg *tls.Config, dialTimeout time.Duration) (*grpc.Client
 		if tlsCfg == nil {
 			return nil, fmt.Errorf("peer URL %s is https but this member has no peer TLS set-up: give it --peer-cert-file and --peer-key-file (or --peer-auto-tls)", u)
 		}
-		creds = credentials.NewTLS(tlsCfg)
+		creds = credentials.NewTLS(tlsCfg(parsed.Hostname()))
+		if last != nil {
+			creds = recordingCreds{creds, last}
+		}
 	default:
 		return nil, fmt.Errorf("peer URL %s: unsupported scheme %q (want http or https)", u, parsed.Scheme)
 	}
@@ -452,6 +462,37 @@ func dial(u string, tlsCfg *tls.Config, dialTimeout time.Duration) (*grpc.Client
 		// pings every second, which keeps a healthy connection from pinging.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 2 * time.Second}),
 	)
+}
+
+// lastHandshake keeps the error of the last failed TLS handshake of a
+// peer's connections: gRPC reports it to the caller only as text, and
+// naming the cause needs the error itself.
+type lastHandshake struct{ err atomic.Pointer[error] }
+
+// take returns the error recorded since the last take, nil if none.
+func (l *lastHandshake) take() error {
+	if p := l.err.Swap(nil); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// recordingCreds records the client handshake errors of its credentials.
+type recordingCreds struct {
+	credentials.TransportCredentials
+	last *lastHandshake
+}
+
+func (c recordingCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	nc, info, err := c.TransportCredentials.ClientHandshake(ctx, authority, conn)
+	if err != nil {
+		c.last.err.Store(&err)
+	}
+	return nc, info, err
+}
+
+func (c recordingCreds) Clone() credentials.TransportCredentials {
+	return recordingCreds{c.TransportCredentials.Clone(), c.last}
 }
 
 func (t *Transport) peer(id uint64) *peer {
@@ -509,22 +550,3 @@ func (t *Transport) localField() zap.Field { return idField("local-member-id", t
 func idField(key string, id uint64) zap.Field { return zap.String(key, hexID(id)) }
 
 func hexID(id uint64) string { return strconv.FormatUint(id, 16) }
-
-// limiter rate-limits log lines by key.
-type limiter struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-// allow reports whether a line with key may be logged now, at most once per
-// logEvery.
-func (l *limiter) allow(key string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if last, ok := l.last[key]; ok && now.Sub(last) < logEvery {
-		return false
-	}
-	l.last[key] = now
-	return true
-}

@@ -597,7 +597,7 @@ func TestSnapshotReaderFailureIsReportedAndLeavesNothing(t *testing.T) {
 
 func TestCorruptSnapshotNeverReachesTheHandler(t *testing.T) {
 	b := startNode(t, 2, nodeOpts{})
-	cc, err := dial(b.url, nil, time.Second)
+	cc, err := dial(b.url, nil, time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
