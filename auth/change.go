@@ -53,8 +53,9 @@ func (s *Store) AuthEnable(b *pebble.Batch) (*pb.AuthEnableResponse, error) {
 	return &pb.AuthEnableResponse{}, nil
 }
 
-// AuthDisable turns authentication off, bumps the revision and forgets
-// every simple token; disabling twice is no change.
+// AuthDisable turns authentication off, bumps the revision, records it as
+// the revision of the last disable (for Reload) and forgets every simple
+// token; disabling twice is no change.
 func (s *Store) AuthDisable(b *pebble.Batch) (*pb.AuthDisableResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -67,6 +68,10 @@ func (s *Store) AuthDisable(b *pebble.Batch) (*pb.AuthDisableResponse, error) {
 	if err := s.bumpLocked(b); err != nil {
 		return nil, err
 	}
+	if err := putDisabledAt(b, s.revision); err != nil {
+		return nil, err
+	}
+	s.disabledAt = s.revision
 	s.enabled = false
 	s.tokens.disable()
 	s.lg.Info("disabled authentication")

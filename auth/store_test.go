@@ -327,6 +327,8 @@ func TestReloadKeepsTheStateExactly(t *testing.T) {
 		return err
 	})
 	f.enable()
+	f.must(func(b *pebble.Batch) error { _, err := f.s.AuthDisable(b); return err })
+	f.enable()
 
 	s2, err := Load(f.db, Options{Token: "simple"})
 	if err != nil {
@@ -359,8 +361,9 @@ func TestReloadKeepsTheStateExactly(t *testing.T) {
 
 func assertSameState(t *testing.T, want, got *Store) {
 	t.Helper()
-	if want.Enabled() != got.Enabled() || want.Revision() != got.Revision() {
-		t.Fatalf("enabled/revision %v/%d, want %v/%d", got.Enabled(), got.Revision(), want.Enabled(), want.Revision())
+	if want.Enabled() != got.Enabled() || want.Revision() != got.Revision() || want.disabledAt != got.disabledAt {
+		t.Fatalf("enabled/revision/disabledAt %v/%d/%d, want %v/%d/%d", got.Enabled(), got.Revision(), got.disabledAt,
+			want.Enabled(), want.Revision(), want.disabledAt)
 	}
 	if len(want.users) != len(got.users) || len(want.roles) != len(got.roles) {
 		t.Fatalf("users %v roles %v, want %v %v", sortedKeys(got.users), sortedKeys(got.roles), sortedKeys(want.users), sortedKeys(want.roles))

@@ -293,3 +293,28 @@ func TestReloadDropsTokensTheSkippedEntriesWouldHave(t *testing.T) {
 		t.Errorf("root's token after reload: %v %v", ai, err)
 	}
 }
+
+// TestReloadDropsTokensAfterASkippedDisable: an AuthDisable followed by an
+// AuthEnable in the skipped entries leaves the users, their hashes and the
+// enabled flag as they were, but applying the entries would have dropped
+// every simple token; Reload must too.
+func TestReloadDropsTokensAfterASkippedDisable(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	f := simpleFixture(t, clock)
+	troot := login(t, f, "root", "pw", 3)
+
+	// The leader: the same state, then auth disabled and enabled again.
+	leader, err := Load(f.db, Options{Token: "simple"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.must(func(b *pebble.Batch) error { _, err := leader.AuthDisable(b); return err })
+	f.must(func(b *pebble.Batch) error { _, err := leader.AuthEnable(b); return err })
+
+	if err := f.s.Reload(f.db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.AuthInfoFromToken(context.Background(), troot); err != rpctypes.ErrGRPCInvalidAuthToken {
+		t.Fatalf("token after a skipped disable and enable: %v, want %v", err, rpctypes.ErrGRPCInvalidAuthToken)
+	}
+}
