@@ -128,10 +128,14 @@ func (s *Store) AuthInfoFromToken(ctx context.Context, token string) (*AuthInfo,
 	if !s.Enabled() {
 		return nil, nil
 	}
-	ai, ok := s.tokens.info(ctx, trimBearer(token), s.Revision())
-	if !ok {
+	token = trimBearer(token)
+	ai, current := s.tokens.info(ctx, token)
+	if ai == nil {
 		s.lg.Warn("invalid auth token", zap.String("token-fingerprint", fingerprint(token)))
 		return nil, rpctypes.ErrGRPCInvalidAuthToken
+	}
+	if current {
+		ai.Revision = s.Revision()
 	}
 	return ai, nil
 }

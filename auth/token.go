@@ -49,9 +49,12 @@ var (
 
 // tokenProvider issues and resolves tokens.
 type tokenProvider interface {
-	// info resolves token; rev is the store's revision, the one simple
-	// tokens are checked at.
-	info(ctx context.Context, token string, rev uint64) (*AuthInfo, bool)
+	// info resolves token; nil means invalid. A self-contained token (JWT)
+	// carries its auth revision. A simple token is bound to none: current
+	// is true and the caller fills in the store's revision once info has
+	// returned, because info may wait for the entry that issued the token
+	// and changes applied meanwhile count.
+	info(ctx context.Context, token string) (ai *AuthInfo, current bool)
 	// prefix returns the random part of a new simple token ("" for others).
 	prefix() (string, error)
 	// assignSimple records the simple token prefix.index for username and
@@ -177,7 +180,7 @@ func (t *simpleTokens) purgeLocked(now time.Time) {
 	}
 }
 
-func (t *simpleTokens) info(ctx context.Context, token string, rev uint64) (*AuthInfo, bool) {
+func (t *simpleTokens) info(ctx context.Context, token string) (*AuthInfo, bool) {
 	_, idx, ok := strings.Cut(token, ".")
 	if !ok || strings.Contains(idx, ".") {
 		return nil, false
@@ -202,7 +205,7 @@ func (t *simpleTokens) info(ctx context.Context, token string, rev uint64) (*Aut
 	}
 	st.expires = now.Add(t.ttl) // etcd renews a simple token on every use
 	t.tokens[token] = st
-	return &AuthInfo{Username: st.username, Revision: rev}, true
+	return &AuthInfo{Username: st.username}, true
 }
 
 func (t *simpleTokens) sign(string, uint64) (string, error) {
@@ -228,9 +231,9 @@ func (t *simpleTokens) keepUsers(keep func(string) bool) {
 // noTokens is --auth-token "": no token is ever issued or accepted.
 type noTokens struct{}
 
-func (noTokens) info(context.Context, string, uint64) (*AuthInfo, bool) { return nil, false }
-func (noTokens) prefix() (string, error)                                { return "", nil }
-func (noTokens) assignSimple(string, uint64, string) (string, bool)     { return "", false }
-func (noTokens) sign(string, uint64) (string, error)                    { return "", errAuthFailed }
-func (noTokens) disable()                                               {}
-func (noTokens) keepUsers(func(string) bool)                            {}
+func (noTokens) info(context.Context, string) (*AuthInfo, bool)     { return nil, false }
+func (noTokens) prefix() (string, error)                            { return "", nil }
+func (noTokens) assignSimple(string, uint64, string) (string, bool) { return "", false }
+func (noTokens) sign(string, uint64) (string, error)                { return "", errAuthFailed }
+func (noTokens) disable()                                           {}
+func (noTokens) keepUsers(func(string) bool)                        {}

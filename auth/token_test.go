@@ -318,3 +318,28 @@ func TestReloadDropsTokensAfterASkippedDisable(t *testing.T) {
 		t.Fatalf("token after a skipped disable and enable: %v, want %v", err, rpctypes.ErrGRPCInvalidAuthToken)
 	}
 }
+
+// TestSimpleTokenRevisionIsReadAfterTheWait: a simple token resolves at the
+// auth revision of the moment it is resolved, after waiting for its entry,
+// not the one before: a change applied during the wait counts.
+func TestSimpleTokenRevisionIsReadAfterTheWait(t *testing.T) {
+	var f *fixture
+	wait := func(ctx context.Context, index uint64) error {
+		if index == 50 { // the entries up to 50 add a role meanwhile
+			f.addRole("late")
+		}
+		return nil
+	}
+	f = newFixture(t, Options{Token: "simple", WaitApplied: wait})
+	f.addUser("root", "pw", "root")
+	f.enable()
+	tok := login(t, f, "root", "pw", 50)
+	before := f.s.Revision()
+	ai, err := f.s.AuthInfoFromToken(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ai.Revision != f.s.Revision() || ai.Revision == before {
+		t.Fatalf("token resolved at revision %d, want %d (the revision after the wait)", ai.Revision, f.s.Revision())
+	}
+}
