@@ -27,10 +27,13 @@ type Options struct {
 	// BcryptCost is the cost of password hashes (--bcrypt-cost); out of
 	// bcrypt's range means bcrypt's default, as in etcd.
 	BcryptCost int
-	// WaitApplied blocks until the member has applied the Raft entry at
-	// index, or ctx ends. A simple token carries the index of the entry
-	// that issued it, so that a member asked about a token issued through
-	// another one first catches up with it. Nil means no wait.
+	// WaitApplied blocks until the member has applied the committed Raft
+	// entry at index, and must fail at once for an index past the
+	// committed one (any token can name any index: a wait for an entry that
+	// may never come would park the request until its context ends). A
+	// simple token carries the index of the entry that issued it, so that
+	// a member asked about a token issued through another one first
+	// catches up with it; an error refuses the token. Nil means no wait.
 	WaitApplied func(ctx context.Context, index uint64) error
 	// Now is the clock simple token expiry reads; nil means time.Now.
 	Now    func() time.Time

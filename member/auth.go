@@ -2,6 +2,7 @@ package member
 
 import (
 	"context"
+	"errors"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -24,10 +25,30 @@ func (m *Member) loadAuth() (*auth.Store, error) {
 		Token:       m.cfg.AuthToken,
 		TokenTTL:    m.cfg.AuthTokenTTL,
 		BcryptCost:  m.cfg.BcryptCost,
-		WaitApplied: m.waitApplied,
+		WaitApplied: m.waitTokenEntry,
 		Now:         m.cfg.AuthClock,
 		Logger:      m.lg,
 	})
+}
+
+// errTokenIndexNotCommitted refuses a simple token that names an entry past
+// the committed index.
+var errTokenIndexNotCommitted = errors.New("the token's entry is not committed")
+
+// waitTokenEntry waits, at most the request timeout, until the entry at
+// index that issued a simple token is applied. An index past the committed
+// index fails at once: it names no entry this member knows of, either
+// because the token is made up or, rarely, because the token was issued
+// through another member a moment ago and this one has not heard of its
+// commit yet (the client then authenticates again, as clientv3 does on
+// an invalid token).
+func (m *Member) waitTokenEntry(ctx context.Context, index uint64) error {
+	if index > m.raft.CommittedIndex() {
+		return errTokenIndexNotCommitted
+	}
+	cctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
+	defer cancel()
+	return m.waitApplied(cctx, index)
 }
 
 // Auth returns the member's auth store: permission checks and the

@@ -1,0 +1,57 @@
+package member
+
+import (
+	"testing"
+
+	"go.etcd.io/etcd/api/v3/authpb"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// startAuthMember starts a one-member cluster issuing simple tokens, with
+// auth enabled: user root (no password, holding role root) and user u
+// (password "pw", no role).
+func startAuthMember(t *testing.T) *leaseMember {
+	t.Helper()
+	lm := startLeaseMember(t, 0)
+	lm.cfg.AuthToken = "simple"
+	lm.cfg.BcryptCost = bcrypt.MinCost
+	lm.restart()
+	for _, r := range []*pb.InternalRaftRequest{
+		{AuthUserAdd: &pb.AuthUserAddRequest{Name: "root", Options: &authpb.UserAddOptions{NoPassword: true}}},
+		{AuthUserGrantRole: &pb.AuthUserGrantRoleRequest{User: "root", Role: "root"}},
+		{AuthUserAdd: &pb.AuthUserAddRequest{Name: "u", Password: "pw"}},
+		{AuthEnable: &pb.AuthEnableRequest{}},
+	} {
+		if _, err := lm.m.AuthRequest(lm.ctx(), nil, r); err != nil {
+			t.Fatalf("%v: %v", r, err)
+		}
+	}
+	return lm
+}
+
+// TestSimpleTokenOfAnUncommittedIndexIsRefusedAtOnce: a simple token names
+// the index of the entry that issued it. An index past the committed one
+// names no entry the member knows of: the token is refused at once instead
+// of parking the request until its context ends.
+func TestSimpleTokenOfAnUncommittedIndexIsRefusedAtOnce(t *testing.T) {
+	lm := startAuthMember(t)
+	ctx := lm.ctx()
+	for _, tok := range []string{"abcdefghijklmnop.18446744073709551615", "abcdefghijklmnop.1000000"} {
+		_, err := lm.m.Auth().AuthInfoFromToken(ctx, tok)
+		if err != rpctypes.ErrGRPCInvalidAuthToken {
+			t.Fatalf("token %s: %v, want %v", tok, err, rpctypes.ErrGRPCInvalidAuthToken)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("token %s was refused only when the request's context ended", tok)
+		}
+	}
+	resp, err := lm.m.Authenticate(ctx, &pb.AuthenticateRequest{Name: "u", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ai, err := lm.m.Auth().AuthInfoFromToken(ctx, resp.Token); err != nil || ai.Username != "u" {
+		t.Fatalf("a token just issued: %v %v", ai, err)
+	}
+}
