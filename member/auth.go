@@ -60,9 +60,11 @@ func (m *Member) Auth() *auth.Store { return m.auth }
 // nobody) and returns its response once applied. Passwords are hashed here,
 // before proposing, so that the Raft log holds no clear password. Whether
 // ai may make the request (the root role, as etcd requires) is decided when
-// the entry is applied.
+// the entry is applied; a request carrying a password is also checked
+// before it is hashed, so that no caller without root can make the member
+// run bcrypt, and refused with the error the apply would give.
 func (m *Member) AuthRequest(ctx context.Context, ai *auth.AuthInfo, r *pb.InternalRaftRequest) (proto.Message, error) {
-	if err := m.hashPasswords(r); err != nil {
+	if err := m.hashPasswords(ai, r); err != nil {
 		return nil, err
 	}
 	r.Header = requestHeaderOf(ai)
@@ -71,8 +73,9 @@ func (m *Member) AuthRequest(ctx context.Context, ai *auth.AuthInfo, r *pb.Inter
 
 // hashPasswords replaces the clear passwords of user add and password
 // change requests with their hashes, as etcd does (a user added with
-// NoPassword has none; an empty new password is not hashed).
-func (m *Member) hashPasswords(r *pb.InternalRaftRequest) error {
+// NoPassword has none; an empty new password is not hashed), if ai holds
+// the root role these requests need while auth is enabled.
+func (m *Member) hashPasswords(ai *auth.AuthInfo, r *pb.InternalRaftRequest) error {
 	var password, hashed *string
 	switch {
 	case r.AuthUserAdd != nil && !r.AuthUserAdd.GetOptions().GetNoPassword():
@@ -81,6 +84,9 @@ func (m *Member) hashPasswords(r *pb.InternalRaftRequest) error {
 		password, hashed = &r.AuthUserChangePassword.Password, &r.AuthUserChangePassword.HashedPassword
 	default:
 		return nil
+	}
+	if err := m.auth.IsAdminPermitted(ai); err != nil {
+		return err
 	}
 	h, err := m.auth.HashPassword(*password)
 	if err != nil {

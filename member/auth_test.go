@@ -7,6 +7,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/keeldb/keel/auth"
 )
 
 // startAuthMember starts a one-member cluster issuing simple tokens, with
@@ -53,5 +55,46 @@ func TestSimpleTokenOfAnUncommittedIndexIsRefusedAtOnce(t *testing.T) {
 	}
 	if ai, err := lm.m.Auth().AuthInfoFromToken(ctx, resp.Token); err != nil || ai.Username != "u" {
 		t.Fatalf("a token just issued: %v %v", ai, err)
+	}
+}
+
+// TestAuthRequestChecksRootBeforeHashing: while auth is enabled, a request
+// that carries a password is refused before its password is hashed (bcrypt
+// is slow on purpose; nobody unauthorised may make the member run it) and
+// before anything is proposed, with the error the apply would give.
+func TestAuthRequestChecksRootBeforeHashing(t *testing.T) {
+	lm := startAuthMember(t)
+	ctx := lm.ctx()
+	for _, tc := range []struct {
+		who  *auth.AuthInfo
+		want error
+	}{
+		{nil, rpctypes.ErrGRPCUserEmpty},
+		{&auth.AuthInfo{Username: "u", Revision: lm.m.Auth().Revision()}, rpctypes.ErrGRPCPermissionDenied},
+		{&auth.AuthInfo{Username: "ghost", Revision: lm.m.Auth().Revision()}, rpctypes.ErrGRPCUserNotFound},
+	} {
+		for _, r := range []*pb.InternalRaftRequest{
+			{AuthUserAdd: &pb.AuthUserAddRequest{Name: "v", Password: "secret"}},
+			{AuthUserChangePassword: &pb.AuthUserChangePasswordRequest{Name: "u", Password: "secret"}},
+		} {
+			applied := lm.m.applied.Load()
+			_, err := lm.m.AuthRequest(ctx, tc.who, r)
+			if err != tc.want {
+				t.Errorf("%v as %v: %v, want %v", r, tc.who, err, tc.want)
+			}
+			if r.GetAuthUserAdd().GetHashedPassword() != "" || r.GetAuthUserChangePassword().GetHashedPassword() != "" {
+				t.Errorf("%v as %v: the password was hashed", r, tc.who)
+			}
+			if got := lm.m.applied.Load(); got != applied {
+				t.Errorf("%v as %v: proposed (applied index %d -> %d)", r, tc.who, applied, got)
+			}
+		}
+	}
+	root := &auth.AuthInfo{Username: "root", Revision: lm.m.Auth().Revision()}
+	if _, err := lm.m.AuthRequest(ctx, root, &pb.InternalRaftRequest{AuthUserAdd: &pb.AuthUserAddRequest{Name: "v", Password: "secret"}}); err != nil {
+		t.Fatalf("root adds a user: %v", err)
+	}
+	if _, err := lm.m.Auth().CheckPassword("v", "secret"); err != nil {
+		t.Fatalf("the added user's password: %v", err)
 	}
 }
