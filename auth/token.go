@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"container/heap"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -126,6 +127,9 @@ type simpleTokens struct {
 
 	mu     sync.Mutex
 	tokens map[string]simpleToken
+	// queue holds one entry per token in tokens (and some of tokens
+	// dropped since), by expiry, for purgeLocked.
+	queue expiryQueue
 }
 
 type simpleToken struct {
@@ -169,18 +173,52 @@ func (t *simpleTokens) assignSimple(prefix string, index uint64, username string
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.purgeLocked(now)
-	t.tokens[token] = simpleToken{username: username, expires: now.Add(t.ttl)}
+	st := simpleToken{username: username, expires: now.Add(t.ttl)}
+	t.tokens[token] = st
+	heap.Push(&t.queue, tokenExpiry{token: token, expires: st.expires})
 	return token, true
 }
 
 // purgeLocked drops expired tokens, so that the map holds no more than the
-// tokens issued within one TTL.
-func (t *simpleTokens) purgeLocked(now time.Time) {
-	for k, v := range t.tokens {
-		if now.After(v.expires) {
-			delete(t.tokens, k)
+// tokens issued within one TTL. It examines only the queue entries due, so
+// each Authenticate applied costs O(log n), not a scan of every token; it
+// returns how many it examined.
+func (t *simpleTokens) purgeLocked(now time.Time) int {
+	examined := 0
+	for len(t.queue) > 0 && now.After(t.queue[0].expires) {
+		e := heap.Pop(&t.queue).(tokenExpiry)
+		examined++
+		st, ok := t.tokens[e.token]
+		switch {
+		case !ok: // dropped already
+		case now.After(st.expires):
+			delete(t.tokens, e.token)
+		default: // renewed since it was queued
+			heap.Push(&t.queue, tokenExpiry{token: e.token, expires: st.expires})
 		}
 	}
+	return examined
+}
+
+// tokenExpiry is a token and the expiry it had when it was queued; a use
+// since may have renewed it (the map holds the current expiry).
+type tokenExpiry struct {
+	token   string
+	expires time.Time
+}
+
+// expiryQueue is a min-heap of token expiries (container/heap).
+type expiryQueue []tokenExpiry
+
+func (q expiryQueue) Len() int           { return len(q) }
+func (q expiryQueue) Less(i, j int) bool { return q[i].expires.Before(q[j].expires) }
+func (q expiryQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *expiryQueue) Push(x any)        { *q = append(*q, x.(tokenExpiry)) }
+func (q *expiryQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
 }
 
 func (t *simpleTokens) info(ctx context.Context, token string) (*AuthInfo, bool) {
@@ -218,6 +256,7 @@ func (t *simpleTokens) sign(string, uint64) (string, error) {
 func (t *simpleTokens) disable() {
 	t.mu.Lock()
 	t.tokens = map[string]simpleToken{}
+	t.queue = nil
 	t.mu.Unlock()
 }
 

@@ -343,3 +343,36 @@ func TestSimpleTokenRevisionIsReadAfterTheWait(t *testing.T) {
 		t.Fatalf("token resolved at revision %d, want %d (the revision after the wait)", ai.Revision, f.s.Revision())
 	}
 }
+
+// TestSimpleTokenPurgeExaminesOnlyExpiredTokens: every Authenticate applied
+// purges the expired tokens; under login churn it must not examine every
+// live token each time (quadratic), only those due.
+func TestSimpleTokenPurgeExaminesOnlyExpiredTokens(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	tp := newSimpleTokens(Options{TokenTTL: 10 * time.Second, Now: clock.Now})
+	const n = 1000
+	for i := range n {
+		tp.assignSimple("p", uint64(i), "u")
+	}
+	if got := tp.purgeLocked(clock.Now()); got != 0 {
+		t.Fatalf("purge with %d live tokens examined %d", n, got)
+	}
+	// Renewing a token pushes its expiry out: it must survive the purge at
+	// its first expiry, and go at its second.
+	clock.Advance(5 * time.Second)
+	if _, ok := tp.info(context.Background(), "p.7"); !ok {
+		t.Fatal("live token refused")
+	}
+	clock.Advance(6 * time.Second)
+	if got := tp.purgeLocked(clock.Now()); got != n {
+		t.Fatalf("purge of %d expired tokens examined %d", n, got)
+	}
+	if len(tp.tokens) != 1 {
+		t.Fatalf("%d tokens after the purge, want the renewed one", len(tp.tokens))
+	}
+	clock.Advance(10 * time.Second)
+	tp.assignSimple("q", n, "u")
+	if _, ok := tp.tokens["p.7"]; ok || len(tp.tokens) != 1 {
+		t.Fatalf("tokens after the renewed one expired: %v", tp.tokens)
+	}
+}
