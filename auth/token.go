@@ -155,16 +155,31 @@ func newSimpleTokens(opts Options) *simpleTokens {
 }
 
 func (t *simpleTokens) prefix() (string, error) {
-	b := make([]byte, simpleTokenLength)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
+	out := make([]byte, 0, simpleTokenLength)
+	random := make([]byte, 2*simpleTokenLength)
+	for len(out) < simpleTokenLength { // a byte is refused with odds 48/256
+		if _, err := rand.Read(random); err != nil {
+			return "", err
+		}
+		out = appendTokenLetters(out, random, simpleTokenLength)
 	}
-	for i := range b {
-		// 256 % 52 != 0 leaves a slight bias, harmless for an identifier
-		// that only has to be unguessable among 52^16.
-		b[i] = simpleTokenLetters[int(b[i])%len(simpleTokenLetters)]
+	return string(out), nil
+}
+
+// appendTokenLetters appends to dst, until it holds n letters, one letter
+// per byte of random, skipping the bytes from 208 (4*52) up: taken modulo
+// 52 they would favour the first 48 letters.
+func appendTokenLetters(dst, random []byte, n int) []byte {
+	const limit = 256 - 256%len(simpleTokenLetters)
+	for _, b := range random {
+		if len(dst) == n {
+			break
+		}
+		if int(b) < limit {
+			dst = append(dst, simpleTokenLetters[int(b)%len(simpleTokenLetters)])
+		}
 	}
-	return string(b), nil
+	return dst
 }
 
 func (t *simpleTokens) assignSimple(prefix string, index uint64, username string) (string, bool) {

@@ -376,3 +376,25 @@ func TestSimpleTokenPurgeExaminesOnlyExpiredTokens(t *testing.T) {
 		t.Fatalf("tokens after the renewed one expired: %v", tp.tokens)
 	}
 }
+
+// TestSimpleTokenLettersAreUniform: the letters of a simple token come from
+// random bytes without favouring any letter: over every byte value, each
+// of the 52 letters comes out equally often.
+func TestSimpleTokenLettersAreUniform(t *testing.T) {
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	count := map[byte]int{}
+	for _, c := range appendTokenLetters(nil, all, 256) {
+		count[c]++
+	}
+	if len(count) != len(simpleTokenLetters) {
+		t.Fatalf("%d distinct letters, want %d", len(count), len(simpleTokenLetters))
+	}
+	for c, n := range count {
+		if n != count['a'] {
+			t.Fatalf("letter %c came %d times, 'a' %d times", c, n, count['a'])
+		}
+	}
+}
