@@ -6,6 +6,8 @@ import (
 	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/keeldb/keel/auth"
@@ -96,5 +98,22 @@ func TestAuthRequestChecksRootBeforeHashing(t *testing.T) {
 	}
 	if _, err := lm.m.Auth().CheckPassword("v", "secret"); err != nil {
 		t.Fatalf("the added user's password: %v", err)
+	}
+}
+
+// TestAuthenticateWhileDisabledLogsNoInvalidRequest: as etcd, an
+// Authenticate refused because auth is disabled is not logged as an
+// invalid authentication (clients probe with it).
+func TestAuthenticateWhileDisabledLogsNoInvalidRequest(t *testing.T) {
+	lm := startLeaseMember(t, 0)
+	core, logs := observer.New(zap.InfoLevel)
+	lm.cfg.Logger = zap.New(core)
+	lm.restart()
+	_, err := lm.m.Authenticate(lm.ctx(), &pb.AuthenticateRequest{Name: "root", Password: "pw"})
+	if err != rpctypes.ErrGRPCAuthNotEnabled {
+		t.Fatalf("authenticate while disabled: %v, want %v", err, rpctypes.ErrGRPCAuthNotEnabled)
+	}
+	if n := logs.FilterMessage("invalid authentication was requested").Len(); n != 0 {
+		t.Fatalf("logged %d invalid authentication requests", n)
 	}
 }
