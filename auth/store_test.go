@@ -415,20 +415,37 @@ func TestApplyIsDeterministic(t *testing.T) {
 				_, err := f.s.UserAdd(b, &pb.AuthUserAddRequest{Name: "u", HashedPassword: h})
 				return err
 			},
+		}
+		// Many permissions on one key (more than sort.Sort's insertion
+		// sort handles, so their order depends on the sort), and one of
+		// them updated.
+		for i := range 16 {
+			steps = append(steps, func(b *pebble.Batch) error {
+				_, err := f.s.RoleGrantPermission(b, &pb.AuthRoleGrantPermissionRequest{Name: "r",
+					Perm: perm(authpb.Permission_Type(i%3), "k", fmt.Sprintf("k%02d", i))})
+				return err
+			})
+		}
+		steps = append(steps, []func(b *pebble.Batch) error{
+			func(b *pebble.Batch) error {
+				_, err := f.s.RoleGrantPermission(b, &pb.AuthRoleGrantPermissionRequest{Name: "r", Perm: perm(authpb.Permission_WRITE, "k", "\x00")})
+				return err
+			},
 			func(b *pebble.Batch) error {
 				_, err := f.s.UserGrantRole(b, &pb.AuthUserGrantRoleRequest{User: "u", Role: "r"})
 				return err
 			},
 			func(b *pebble.Batch) error { _, err := f.s.AuthEnable(b); return err },
 			func(b *pebble.Batch) error {
-				_, err := f.s.UserChangePassword(b, &pb.AuthUserChangePasswordRequest{Name: "u", HashedPassword: h})
+				// Authenticate changes no state, whatever the token prefix.
+				_, err := f.s.Authenticate(uint64(len(steps)), &pb.InternalAuthenticateRequest{Name: "u", SimpleToken: f.prefix()})
 				return err
 			},
 			func(b *pebble.Batch) error {
-				_, err := f.s.RoleDelete(b, &pb.AuthRoleDeleteRequest{Role: "r"})
+				_, err := f.s.UserChangePassword(b, &pb.AuthUserChangePasswordRequest{Name: "u", HashedPassword: h})
 				return err
 			},
-		}
+		}...)
 		for _, s := range steps {
 			f.must(s)
 		}
@@ -438,6 +455,30 @@ func TestApplyIsDeterministic(t *testing.T) {
 	if da, db := dump(t, a.db), dump(t, b.db); da != db {
 		t.Fatalf("two runs differ:\n%s\n%s", da, db)
 	}
+	ra, _ := a.s.RoleGet(&pb.AuthRoleGetRequest{Role: "r"})
+	rb, _ := b.s.RoleGet(&pb.AuthRoleGetRequest{Role: "r"})
+	if len(ra.Perm) != 17 || !proto.Equal(ra, rb) {
+		t.Fatalf("role r differs or lacks permissions:\n%v\n%v", ra, rb)
+	}
+	for _, f := range []*fixture{a, b} {
+		f.must(func(b *pebble.Batch) error {
+			_, err := f.s.RoleDelete(b, &pb.AuthRoleDeleteRequest{Role: "r"})
+			return err
+		})
+	}
+	if da, db := dump(t, a.db), dump(t, b.db); da != db {
+		t.Fatalf("two runs differ after a role delete:\n%s\n%s", da, db)
+	}
+}
+
+// prefix is a fresh simple token prefix.
+func (f *fixture) prefix() string {
+	f.t.Helper()
+	p, err := f.s.TokenPrefix()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return p
 }
 
 func dump(t *testing.T, db *pebble.DB) string {
