@@ -28,10 +28,10 @@ type Options struct {
 	// BcryptCost is the cost of password hashes (--bcrypt-cost); out of
 	// bcrypt's range means bcrypt's default, as in etcd.
 	BcryptCost int
-	// WaitApplied blocks until the member has applied the committed Raft
-	// entry at index, and must fail at once for an index past the
-	// committed one (any token can name any index: a wait for an entry that
-	// may never come would park the request until its context ends). A
+	// WaitApplied blocks until the member has applied the Raft entry at
+	// index, and must fail soon for an index past the leader's commit
+	// index (any token can name any index: a wait for an entry that may
+	// never come would park the request until its context ends). A
 	// simple token carries the index of the entry that issued it, so that
 	// a member asked about a token issued through another one first
 	// catches up with it; an error refuses the token. Nil means no wait.

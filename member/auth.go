@@ -37,18 +37,24 @@ var errTokenIndexNotCommitted = errors.New("the token's entry is not committed")
 
 // waitTokenEntry waits, at most the request timeout, until the entry at
 // index that issued a simple token is applied. An index past the committed
-// index fails at once: it names no entry this member knows of, either
-// because the token is made up or, rarely, because the token was issued
-// through another member a moment ago and this one has not heard of its
-// commit yet (the client then authenticates again, as clientv3 does on
-// an invalid token).
+// index this member knows of is either made up or the entry of a token
+// issued through another member a moment ago, whose commit has not reached
+// this one yet: one linearizable read (a ReadIndex round, shared with
+// concurrent reads) brings this member up to the leader's commit index, and
+// an index still past it is refused rather than waited for.
 func (m *Member) waitTokenEntry(ctx context.Context, index uint64) error {
-	if index > m.raft.CommittedIndex() {
-		return errTokenIndexNotCommitted
-	}
 	cctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
-	return m.waitApplied(cctx, index)
+	if index <= m.raft.CommittedIndex() {
+		return m.waitApplied(cctx, index)
+	}
+	if err := m.linearizableReadNotify(cctx); err != nil {
+		return err
+	}
+	if index > m.applied.Load() {
+		return errTokenIndexNotCommitted
+	}
+	return nil
 }
 
 // Auth returns the member's auth store: permission checks and the

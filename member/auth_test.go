@@ -36,9 +36,9 @@ func startAuthMember(t *testing.T) *leaseMember {
 }
 
 // TestSimpleTokenOfAnUncommittedIndexIsRefusedAtOnce: a simple token names
-// the index of the entry that issued it. An index past the committed one
-// names no entry the member knows of: the token is refused at once instead
-// of parking the request until its context ends.
+// the index of the entry that issued it. An index past the leader's commit
+// index names no entry: the token is refused after one read index round
+// instead of parking the request until its context ends.
 func TestSimpleTokenOfAnUncommittedIndexIsRefusedAtOnce(t *testing.T) {
 	lm := startAuthMember(t)
 	ctx := lm.ctx()
