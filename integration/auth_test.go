@@ -471,7 +471,9 @@ func TestAuthSimpleTokenExpiresAfterTTL(t *testing.T) {
 		t.Skip("keel only: the member's --auth-token-ttl is set in-process")
 	}
 	m := keeltest.Start(t, keeltest.WithConfig(func(cfg *config.Config) {
-		cfg.AuthTokenTTL = time.Second
+		// Long enough for a loaded machine to use the renewed token
+		// well within it.
+		cfg.AuthTokenTTL = 3 * time.Second
 		cfg.BcryptCost = 4
 	}))
 	enableAuth(t, m.Client, func(edit ...func(*clientv3.Config)) *clientv3.Client { return m.NewClient(t, edit...) })
@@ -484,7 +486,7 @@ func TestAuthSimpleTokenExpiresAfterTTL(t *testing.T) {
 		return resp.Token
 	}
 	idle, renewed := login(), login()
-	const polls = 100
+	const polls, every = 80, 250 * time.Millisecond
 	probes := make([]string, polls)
 	for i := range probes {
 		probes[i] = login()
@@ -493,9 +495,9 @@ func TestAuthSimpleTokenExpiresAfterTTL(t *testing.T) {
 	use := func(tok string) error { _, err := m.Client.UserList(withToken(t, tok)); return err }
 	expired := false
 	for i := 0; i < polls && !expired; i++ {
-		time.Sleep(100 * time.Millisecond) // let time pass; no condition to wait on
+		time.Sleep(every) // let time pass; no condition to wait on
 		if err := use(renewed); err != nil {
-			t.Fatalf("token used every 100ms refused: %v", err)
+			t.Fatalf("token used every %v refused: %v", every, err)
 		}
 		switch err := use(probes[i]); {
 		case err == nil:
@@ -506,7 +508,7 @@ func TestAuthSimpleTokenExpiresAfterTTL(t *testing.T) {
 		}
 	}
 	if !expired {
-		t.Fatalf("no token unused for %d polls expired with a TTL of 1s", polls)
+		t.Fatalf("no token unused for %d polls of %v expired with a TTL of 3s", polls, every)
 	}
 	// renewed, used just before the probe that expired, outlived a token
 	// issued after it; idle, issued before both and never used, is gone.
