@@ -34,13 +34,6 @@ func isAuthRequest(r *pb.InternalRaftRequest) bool {
 		r.AuthRoleRevokePermission != nil || r.AuthRoleGet != nil || r.AuthRoleList != nil
 }
 
-// needsAdmin reports whether r needs the root role when auth is enabled:
-// every management request except AuthStatus and Authenticate, and except
-// UserGet of oneself and RoleGet of one's own role, as in etcd.
-func needsAdmin(r *pb.InternalRaftRequest) bool {
-	return !(r.Authenticate != nil || r.AuthStatus != nil || r.AuthUserGet != nil || r.AuthRoleGet != nil)
-}
-
 // applyAuth applies an Auth service request. The requester is the one the
 // proposer recorded in r.Header (Username, AuthRevision); the root check
 // happens here, at apply, so that every member reaches the same verdict
@@ -62,8 +55,12 @@ func (a *Applier) applyAuth(ctx context.Context, w *mvcc.Writer, b *pebble.Batch
 	return &Result{Resp: resp}, nil
 }
 
+// authAllowed decides whether ai may make r while auth is enabled, as
+// etcd does: anyone may Authenticate and ask AuthStatus, a user may get
+// themselves (UserGet) and the roles they hold (RoleGet), and everything
+// else needs the root role. The error is IsAdminPermitted's.
 func (a *Applier) authAllowed(ai *auth.AuthInfo, r *pb.InternalRaftRequest) error {
-	if !needsAdmin(r) && r.AuthUserGet == nil && r.AuthRoleGet == nil {
+	if r.Authenticate != nil || r.AuthStatus != nil {
 		return nil
 	}
 	err := a.auth.IsAdminPermitted(ai)

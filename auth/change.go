@@ -53,8 +53,9 @@ func (s *Store) AuthEnable(b *pebble.Batch) (*pb.AuthEnableResponse, error) {
 	return &pb.AuthEnableResponse{}, nil
 }
 
-// AuthDisable turns authentication off, bumps the revision and forgets
-// every simple token; disabling twice is no change.
+// AuthDisable turns authentication off, bumps the revision, records it as
+// the revision of the last disable (for Reload) and forgets every simple
+// token; disabling twice is no change.
 func (s *Store) AuthDisable(b *pebble.Batch) (*pb.AuthDisableResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -67,6 +68,10 @@ func (s *Store) AuthDisable(b *pebble.Batch) (*pb.AuthDisableResponse, error) {
 	if err := s.bumpLocked(b); err != nil {
 		return nil, err
 	}
+	if err := putDisabledAt(b, s.revision); err != nil {
+		return nil, err
+	}
+	s.disabledAt = s.revision
 	s.enabled = false
 	s.tokens.disable()
 	s.lg.Info("disabled authentication")
@@ -170,8 +175,7 @@ func (s *Store) UserGrantRole(b *pebble.Batch, r *pb.AuthUserGrantRoleRequest) (
 	}
 	roles := append(append([]string{}, old.Roles...), r.Role)
 	sort.Strings(roles)
-	u := &authpb.User{Name: old.Name, Password: old.Password, Options: old.Options, Roles: roles}
-	if err := s.putUserLocked(b, u); err != nil {
+	if err := s.putUserLocked(b, withRoles(old, roles)); err != nil {
 		return nil, err
 	}
 	s.lg.Info("granted a role to a user", zap.String("user-name", r.User), zap.String("added-role-name", r.Role))
@@ -195,8 +199,7 @@ func (s *Store) UserRevokeRole(b *pebble.Batch, r *pb.AuthUserRevokeRoleRequest)
 	if len(roles) == len(old.Roles) {
 		return nil, rpctypes.ErrGRPCRoleNotGranted
 	}
-	u := &authpb.User{Name: old.Name, Password: old.Password, Options: old.Options, Roles: roles}
-	if err := s.putUserLocked(b, u); err != nil {
+	if err := s.putUserLocked(b, withRoles(old, roles)); err != nil {
 		return nil, err
 	}
 	s.lg.Info("revoked a role from a user", zap.String("user-name", r.Name), zap.String("revoked-role-name", r.Role))
@@ -242,7 +245,7 @@ func (s *Store) RoleDelete(b *pebble.Batch, r *pb.AuthRoleDeleteRequest) (*pb.Au
 		if len(roles) == len(old.Roles) {
 			continue
 		}
-		u := &authpb.User{Name: old.Name, Password: old.Password, Options: old.Options, Roles: roles}
+		u := withRoles(old, roles)
 		if err := putRecord(b, kindUser, name, u); err != nil {
 			return nil, err
 		}
@@ -257,7 +260,8 @@ func (s *Store) RoleDelete(b *pebble.Batch, r *pb.AuthRoleDeleteRequest) (*pb.Au
 
 // RoleGrantPermission grants a key, range or prefix permission to a role,
 // or changes the type of the permission already granted on exactly that
-// key and range end. Permissions stay sorted by key.
+// key and range end. Permissions stay sorted by key, same-key ones in
+// etcd's order.
 func (s *Store) RoleGrantPermission(b *pebble.Batch, r *pb.AuthRoleGrantPermissionRequest) (*pb.AuthRoleGrantPermissionResponse, error) {
 	if r.Perm == nil {
 		return nil, rpctypes.ErrGRPCPermissionNotGiven
@@ -282,7 +286,10 @@ func (s *Store) RoleGrantPermission(b *pebble.Batch, r *pb.AuthRoleGrantPermissi
 		perms[i].PermType = r.Perm.PermType
 	} else {
 		perms = append(perms, &authpb.Permission{Key: r.Perm.Key, RangeEnd: r.Perm.RangeEnd, PermType: r.Perm.PermType})
-		sort.SliceStable(perms, func(i, j int) bool { return bytes.Compare(perms[i].Key, perms[j].Key) < 0 })
+		// Not stable, on purpose: etcd sorts with sort.Sort, which from
+		// 13 elements on reorders permissions on the same key; the
+		// same algorithm on the same slice gives RoleGet etcd's order.
+		sort.Slice(perms, func(i, j int) bool { return bytes.Compare(perms[i].Key, perms[j].Key) < 0 })
 	}
 	if err := s.putRoleLocked(b, &authpb.Role{Name: old.Name, KeyPermission: perms}); err != nil {
 		return nil, err
@@ -379,6 +386,11 @@ func (s *Store) bumpLocked(b *pebble.Batch) error {
 
 func (s *Store) invalidateUser(name string) {
 	s.tokens.keepUsers(func(u string) bool { return u != name })
+}
+
+// withRoles returns a copy of u holding roles instead of its own.
+func withRoles(u *authpb.User, roles []string) *authpb.User {
+	return &authpb.User{Name: u.Name, Password: u.Password, Options: u.Options, Roles: roles}
 }
 
 func withoutRole(roles []string, role string) []string {

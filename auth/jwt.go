@@ -162,7 +162,7 @@ func (t *jwtTokens) verifyOnly() bool {
 	return false
 }
 
-func (t *jwtTokens) info(_ context.Context, token string, _ uint64) (*AuthInfo, bool) {
+func (t *jwtTokens) info(_ context.Context, token string) (*AuthInfo, bool) {
 	parsed, err := jwt.Parse(token, func(tok *jwt.Token) (any, error) {
 		if tok.Method.Alg() != t.method.Alg() {
 			return nil, errors.New("invalid signing method")
@@ -187,7 +187,7 @@ func (t *jwtTokens) info(_ context.Context, token string, _ uint64) (*AuthInfo, 
 		t.lg.Warn("failed to obtain revision claims from jwt token")
 		return nil, false
 	}
-	return &AuthInfo{Username: username, Revision: uint64(rev)}, true
+	return &AuthInfo{Username: username, Revision: uint64(rev)}, false
 }
 
 func (t *jwtTokens) sign(username string, rev uint64) (string, error) {

@@ -2,7 +2,9 @@ package auth
 
 import (
 	"bytes"
+	"fmt"
 	"sort"
+	"strings"
 
 	"go.etcd.io/etcd/api/v3/authpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -55,57 +57,91 @@ func validPermRange(key, rangeEnd []byte) bool {
 	return len(rangeEnd) == 0 || cmpEnd(key, rangeEnd) < 0 || isOpenEnded(rangeEnd)
 }
 
-// intervalSet is a set of intervals sorted by begin.
+// intervalSet is a sorted union of intervals: disjoint, not touching,
+// sorted by begin, so that a check is a binary search.
 type intervalSet []interval
 
-func (s intervalSet) sort() {
-	sort.SliceStable(s, func(i, j int) bool { return cmpEnd(s[i].begin, s[j].begin) < 0 })
+// unionOf returns the union of ivs (which it reorders): intervals that
+// overlap or touch are joined, as etcd's interval tree joins them when it
+// decides whether grants cover a range.
+func unionOf(ivs []interval) intervalSet {
+	sort.Slice(ivs, func(i, j int) bool { return cmpEnd(ivs[i].begin, ivs[j].begin) < 0 })
+	var out intervalSet
+	for _, iv := range ivs {
+		if n := len(out); n > 0 && cmpEnd(out[n-1].end, iv.begin) >= 0 {
+			if cmpEnd(iv.end, out[n-1].end) > 0 {
+				out[n-1].end = iv.end
+			}
+			continue
+		}
+		out = append(out, iv)
+	}
+	return out
+}
+
+// at returns the interval that begins last at or before key, or false.
+func (s intervalSet) at(key []byte) (interval, bool) {
+	i := sort.Search(len(s), func(i int) bool { return cmpEnd(s[i].begin, key) > 0 })
+	if i == 0 {
+		return interval{}, false
+	}
+	return s[i-1], true
 }
 
 // holds reports whether some interval holds key.
 func (s intervalSet) holds(key []byte) bool {
-	for _, iv := range s {
-		if cmpEnd(iv.begin, key) <= 0 && cmpEnd(key, iv.end) < 0 {
+	iv, ok := s.at(key)
+	return ok && cmpEnd(key, iv.end) < 0
+}
+
+// covers reports whether one interval of the union spans q, a range that
+// is not empty.
+func (s intervalSet) covers(q interval) bool {
+	iv, ok := s.at(q.begin)
+	return ok && cmpEnd(q.begin, iv.end) < 0 && cmpEnd(q.end, iv.end) <= 0
+}
+
+// grantSet is one kind (read or write) of a user's grants over all their
+// roles.
+type grantSet struct {
+	union intervalSet
+	// grants are the intervals as granted, for the rare empty or inverted
+	// range (see covers), which the union cannot answer.
+	grants []interval
+}
+
+func newGrantSet(grants []interval) grantSet {
+	return grantSet{union: unionOf(append([]interval(nil), grants...)), grants: grants}
+}
+
+// covers reports whether the grants cover the range q as etcd decides it:
+// the grants overlapping q must join (touching counts) into one interval
+// that spans q, so several grants, from one role or several, may together
+// cover it. For an empty or inverted q that means one grant overlapping
+// it, by etcd's overlap test (beginning before q.end, ending after
+// q.begin).
+func (g grantSet) covers(q interval) bool {
+	if cmpEnd(q.begin, q.end) < 0 {
+		return g.union.covers(q)
+	}
+	for _, iv := range g.grants {
+		if cmpEnd(iv.begin, q.end) < 0 && cmpEnd(q.begin, iv.end) < 0 {
 			return true
 		}
 	}
 	return false
 }
 
-// covers reports whether the intervals overlapping q join without a gap
-// into one that spans q, which is how etcd decides a range permission
-// (several grants, from one role or several, may together cover it).
-func (s intervalSet) covers(q interval) bool {
-	var minBegin, maxEnd []byte
-	found := false
-	for _, iv := range s {
-		if cmpEnd(iv.begin, q.end) >= 0 || cmpEnd(q.begin, iv.end) >= 0 {
-			continue // no overlap
-		}
-		if !found {
-			minBegin, maxEnd, found = iv.begin, iv.end, true
-			continue
-		}
-		if cmpEnd(maxEnd, iv.begin) < 0 {
-			return false
-		}
-		if cmpEnd(iv.end, maxEnd) > 0 {
-			maxEnd = iv.end
-		}
-	}
-	return found && cmpEnd(maxEnd, q.end) >= 0 && cmpEnd(minBegin, q.begin) <= 0
-}
-
 // userPerms are a user's permissions merged over all their roles.
 type userPerms struct {
-	read, write intervalSet
+	read, write grantSet
 }
 
 // refreshPermsLocked rebuilds every user's merged permissions. s.mu held.
 func (s *Store) refreshPermsLocked() {
 	s.perms = make(map[string]*userPerms, len(s.users))
 	for name, u := range s.users {
-		up := &userPerms{}
+		var read, write []interval
 		for _, rn := range u.Roles {
 			role := s.roles[rn]
 			if role == nil {
@@ -114,16 +150,14 @@ func (s *Store) refreshPermsLocked() {
 			for _, p := range role.KeyPermission {
 				iv := permInterval(p.Key, p.RangeEnd)
 				if p.PermType == authpb.Permission_READ || p.PermType == authpb.Permission_READWRITE {
-					up.read = append(up.read, iv)
+					read = append(read, iv)
 				}
 				if p.PermType == authpb.Permission_WRITE || p.PermType == authpb.Permission_READWRITE {
-					up.write = append(up.write, iv)
+					write = append(write, iv)
 				}
 			}
 		}
-		up.read.sort()
-		up.write.sort()
-		s.perms[name] = up
+		s.perms[name] = &userPerms{read: newGrantSet(read), write: newGrantSet(write)}
 	}
 }
 
@@ -202,7 +236,7 @@ func (s *Store) isOpPermitted(ai *AuthInfo, key, rangeEnd []byte, write bool) er
 		set = up.write
 	}
 	if len(rangeEnd) == 0 {
-		if set.holds(key) {
+		if set.union.holds(key) {
 			return nil
 		}
 		return rpctypes.ErrGRPCPermissionDenied
@@ -215,4 +249,16 @@ func (s *Store) isOpPermitted(ai *AuthInfo, key, rangeEnd []byte, write bool) er
 		return nil
 	}
 	return rpctypes.ErrGRPCPermissionDenied
+}
+
+// String shows s as "[begin,end) ...", an open end as "[begin,)".
+func (s intervalSet) String() string {
+	var b strings.Builder
+	for i, iv := range s {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "[%s,%s)", iv.begin, iv.end)
+	}
+	return b.String()
 }

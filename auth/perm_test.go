@@ -156,3 +156,73 @@ func TestEverythingIsPermittedWhileDisabled(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestPermissionIntervalsMerge: a user's grants over all their roles are
+// kept as their sorted union, touching intervals joined as etcd's interval
+// tree joins them; checks on the union answer as on the grants.
+func TestPermissionIntervalsMerge(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.addRole("r1", perm(authpb.Permission_READ, "a", "c"), perm(authpb.Permission_READ, "h", "j"),
+		perm(authpb.Permission_READ, "k", ""), perm(authpb.Permission_READ, "x", "\x00"))
+	f.addRole("r2", perm(authpb.Permission_READ, "c", "e"), perm(authpb.Permission_READ, "b", "bb"),
+		perm(authpb.Permission_READWRITE, "d", "g"), perm(authpb.Permission_READ, "k\x00", ""))
+	f.addUser("root", "pw", "root")
+	f.addUser("m", "pw", "r1", "r2")
+	f.enable()
+
+	want := "[a,g) [h,j) [k,k\x00\x00) [x,)"
+	if got := f.s.perms["m"].read.union.String(); got != want {
+		t.Errorf("merged read intervals %q, want %q", got, want)
+	}
+	if got := f.s.perms["m"].write.union.String(); got != "[d,g)" {
+		t.Errorf("merged write intervals %q, want [d,g)", got)
+	}
+
+	m := &AuthInfo{Username: "m", Revision: f.s.Revision()}
+	read := func(key, end string) func() error {
+		return func() error {
+			var e []byte
+			if end != "" {
+				e = []byte(end)
+			}
+			return f.s.IsRangePermitted(m, []byte(key), e)
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		check    func() error
+		wantDeny bool
+	}{
+		{"across touching grants", read("b", "d"), false},
+		{"across touching and overlapping grants", read("a", "g"), false},
+		{"one past the union", read("a", "g\x00"), true},
+		{"inside a grant nested in another", read("b", "ba"), false},
+		{"across a gap", read("f", "i"), true},
+		{"the gap's key", read("g", ""), true},
+		{"before every grant", read("0", ""), true},
+		{"a range starting before the union", read("0", "b"), true},
+		{"inside the gapped grant", read("i", ""), false},
+		{"two touching single keys as a range", read("k", "k\x00\x00"), false},
+		{"the second single key", read("k\x00", ""), false},
+		{"past the single keys", read("k\x01", ""), true},
+		{"from the open grant on", read("x", "\x00"), false},
+		{"far past the open grant", read("zzzz", ""), false},
+		{"from before the open grant on", read("w", "\x00"), true},
+		// etcd permits an empty or inverted range when one grant overlaps it
+		{"an inverted range inside one grant", read("bb", "b"), false},
+		{"an inverted range over touching grants", read("f", "b"), true},
+		{"an empty range inside one grant", read("i", "i"), false},
+		{"an empty range at a grant's begin", read("h", "h"), true},
+		{"write in the write grant", func() error { return f.s.IsPutPermitted(m, []byte("f")) }, false},
+		{"write in a read grant", func() error { return f.s.IsPutPermitted(m, []byte("c")) }, true},
+		{"delete across the write grant's end", func() error { return f.s.IsDeleteRangePermitted(m, []byte("e"), []byte("h")) }, true},
+	} {
+		err := tc.check()
+		switch {
+		case tc.wantDeny && err != rpctypes.ErrGRPCPermissionDenied:
+			t.Errorf("%s: %v, want %v", tc.name, err, rpctypes.ErrGRPCPermissionDenied)
+		case !tc.wantDeny && err != nil:
+			t.Errorf("%s: %v, want permitted", tc.name, err)
+		}
+	}
+}

@@ -11,13 +11,15 @@ import (
 	"github.com/keeldb/keel/storage"
 )
 
-// Keys under storage.PrefixAuth: the enabled flag, the revision, one record
-// per user and one per role (the marshalled authpb message, by name).
+// Keys under storage.PrefixAuth: the enabled flag, the revision, the
+// revision the last AuthDisable set, one record per user and one per role
+// (the marshalled authpb message, by name).
 const (
-	kindEnabled  byte = 'e'
-	kindRevision byte = 'r'
-	kindUser     byte = 'u'
-	kindRole     byte = 'o'
+	kindEnabled    byte = 'e'
+	kindRevision   byte = 'r'
+	kindDisabledAt byte = 'd'
+	kindUser       byte = 'u'
+	kindRole       byte = 'o'
 )
 
 func dbKey(kind byte, name string) []byte {
@@ -28,8 +30,13 @@ func dbKey(kind byte, name string) []byte {
 type state struct {
 	enabled  bool
 	revision uint64
-	users    map[string]*authpb.User
-	roles    map[string]*authpb.Role
+	// disabledAt is the revision set by the last AuthDisable (0: never),
+	// which tells a member installing a snapshot whether the entries it
+	// skipped disabled auth, and so dropped every token, even if they
+	// enabled it again.
+	disabledAt uint64
+	users      map[string]*authpb.User
+	roles      map[string]*authpb.Role
 }
 
 func readState(db pebble.Reader) (*state, error) {
@@ -58,11 +65,15 @@ func (st *state) decode(k, v []byte) error {
 	switch k[1] {
 	case kindEnabled:
 		st.enabled = len(v) == 1 && v[0] == 1
-	case kindRevision:
+	case kindRevision, kindDisabledAt:
 		if len(v) != 8 {
 			return fmt.Errorf("auth revision record %x is corrupt", v)
 		}
-		st.revision = binary.BigEndian.Uint64(v)
+		if k[1] == kindRevision {
+			st.revision = binary.BigEndian.Uint64(v)
+		} else {
+			st.disabledAt = binary.BigEndian.Uint64(v)
+		}
 	case kindUser:
 		u := &authpb.User{}
 		if err := proto.Unmarshal(v, u); err != nil {
@@ -91,6 +102,10 @@ func putEnabled(b *pebble.Batch, on bool) error {
 
 func putRevision(b *pebble.Batch, rev uint64) error {
 	return b.Set(dbKey(kindRevision, ""), binary.BigEndian.AppendUint64(nil, rev), nil)
+}
+
+func putDisabledAt(b *pebble.Batch, rev uint64) error {
+	return b.Set(dbKey(kindDisabledAt, ""), binary.BigEndian.AppendUint64(nil, rev), nil)
 }
 
 func putRecord(b *pebble.Batch, kind byte, name string, m proto.Message) error {

@@ -39,8 +39,10 @@ type Store struct {
 	mu       sync.RWMutex
 	enabled  bool
 	revision uint64
-	users    map[string]*authpb.User
-	roles    map[string]*authpb.Role
+	// disabledAt is the revision the last AuthDisable set (see state).
+	disabledAt uint64
+	users      map[string]*authpb.User
+	roles      map[string]*authpb.Role
 	// perms are the merged permissions of every user, rebuilt after every
 	// change of users or roles.
 	perms map[string]*userPerms
@@ -74,22 +76,23 @@ func Load(db pebble.Reader, opts Options) (*Store, error) {
 // Reload replaces the auth state with the one kept in db, after the member's
 // state was replaced by a Raft snapshot. Apply loop only. Simple tokens of
 // users that no longer exist or whose password changed, and all of them if
-// auth is now disabled, are dropped, as applying the skipped entries would
-// have.
+// auth is now disabled or was disabled in the skipped entries, are
+// dropped, as applying those entries would have.
 func (s *Store) Reload(db pebble.Reader) error {
 	st, err := readState(db)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	old := s.users
+	old, oldDisabledAt := s.users, s.disabledAt
 	s.enabled = st.enabled
+	s.disabledAt = st.disabledAt
 	s.revision = st.revision
 	s.users = st.users
 	s.roles = st.roles
 	s.refreshPermsLocked()
 	s.mu.Unlock()
-	if !st.enabled {
+	if !st.enabled || st.disabledAt != oldDisabledAt {
 		s.tokens.disable()
 		return nil
 	}
@@ -125,10 +128,14 @@ func (s *Store) AuthInfoFromToken(ctx context.Context, token string) (*AuthInfo,
 	if !s.Enabled() {
 		return nil, nil
 	}
-	ai, ok := s.tokens.info(ctx, trimBearer(token), s.Revision())
-	if !ok {
+	token = trimBearer(token)
+	ai, current := s.tokens.info(ctx, token)
+	if ai == nil {
 		s.lg.Warn("invalid auth token", zap.String("token-fingerprint", fingerprint(token)))
 		return nil, rpctypes.ErrGRPCInvalidAuthToken
+	}
+	if current {
+		ai.Revision = s.Revision()
 	}
 	return ai, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -327,6 +328,8 @@ func TestReloadKeepsTheStateExactly(t *testing.T) {
 		return err
 	})
 	f.enable()
+	f.must(func(b *pebble.Batch) error { _, err := f.s.AuthDisable(b); return err })
+	f.enable()
 
 	s2, err := Load(f.db, Options{Token: "simple"})
 	if err != nil {
@@ -359,8 +362,9 @@ func TestReloadKeepsTheStateExactly(t *testing.T) {
 
 func assertSameState(t *testing.T, want, got *Store) {
 	t.Helper()
-	if want.Enabled() != got.Enabled() || want.Revision() != got.Revision() {
-		t.Fatalf("enabled/revision %v/%d, want %v/%d", got.Enabled(), got.Revision(), want.Enabled(), want.Revision())
+	if want.Enabled() != got.Enabled() || want.Revision() != got.Revision() || want.disabledAt != got.disabledAt {
+		t.Fatalf("enabled/revision/disabledAt %v/%d/%d, want %v/%d/%d", got.Enabled(), got.Revision(), got.disabledAt,
+			want.Enabled(), want.Revision(), want.disabledAt)
 	}
 	if len(want.users) != len(got.users) || len(want.roles) != len(got.roles) {
 		t.Fatalf("users %v roles %v, want %v %v", sortedKeys(got.users), sortedKeys(got.roles), sortedKeys(want.users), sortedKeys(want.roles))
@@ -411,20 +415,37 @@ func TestApplyIsDeterministic(t *testing.T) {
 				_, err := f.s.UserAdd(b, &pb.AuthUserAddRequest{Name: "u", HashedPassword: h})
 				return err
 			},
+		}
+		// Many permissions on one key (more than sort.Sort's insertion
+		// sort handles, so their order depends on the sort), and one of
+		// them updated.
+		for i := range 16 {
+			steps = append(steps, func(b *pebble.Batch) error {
+				_, err := f.s.RoleGrantPermission(b, &pb.AuthRoleGrantPermissionRequest{Name: "r",
+					Perm: perm(authpb.Permission_Type(i%3), "k", fmt.Sprintf("k%02d", i))})
+				return err
+			})
+		}
+		steps = append(steps, []func(b *pebble.Batch) error{
+			func(b *pebble.Batch) error {
+				_, err := f.s.RoleGrantPermission(b, &pb.AuthRoleGrantPermissionRequest{Name: "r", Perm: perm(authpb.Permission_WRITE, "k", "\x00")})
+				return err
+			},
 			func(b *pebble.Batch) error {
 				_, err := f.s.UserGrantRole(b, &pb.AuthUserGrantRoleRequest{User: "u", Role: "r"})
 				return err
 			},
 			func(b *pebble.Batch) error { _, err := f.s.AuthEnable(b); return err },
 			func(b *pebble.Batch) error {
-				_, err := f.s.UserChangePassword(b, &pb.AuthUserChangePasswordRequest{Name: "u", HashedPassword: h})
+				// Authenticate changes no state, whatever the token prefix.
+				_, err := f.s.Authenticate(uint64(len(steps)), &pb.InternalAuthenticateRequest{Name: "u", SimpleToken: f.prefix()})
 				return err
 			},
 			func(b *pebble.Batch) error {
-				_, err := f.s.RoleDelete(b, &pb.AuthRoleDeleteRequest{Role: "r"})
+				_, err := f.s.UserChangePassword(b, &pb.AuthUserChangePasswordRequest{Name: "u", HashedPassword: h})
 				return err
 			},
-		}
+		}...)
 		for _, s := range steps {
 			f.must(s)
 		}
@@ -434,6 +455,30 @@ func TestApplyIsDeterministic(t *testing.T) {
 	if da, db := dump(t, a.db), dump(t, b.db); da != db {
 		t.Fatalf("two runs differ:\n%s\n%s", da, db)
 	}
+	ra, _ := a.s.RoleGet(&pb.AuthRoleGetRequest{Role: "r"})
+	rb, _ := b.s.RoleGet(&pb.AuthRoleGetRequest{Role: "r"})
+	if len(ra.Perm) != 17 || !proto.Equal(ra, rb) {
+		t.Fatalf("role r differs or lacks permissions:\n%v\n%v", ra, rb)
+	}
+	for _, f := range []*fixture{a, b} {
+		f.must(func(b *pebble.Batch) error {
+			_, err := f.s.RoleDelete(b, &pb.AuthRoleDeleteRequest{Role: "r"})
+			return err
+		})
+	}
+	if da, db := dump(t, a.db), dump(t, b.db); da != db {
+		t.Fatalf("two runs differ after a role delete:\n%s\n%s", da, db)
+	}
+}
+
+// prefix is a fresh simple token prefix.
+func (f *fixture) prefix() string {
+	f.t.Helper()
+	p, err := f.s.TokenPrefix()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return p
 }
 
 func dump(t *testing.T, db *pebble.DB) string {
@@ -500,3 +545,35 @@ func TestAuthInfoFromTokenWhileDisabledIsNobody(t *testing.T) {
 }
 
 func b64(h []byte) string { return base64.StdEncoding.EncodeToString(h) }
+
+// TestRoleGetOrdersSameKeyPermissionsAsEtcd: etcd re-sorts a role's
+// permissions by key with sort.Sort after every grant, which is not stable:
+// from 13 permissions on, grants on the same key come back in an order that
+// is not the grant order. RoleGet shows what etcd shows (the order below is
+// what etcd 3.7's sort of its permission slice yields for these grants).
+func TestRoleGetOrdersSameKeyPermissionsAsEtcd(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.addRole("r")
+	for i := range 20 {
+		key := "k"
+		if i%3 == 0 {
+			key = "j"
+		}
+		f.must(func(b *pebble.Batch) error {
+			_, err := f.s.RoleGrantPermission(b, &pb.AuthRoleGrantPermissionRequest{Name: "r", Perm: perm(authpb.Permission_READ, key, fmt.Sprintf("z%02d", i))})
+			return err
+		})
+	}
+	resp, err := f.s.RoleGet(&pb.AuthRoleGetRequest{Role: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range resp.Perm {
+		got = append(got, string(p.Key)+":"+string(p.RangeEnd))
+	}
+	want := "j:z00 j:z03 j:z06 j:z09 j:z12 j:z15 j:z18 k:z02 k:z05 k:z08 k:z10 k:z11 k:z01 k:z13 k:z14 k:z04 k:z16 k:z17 k:z07 k:z19"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("RoleGet order\n%s\nwant\n%s", strings.Join(got, " "), want)
+	}
+}

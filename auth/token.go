@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"container/heap"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -28,9 +29,12 @@ type Options struct {
 	// bcrypt's range means bcrypt's default, as in etcd.
 	BcryptCost int
 	// WaitApplied blocks until the member has applied the Raft entry at
-	// index, or ctx ends. A simple token carries the index of the entry
-	// that issued it, so that a member asked about a token issued through
-	// another one first catches up with it. Nil means no wait.
+	// index, and must fail soon for an index past the leader's commit
+	// index (any token can name any index: a wait for an entry that may
+	// never come would park the request until its context ends). A
+	// simple token carries the index of the entry that issued it, so that
+	// a member asked about a token issued through another one first
+	// catches up with it; an error refuses the token. Nil means no wait.
 	WaitApplied func(ctx context.Context, index uint64) error
 	// Now is the clock simple token expiry reads; nil means time.Now.
 	Now    func() time.Time
@@ -49,9 +53,12 @@ var (
 
 // tokenProvider issues and resolves tokens.
 type tokenProvider interface {
-	// info resolves token; rev is the store's revision, the one simple
-	// tokens are checked at.
-	info(ctx context.Context, token string, rev uint64) (*AuthInfo, bool)
+	// info resolves token; nil means invalid. A self-contained token (JWT)
+	// carries its auth revision. A simple token is bound to none: current
+	// is true and the caller fills in the store's revision once info has
+	// returned, because info may wait for the entry that issued the token
+	// and changes applied meanwhile count.
+	info(ctx context.Context, token string) (ai *AuthInfo, current bool)
 	// prefix returns the random part of a new simple token ("" for others).
 	prefix() (string, error)
 	// assignSimple records the simple token prefix.index for username and
@@ -120,6 +127,9 @@ type simpleTokens struct {
 
 	mu     sync.Mutex
 	tokens map[string]simpleToken
+	// queue holds one entry per token in tokens (and some of tokens
+	// dropped since), by expiry, for purgeLocked.
+	queue expiryQueue
 }
 
 type simpleToken struct {
@@ -145,16 +155,31 @@ func newSimpleTokens(opts Options) *simpleTokens {
 }
 
 func (t *simpleTokens) prefix() (string, error) {
-	b := make([]byte, simpleTokenLength)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
+	out := make([]byte, 0, simpleTokenLength)
+	random := make([]byte, 2*simpleTokenLength)
+	for len(out) < simpleTokenLength { // a byte is refused with odds 48/256
+		if _, err := rand.Read(random); err != nil {
+			return "", err
+		}
+		out = appendTokenLetters(out, random, simpleTokenLength)
 	}
-	for i := range b {
-		// 256 % 52 != 0 leaves a slight bias, harmless for an identifier
-		// that only has to be unguessable among 52^16.
-		b[i] = simpleTokenLetters[int(b[i])%len(simpleTokenLetters)]
+	return string(out), nil
+}
+
+// appendTokenLetters appends to dst, until it holds n letters, one letter
+// per byte of random, skipping the bytes from 208 (4*52) up: taken modulo
+// 52 they would favour the first 48 letters.
+func appendTokenLetters(dst, random []byte, n int) []byte {
+	const limit = 256 - 256%len(simpleTokenLetters)
+	for _, b := range random {
+		if len(dst) == n {
+			break
+		}
+		if int(b) < limit {
+			dst = append(dst, simpleTokenLetters[int(b)%len(simpleTokenLetters)])
+		}
 	}
-	return string(b), nil
+	return dst
 }
 
 func (t *simpleTokens) assignSimple(prefix string, index uint64, username string) (string, bool) {
@@ -163,21 +188,55 @@ func (t *simpleTokens) assignSimple(prefix string, index uint64, username string
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.purgeLocked(now)
-	t.tokens[token] = simpleToken{username: username, expires: now.Add(t.ttl)}
+	st := simpleToken{username: username, expires: now.Add(t.ttl)}
+	t.tokens[token] = st
+	heap.Push(&t.queue, tokenExpiry{token: token, expires: st.expires})
 	return token, true
 }
 
 // purgeLocked drops expired tokens, so that the map holds no more than the
-// tokens issued within one TTL.
-func (t *simpleTokens) purgeLocked(now time.Time) {
-	for k, v := range t.tokens {
-		if now.After(v.expires) {
-			delete(t.tokens, k)
+// tokens issued within one TTL. It examines only the queue entries due, so
+// each Authenticate applied costs O(log n), not a scan of every token; it
+// returns how many it examined.
+func (t *simpleTokens) purgeLocked(now time.Time) int {
+	examined := 0
+	for len(t.queue) > 0 && now.After(t.queue[0].expires) {
+		e := heap.Pop(&t.queue).(tokenExpiry)
+		examined++
+		st, ok := t.tokens[e.token]
+		switch {
+		case !ok: // dropped already
+		case now.After(st.expires):
+			delete(t.tokens, e.token)
+		default: // renewed since it was queued
+			heap.Push(&t.queue, tokenExpiry{token: e.token, expires: st.expires})
 		}
 	}
+	return examined
 }
 
-func (t *simpleTokens) info(ctx context.Context, token string, rev uint64) (*AuthInfo, bool) {
+// tokenExpiry is a token and the expiry it had when it was queued; a use
+// since may have renewed it (the map holds the current expiry).
+type tokenExpiry struct {
+	token   string
+	expires time.Time
+}
+
+// expiryQueue is a min-heap of token expiries (container/heap).
+type expiryQueue []tokenExpiry
+
+func (q expiryQueue) Len() int           { return len(q) }
+func (q expiryQueue) Less(i, j int) bool { return q[i].expires.Before(q[j].expires) }
+func (q expiryQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *expiryQueue) Push(x any)        { *q = append(*q, x.(tokenExpiry)) }
+func (q *expiryQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+func (t *simpleTokens) info(ctx context.Context, token string) (*AuthInfo, bool) {
 	_, idx, ok := strings.Cut(token, ".")
 	if !ok || strings.Contains(idx, ".") {
 		return nil, false
@@ -202,7 +261,7 @@ func (t *simpleTokens) info(ctx context.Context, token string, rev uint64) (*Aut
 	}
 	st.expires = now.Add(t.ttl) // etcd renews a simple token on every use
 	t.tokens[token] = st
-	return &AuthInfo{Username: st.username, Revision: rev}, true
+	return &AuthInfo{Username: st.username}, true
 }
 
 func (t *simpleTokens) sign(string, uint64) (string, error) {
@@ -212,6 +271,7 @@ func (t *simpleTokens) sign(string, uint64) (string, error) {
 func (t *simpleTokens) disable() {
 	t.mu.Lock()
 	t.tokens = map[string]simpleToken{}
+	t.queue = nil
 	t.mu.Unlock()
 }
 
@@ -228,9 +288,9 @@ func (t *simpleTokens) keepUsers(keep func(string) bool) {
 // noTokens is --auth-token "": no token is ever issued or accepted.
 type noTokens struct{}
 
-func (noTokens) info(context.Context, string, uint64) (*AuthInfo, bool) { return nil, false }
-func (noTokens) prefix() (string, error)                                { return "", nil }
-func (noTokens) assignSimple(string, uint64, string) (string, bool)     { return "", false }
-func (noTokens) sign(string, uint64) (string, error)                    { return "", errAuthFailed }
-func (noTokens) disable()                                               {}
-func (noTokens) keepUsers(func(string) bool)                            {}
+func (noTokens) info(context.Context, string) (*AuthInfo, bool)     { return nil, false }
+func (noTokens) prefix() (string, error)                            { return "", nil }
+func (noTokens) assignSimple(string, uint64, string) (string, bool) { return "", false }
+func (noTokens) sign(string, uint64) (string, error)                { return "", errAuthFailed }
+func (noTokens) disable()                                           {}
+func (noTokens) keepUsers(func(string) bool)                        {}

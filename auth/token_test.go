@@ -293,3 +293,108 @@ func TestReloadDropsTokensTheSkippedEntriesWouldHave(t *testing.T) {
 		t.Errorf("root's token after reload: %v %v", ai, err)
 	}
 }
+
+// TestReloadDropsTokensAfterASkippedDisable: an AuthDisable followed by an
+// AuthEnable in the skipped entries leaves the users, their hashes and the
+// enabled flag as they were, but applying the entries would have dropped
+// every simple token; Reload must too.
+func TestReloadDropsTokensAfterASkippedDisable(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	f := simpleFixture(t, clock)
+	troot := login(t, f, "root", "pw", 3)
+
+	// The leader: the same state, then auth disabled and enabled again.
+	leader, err := Load(f.db, Options{Token: "simple"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.must(func(b *pebble.Batch) error { _, err := leader.AuthDisable(b); return err })
+	f.must(func(b *pebble.Batch) error { _, err := leader.AuthEnable(b); return err })
+
+	if err := f.s.Reload(f.db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.AuthInfoFromToken(context.Background(), troot); err != rpctypes.ErrGRPCInvalidAuthToken {
+		t.Fatalf("token after a skipped disable and enable: %v, want %v", err, rpctypes.ErrGRPCInvalidAuthToken)
+	}
+}
+
+// TestSimpleTokenRevisionIsReadAfterTheWait: a simple token resolves at the
+// auth revision of the moment it is resolved, after waiting for its entry,
+// not the one before: a change applied during the wait counts.
+func TestSimpleTokenRevisionIsReadAfterTheWait(t *testing.T) {
+	var f *fixture
+	wait := func(ctx context.Context, index uint64) error {
+		if index == 50 { // the entries up to 50 add a role meanwhile
+			f.addRole("late")
+		}
+		return nil
+	}
+	f = newFixture(t, Options{Token: "simple", WaitApplied: wait})
+	f.addUser("root", "pw", "root")
+	f.enable()
+	tok := login(t, f, "root", "pw", 50)
+	before := f.s.Revision()
+	ai, err := f.s.AuthInfoFromToken(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ai.Revision != f.s.Revision() || ai.Revision == before {
+		t.Fatalf("token resolved at revision %d, want %d (the revision after the wait)", ai.Revision, f.s.Revision())
+	}
+}
+
+// TestSimpleTokenPurgeExaminesOnlyExpiredTokens: every Authenticate applied
+// purges the expired tokens; under login churn it must not examine every
+// live token each time (quadratic), only those due.
+func TestSimpleTokenPurgeExaminesOnlyExpiredTokens(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	tp := newSimpleTokens(Options{TokenTTL: 10 * time.Second, Now: clock.Now})
+	const n = 1000
+	for i := range n {
+		tp.assignSimple("p", uint64(i), "u")
+	}
+	if got := tp.purgeLocked(clock.Now()); got != 0 {
+		t.Fatalf("purge with %d live tokens examined %d", n, got)
+	}
+	// Renewing a token pushes its expiry out: it must survive the purge at
+	// its first expiry, and go at its second.
+	clock.Advance(5 * time.Second)
+	if _, ok := tp.info(context.Background(), "p.7"); !ok {
+		t.Fatal("live token refused")
+	}
+	clock.Advance(6 * time.Second)
+	if got := tp.purgeLocked(clock.Now()); got != n {
+		t.Fatalf("purge of %d expired tokens examined %d", n, got)
+	}
+	if len(tp.tokens) != 1 {
+		t.Fatalf("%d tokens after the purge, want the renewed one", len(tp.tokens))
+	}
+	clock.Advance(10 * time.Second)
+	tp.assignSimple("q", n, "u")
+	if _, ok := tp.tokens["p.7"]; ok || len(tp.tokens) != 1 {
+		t.Fatalf("tokens after the renewed one expired: %v", tp.tokens)
+	}
+}
+
+// TestSimpleTokenLettersAreUniform: the letters of a simple token come from
+// random bytes without favouring any letter: over every byte value, each
+// of the 52 letters comes out equally often.
+func TestSimpleTokenLettersAreUniform(t *testing.T) {
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	count := map[byte]int{}
+	for _, c := range appendTokenLetters(nil, all, 256) {
+		count[c]++
+	}
+	if len(count) != len(simpleTokenLetters) {
+		t.Fatalf("%d distinct letters, want %d", len(count), len(simpleTokenLetters))
+	}
+	for c, n := range count {
+		if n != count['a'] {
+			t.Fatalf("letter %c came %d times, 'a' %d times", c, n, count['a'])
+		}
+	}
+}

@@ -14,12 +14,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -325,7 +327,8 @@ func TestAuthSurvivesRestart(t *testing.T) {
 // gets the auth state with the snapshot.
 func TestClusterAuthTokenWorksOnEveryMember(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 3, keeltest.WithSnapshotCount(20), keeltest.WithConfig(func(cfg *config.Config) {
+	core, logs := observer.New(zap.InfoLevel)
+	c := startCluster(t, 3, keeltest.WithSnapshotCount(20), keeltest.WithLogger(zap.New(core)), keeltest.WithConfig(func(cfg *config.Config) {
 		cfg.SnapshotCatchUpEntries = 5
 		cfg.BcryptCost = 4
 	}))
@@ -356,6 +359,13 @@ func TestClusterAuthTokenWorksOnEveryMember(t *testing.T) {
 	}
 	m4 := c.JoinAs(t, root, "m4", peer) // the member list needs a user
 	r4 := m4.NewClient(t, as("root", rootPassword))
+	installs := logs.Filter(func(e observer.LoggedEntry) bool {
+		_, installed := e.ContextMap()["applied-index"] // not set when only the log is cut
+		return strings.HasPrefix(e.LoggerName, "m4") && e.Message == "applied snapshot" && installed
+	})
+	if installs.Len() == 0 {
+		t.Fatal("m4 caught up without installing a snapshot: the auth state did not travel with one")
+	}
 	ul, err := r4.UserList(ctx(t))
 	if err != nil || strings.Join(ul.Users, ",") != "root,u" {
 		t.Fatalf("users on the joined member: %v %v", ul, err)
@@ -413,6 +423,96 @@ func TestAuthJWTTokens(t *testing.T) {
 	forged := resp.Token[:len(resp.Token)-4] + "AAAA"
 	_, err = m.Client.UserList(withToken(t, forged))
 	wantErr(t, err, rpctypes.ErrGRPCInvalidAuthToken)
+}
+
+// TestClusterAuthJWTWorksOnEveryMember: a JWT is self-contained: signed by
+// the member that answered Authenticate, it is verified by any member with
+// the same key; a forged one is refused by the others too.
+func TestClusterAuthJWTWorksOnEveryMember(t *testing.T) {
+	t.Parallel()
+	pub, priv := writeECKeys(t)
+	c := startCluster(t, 3, keeltest.WithConfig(func(cfg *config.Config) {
+		cfg.AuthToken = "jwt,pub-key=" + pub + ",priv-key=" + priv + ",sign-method=ES256,ttl=10m"
+		cfg.BcryptCost = 4
+	}))
+	m1 := c.Members[0]
+	root := enableAuth(t, m1.Client, func(edit ...func(*clientv3.Config)) *clientv3.Client { return m1.NewClient(t, edit...) })
+	if _, err := root.UserAdd(ctx(t), "u", "upw"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := m1.Client.Authenticate(ctx(t), "u", "upw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(resp.Token, ".") != 2 {
+		t.Fatalf("token %q is not a JWT", resp.Token)
+	}
+	for _, m := range c.Members {
+		if _, err := m.Client.UserGet(withToken(t, resp.Token), "u"); err != nil {
+			t.Fatalf("JWT of m1 on %s: %v", m.Config.Name, err)
+		}
+	}
+	forged := resp.Token[:len(resp.Token)-4] + "AAAA"
+	for _, m := range c.Members[1:] {
+		_, err := m.Client.UserGet(withToken(t, forged), "u")
+		wantErr(t, err, rpctypes.ErrGRPCInvalidAuthToken)
+	}
+}
+
+// TestAuthSimpleTokenExpiresAfterTTL: a simple token unused for
+// --auth-token-ttl is refused; one used meanwhile is renewed and lives on.
+// Whether the TTL has passed is learnt without touching the token under
+// test (a use would renew it): each poll spends one more token issued just
+// after it, never used before; once one of those is refused, the older
+// token must be too. (A refused call is slow: the client retries it.)
+func TestAuthSimpleTokenExpiresAfterTTL(t *testing.T) {
+	t.Parallel()
+	if os.Getenv(etcdEnv) != "" {
+		t.Skip("keel only: the member's --auth-token-ttl is set in-process")
+	}
+	m := keeltest.Start(t, keeltest.WithConfig(func(cfg *config.Config) {
+		// Long enough for a loaded machine to use the renewed token
+		// well within it.
+		cfg.AuthTokenTTL = 3 * time.Second
+		cfg.BcryptCost = 4
+	}))
+	enableAuth(t, m.Client, func(edit ...func(*clientv3.Config)) *clientv3.Client { return m.NewClient(t, edit...) })
+	login := func() string {
+		t.Helper()
+		resp, err := m.Client.Authenticate(ctx(t), "root", rootPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Token
+	}
+	idle, renewed := login(), login()
+	const polls, every = 80, 250 * time.Millisecond
+	probes := make([]string, polls)
+	for i := range probes {
+		probes[i] = login()
+	}
+	// m.Client has no credentials of its own, which would replace tok.
+	use := func(tok string) error { _, err := m.Client.UserList(withToken(t, tok)); return err }
+	expired := false
+	for i := 0; i < polls && !expired; i++ {
+		time.Sleep(every) // let time pass; no condition to wait on
+		if err := use(renewed); err != nil {
+			t.Fatalf("token used every %v refused: %v", every, err)
+		}
+		switch err := use(probes[i]); {
+		case err == nil:
+		case rpctypes.Error(err) == rpctypes.ErrInvalidAuthToken:
+			expired = true
+		default:
+			t.Fatalf("probe token: %v", err)
+		}
+	}
+	if !expired {
+		t.Fatalf("no token unused for %d polls of %v expired with a TTL of 3s", polls, every)
+	}
+	// renewed, used just before the probe that expired, outlived a token
+	// issued after it; idle, issued before both and never used, is gone.
+	wantErr(t, use(idle), rpctypes.ErrGRPCInvalidAuthToken)
 }
 
 // TestBadAuthTokenOptionsStopTheStart: etcd refuses to start with a bad

@@ -2,6 +2,7 @@ package member
 
 import (
 	"context"
+	"errors"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -24,10 +25,36 @@ func (m *Member) loadAuth() (*auth.Store, error) {
 		Token:       m.cfg.AuthToken,
 		TokenTTL:    m.cfg.AuthTokenTTL,
 		BcryptCost:  m.cfg.BcryptCost,
-		WaitApplied: m.waitApplied,
+		WaitApplied: m.waitTokenEntry,
 		Now:         m.cfg.AuthClock,
 		Logger:      m.lg,
 	})
+}
+
+// errTokenIndexNotCommitted refuses a simple token that names an entry past
+// the committed index.
+var errTokenIndexNotCommitted = errors.New("the token's entry is not committed")
+
+// waitTokenEntry waits, at most the request timeout, until the entry at
+// index that issued a simple token is applied. An index past the committed
+// index this member knows of is either made up or the entry of a token
+// issued through another member a moment ago, whose commit has not reached
+// this one yet: one linearizable read (a ReadIndex round, shared with
+// concurrent reads) brings this member up to the leader's commit index, and
+// an index still past it is refused rather than waited for.
+func (m *Member) waitTokenEntry(ctx context.Context, index uint64) error {
+	cctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
+	defer cancel()
+	if index <= m.raft.CommittedIndex() {
+		return m.waitApplied(cctx, index)
+	}
+	if err := m.linearizableReadNotify(cctx); err != nil {
+		return err
+	}
+	if index > m.applied.Load() {
+		return errTokenIndexNotCommitted
+	}
+	return nil
 }
 
 // Auth returns the member's auth store: permission checks and the
@@ -39,9 +66,11 @@ func (m *Member) Auth() *auth.Store { return m.auth }
 // nobody) and returns its response once applied. Passwords are hashed here,
 // before proposing, so that the Raft log holds no clear password. Whether
 // ai may make the request (the root role, as etcd requires) is decided when
-// the entry is applied.
+// the entry is applied; a request carrying a password is also checked
+// before it is hashed, so that no caller without root can make the member
+// run bcrypt, and refused with the error the apply would give.
 func (m *Member) AuthRequest(ctx context.Context, ai *auth.AuthInfo, r *pb.InternalRaftRequest) (proto.Message, error) {
-	if err := m.hashPasswords(r); err != nil {
+	if err := m.hashPasswords(ai, r); err != nil {
 		return nil, err
 	}
 	r.Header = requestHeaderOf(ai)
@@ -50,8 +79,9 @@ func (m *Member) AuthRequest(ctx context.Context, ai *auth.AuthInfo, r *pb.Inter
 
 // hashPasswords replaces the clear passwords of user add and password
 // change requests with their hashes, as etcd does (a user added with
-// NoPassword has none; an empty new password is not hashed).
-func (m *Member) hashPasswords(r *pb.InternalRaftRequest) error {
+// NoPassword has none; an empty new password is not hashed), if ai holds
+// the root role these requests need while auth is enabled.
+func (m *Member) hashPasswords(ai *auth.AuthInfo, r *pb.InternalRaftRequest) error {
 	var password, hashed *string
 	switch {
 	case r.AuthUserAdd != nil && !r.AuthUserAdd.GetOptions().GetNoPassword():
@@ -60,6 +90,9 @@ func (m *Member) hashPasswords(r *pb.InternalRaftRequest) error {
 		password, hashed = &r.AuthUserChangePassword.Password, &r.AuthUserChangePassword.HashedPassword
 	default:
 		return nil
+	}
+	if err := m.auth.IsAdminPermitted(ai); err != nil {
+		return err
 	}
 	h, err := m.auth.HashPassword(*password)
 	if err != nil {
@@ -91,7 +124,9 @@ func (m *Member) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*
 	for attempt := 1; ; attempt++ {
 		rev, err := m.auth.CheckPassword(r.Name, r.Password)
 		if err != nil {
-			m.lg.Warn("invalid authentication was requested", zap.String("user", r.Name), zap.Error(err))
+			if err != rpctypes.ErrGRPCAuthNotEnabled { // as etcd: not worth a warning
+				m.lg.Warn("invalid authentication was requested", zap.String("user", r.Name), zap.Error(err))
+			}
 			return nil, err
 		}
 		prefix, err := m.auth.TokenPrefix()
