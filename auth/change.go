@@ -38,7 +38,7 @@ func (s *Store) AuthEnable(b *pebble.Batch) (*pb.AuthEnableResponse, error) {
 		s.lg.Info("authentication is already enabled; ignored auth enable request")
 		return &pb.AuthEnableResponse{}, nil
 	}
-	u := s.users[rootUser]
+	u := s.users[RootUser]
 	if u == nil {
 		return nil, rpctypes.ErrGRPCRootUserNotExist
 	}
@@ -113,7 +113,7 @@ func (s *Store) UserAdd(b *pebble.Batch, r *pb.AuthUserAddRequest) (*pb.AuthUser
 func (s *Store) UserDelete(b *pebble.Batch, r *pb.AuthUserDeleteRequest) (*pb.AuthUserDeleteResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.enabled.Load() && r.Name == rootUser {
+	if s.enabled.Load() && r.Name == RootUser {
 		s.lg.Error("cannot delete 'root' user", zap.String("user-name", r.Name))
 		return nil, rpctypes.ErrGRPCInvalidAuthMgmt
 	}
@@ -187,7 +187,7 @@ func (s *Store) UserGrantRole(b *pebble.Batch, r *pb.AuthUserGrantRoleRequest) (
 func (s *Store) UserRevokeRole(b *pebble.Batch, r *pb.AuthUserRevokeRoleRequest) (*pb.AuthUserRevokeRoleResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.enabled.Load() && r.Name == rootUser && r.Role == rootRole {
+	if s.enabled.Load() && r.Name == RootUser && r.Role == rootRole {
 		s.lg.Error("'root' user cannot revoke 'root' role", zap.String("user-name", r.Name), zap.String("role-name", r.Role))
 		return nil, rpctypes.ErrGRPCInvalidAuthMgmt
 	}

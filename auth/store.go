@@ -24,10 +24,11 @@ import (
 	"go.uber.org/zap"
 )
 
-const (
-	rootUser = "root"
-	rootRole = "root"
-)
+// RootUser is the user who holds the root role, which auth enable needs
+// and as whom the member itself acts (see RootInfo).
+const RootUser = "root"
+
+const rootRole = "root"
 
 // Store holds the users, roles, permissions, the enabled flag and the auth
 // revision. Reads are safe from any goroutine; changes come only from the
@@ -139,6 +140,13 @@ func (s *Store) AuthInfoFromToken(ctx context.Context, token string) (*AuthInfo,
 		ai.Revision = s.Revision()
 	}
 	return ai, nil
+}
+
+// RootInfo is the identity of requests the member makes itself, such as the
+// revocation of expired leases: root at the current auth revision, as
+// etcd's requests made "with root".
+func (s *Store) RootInfo() *AuthInfo {
+	return &AuthInfo{Username: RootUser, Revision: s.Revision()}
 }
 
 // AuthInfoFromCommonName is the identity of a client certificate's CN (no

@@ -427,7 +427,7 @@ func (p leaseProposer) Revoke(ctx context.Context, ids []int64) {
 			defer func() { <-sem }()
 			// An expired lease is revoked as root, as etcd does, so that
 			// the keys' permissions do not hold it back.
-			hdr := &pb.RequestHeader{Username: "root"}
+			hdr := requestHeaderOf(m.auth.RootInfo())
 			if _, err := m.write(ctx, &pb.InternalRaftRequest{Header: hdr, LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}); err != nil && ctx.Err() == nil {
 				m.lg.Warn("failed to revoke lease", zap.String("lease-id", fmt.Sprintf("%016x", id)), zap.Error(err))
 			}
