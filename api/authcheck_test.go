@@ -99,11 +99,17 @@ type request struct {
 func (f *authFixture) request(certAuth bool, cn string, kv ...string) request {
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(kv...))
 	if cn != "" {
-		cert := &x509.Certificate{Subject: pkix.Name{CommonName: cn}}
-		ti := credentials.TLSInfo{State: tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert}}}}
-		ctx = peer.NewContext(ctx, &peer.Peer{AuthInfo: ti})
+		ctx = withClientCert(ctx, cn)
 	}
 	return request{ids: &identitySource{store: f.store, certAuth: certAuth}, ctx: ctx}
+}
+
+// withClientCert is ctx on a TLS connection whose verified client
+// certificate has common name cn.
+func withClientCert(ctx context.Context, cn string) context.Context {
+	cert := &x509.Certificate{Subject: pkix.Name{CommonName: cn}}
+	ti := credentials.TLSInfo{State: tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert}}}}
+	return peer.NewContext(ctx, &peer.Peer{AuthInfo: ti})
 }
 
 // TestAuthInfoResolvesTokenThenCertificate: the token names the user; a bad
@@ -151,6 +157,8 @@ func TestIdentityChecksAnswerAsEtcd(t *testing.T) {
 		_, err := req.ids.readCheck(req.ctx, readA)
 		return err
 	}
+	noCN := f.request(true, "")
+	noCN.ctx = withClientCert(noCN.ctx, "")
 	for _, tc := range []struct {
 		name                  string
 		req                   request
@@ -161,6 +169,8 @@ func TestIdentityChecksAnswerAsEtcd(t *testing.T) {
 		{"u", f.request(false, "", "token", f.tokenU), nil, rpctypes.ErrGRPCPermissionDenied, nil},
 		{"root by certificate", f.request(true, "root"), nil, nil, nil},
 		{"unknown user by certificate", f.request(true, "ghost"), nil, rpctypes.ErrGRPCUserNotFound, rpctypes.ErrGRPCPermissionDenied},
+		// As etcd: an empty CN names a user without a name.
+		{"certificate without CN", noCN, nil, rpctypes.ErrGRPCUserEmpty, rpctypes.ErrGRPCPermissionDenied},
 	} {
 		if _, err := tc.req.ids.requireUser(tc.req.ctx); err != tc.user {
 			t.Errorf("%s: requireUser %v, want %v", tc.name, err, tc.user)
