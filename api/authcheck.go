@@ -140,14 +140,17 @@ func (ids *identitySource) leaseRequester(ctx context.Context) (ai *auth.AuthInf
 	return ai, rev, nil
 }
 
-// leaseCheck checks, as etcd's time-to-live with keys, that the requester
-// may read every key permitted checks (a user with the root role always
-// may). Call the returned after once answered: it refuses the answer, root's
-// too, if an auth change was applied since the check.
+// leaseCheck is etcd's check of a time-to-live with keys: the requester
+// must hold the root role or pass permitted (read permission on the
+// lease's keys). Call the returned after once answered: it refuses the
+// answer, root's too, if an auth change was applied since the check.
 func (ids *identitySource) leaseCheck(ctx context.Context, permitted func(*auth.Store, *auth.AuthInfo) error) (after func() error, err error) {
 	ai, rev, err := ids.leaseRequester(ctx)
-	if err != nil || ai == nil {
-		return noAfter, err
+	if err != nil {
+		return nil, err
+	}
+	if ai == nil {
+		return noAfter, nil
 	}
 	if ids.store.IsAdminPermitted(ai) != nil {
 		if err := permitted(ids.store, ai); err != nil {
@@ -163,9 +166,9 @@ func (ids *identitySource) leaseCheck(ctx context.Context, permitted func(*auth.
 	}, nil
 }
 
-// leaseCheckNow checks, as etcd's lease list and keepalive, that the
-// requester holds the root role or the permissions permitted checks, the
-// latter with the auth revision compared right after the check.
+// leaseCheckNow is etcd's check of the lease list and of keepalive: the
+// requester must hold the root role or pass permitted, and then no auth
+// change may have been applied since the check began.
 func (ids *identitySource) leaseCheckNow(ctx context.Context, permitted func(*auth.Store, *auth.AuthInfo) error) error {
 	ai, rev, err := ids.leaseRequester(ctx)
 	if err != nil || ai == nil || ids.store.IsAdminPermitted(ai) == nil {
