@@ -13,7 +13,8 @@ import (
 // the token was checked at): a permission revoked between propose and apply
 // is honoured, and a request proposed before any auth change applied since
 // fails with rpctypes.ErrGRPCAuthOldRevision, as in etcd. Reads are checked
-// by the serving member before it reads, with the same functions.
+// with the same functions by the serving member, once a linearizable read's
+// ReadIndex wait is over and before it reads (see member.ReadCheck).
 
 // LeaseKeys returns the keys attached to a lease; none when the lease is not
 // granted.
