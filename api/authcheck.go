@@ -4,17 +4,17 @@ import (
 	"context"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/keeldb/keel/auth"
 	"github.com/keeldb/keel/tlsutil"
 )
 
-// identityKey keys the request's identity source in its context.
-type identityKey struct{}
-
-// identitySource turns a request's credentials into who made it.
+// identitySource turns a request's credentials into who made it. Every
+// service holds one. The credentials are resolved when a check asks, not
+// when the request arrives, because a token resolves to the auth revision
+// of that moment: a watch stream's later creates, or a read after its
+// ReadIndex wait, must see the permissions of their own time, as in etcd.
 type identitySource struct {
 	store *auth.Store
 	// certAuth is --client-cert-auth: only then does a client certificate's
@@ -22,39 +22,8 @@ type identitySource struct {
 	certAuth bool
 }
 
-// identityUnaryInterceptor and identityStreamInterceptor give every request
-// the identity source that authInfo reads. The credentials are resolved when
-// a check asks, not here, because a token resolves to the auth revision of
-// that moment: a watch stream's later creates, or a read after its ReadIndex
-// wait, must see the permissions of their own time, as in etcd.
-func identityUnaryInterceptor(src *identitySource) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		return handler(context.WithValue(ctx, identityKey{}, src), req)
-	}
-}
-
-func identityStreamInterceptor(src *identitySource) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		return handler(srv, &identityStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), identityKey{}, src)})
-	}
-}
-
-type identityStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *identityStream) Context() context.Context { return s.ctx }
-
-// authStore returns the auth store of the request in ctx; nil outside the
-// gRPC server (auth then counts as disabled).
-func authStore(ctx context.Context) *auth.Store {
-	src, _ := ctx.Value(identityKey{}).(*identitySource)
-	if src == nil {
-		return nil
-	}
-	return src.store
-}
+// noAfter is the after of a check with nothing to compare once answered.
+func noAfter() error { return nil }
 
 // authInfo returns who made the request in ctx, at the current auth
 // revision: the user of the token in the metadata key "token" (or
@@ -62,9 +31,8 @@ func authStore(ctx context.Context) *auth.Store {
 // client certificate. It returns nil, nil when auth is disabled or the
 // request carries neither; rpctypes.ErrGRPCInvalidAuthToken for a token
 // that is unknown or expired.
-func authInfo(ctx context.Context) (*auth.AuthInfo, error) {
-	src, _ := ctx.Value(identityKey{}).(*identitySource)
-	if src == nil || src.store == nil || !src.store.Enabled() {
+func (ids *identitySource) authInfo(ctx context.Context) (*auth.AuthInfo, error) {
+	if !ids.store.Enabled() {
 		return nil, nil
 	}
 	md, ok := metadata.FromIncomingContext(ctx)
@@ -76,9 +44,9 @@ func authInfo(ctx context.Context) (*auth.AuthInfo, error) {
 		ts = md.Get(rpctypes.TokenFieldNameSwagger)
 	}
 	if len(ts) > 0 {
-		return src.store.AuthInfoFromToken(ctx, ts[0])
+		return ids.store.AuthInfoFromToken(ctx, ts[0])
 	}
-	if !src.certAuth {
+	if !ids.certAuth {
 		return nil, nil
 	}
 	// The JSON gateway dials the server with the server's own certificate,
@@ -90,110 +58,124 @@ func authInfo(ctx context.Context) (*auth.AuthInfo, error) {
 	if !ok {
 		return nil, nil
 	}
-	return src.store.AuthInfoFromCommonName(cn), nil
+	return ids.store.AuthInfoFromCommonName(cn), nil
 }
 
-// requireUser refuses, while auth is enabled, a request that names no user
-// (etcd's check for Status, Alarm GET and the lease calls).
-func requireUser(ctx context.Context) error {
-	s := authStore(ctx)
-	if s == nil || !s.Enabled() {
-		return nil
+// requireUser returns who made the request in ctx, refusing, while auth is
+// enabled, a request that names no user (etcd's check for Status, Alarm
+// GET, MemberList and the lease calls). It returns nil, nil while auth is
+// disabled.
+func (ids *identitySource) requireUser(ctx context.Context) (*auth.AuthInfo, error) {
+	if !ids.store.Enabled() {
+		return nil, nil
 	}
-	ai, err := authInfo(ctx)
-	if err != nil {
-		return err
-	}
-	if ai == nil {
-		return rpctypes.ErrGRPCUserEmpty
-	}
-	return nil
-}
-
-// requireAdmin refuses, while auth is enabled, a request whose user lacks
-// the root role (Compact, Cluster changes and Maintenance but Status and
-// Alarm GET).
-func requireAdmin(ctx context.Context) error {
-	s := authStore(ctx)
-	if s == nil {
-		return nil
-	}
-	ai, err := authInfo(ctx)
-	if err != nil {
-		return err
-	}
-	return s.IsAdminPermitted(ai)
-}
-
-// readCheck checks a read served by this member, as etcd does: the
-// permission before reading, with a request without a user refused while
-// auth is enabled, and, once read, that no auth change was applied
-// meanwhile (call the returned function after reading; it returns
-// rpctypes.ErrGRPCAuthOldRevision if one was, so nothing read under revoked
-// permissions is returned).
-func readCheck(ctx context.Context, permitted func(*auth.Store, *auth.AuthInfo) error) (after func() error, err error) {
-	s := authStore(ctx)
-	if s == nil {
-		return func() error { return nil }, nil
-	}
-	ai, err := authInfo(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if ai == nil {
-		ai = &auth.AuthInfo{}
-	}
-	if err := permitted(s, ai); err != nil {
-		return nil, err
-	}
-	return func() error {
-		if ai.Revision != 0 && ai.Revision != s.Revision() {
-			return rpctypes.ErrGRPCAuthOldRevision
-		}
-		return nil
-	}, nil
-}
-
-// leaseCheck is etcd's check of the lease calls that reveal or extend a
-// lease's keys (keepalive, time-to-live with keys, the lease list): while
-// auth is enabled the request needs a user, and a user without the root
-// role must hold permit on every key of the leases (write for keepalive,
-// read otherwise). Call the returned function once answered; it refuses the
-// answer if an auth change was applied meanwhile.
-func leaseCheck(ctx context.Context, permitted func(*auth.Store, *auth.AuthInfo) error) (after func() error, err error) {
-	s := authStore(ctx)
-	if s == nil || !s.Enabled() {
-		return func() error { return nil }, nil
-	}
-	rev := s.Revision()
-	ai, err := authInfo(ctx)
+	ai, err := ids.authInfo(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if ai == nil {
 		return nil, rpctypes.ErrGRPCUserEmpty
 	}
-	if s.IsAdminPermitted(ai) == nil {
-		return func() error { return nil }, nil
-	}
-	if err := permitted(s, ai); err != nil {
-		return nil, err
-	}
-	return func() error {
-		if s.Enabled() && rev != s.Revision() {
-			return rpctypes.ErrGRPCAuthOldRevision
-		}
-		return nil
-	}, nil
+	return ai, nil
 }
 
-// leaseCheckNow is leaseCheck with the revision compared right after the
-// check, as etcd does for the lease list (taken before the check) and for
-// keepalive (renewed only once checked).
-func leaseCheckNow(ctx context.Context, permitted func(*auth.Store, *auth.AuthInfo) error) error {
-	after, err := leaseCheck(ctx, permitted)
+// requireAdmin refuses, while auth is enabled, a request whose user lacks
+// the root role (Compact, Cluster changes and Maintenance but Status and
+// Alarm GET).
+func (ids *identitySource) requireAdmin(ctx context.Context) error {
+	if !ids.store.Enabled() {
+		return nil
+	}
+	ai, err := ids.authInfo(ctx)
 	if err != nil {
 		return err
 	}
-	return after()
+	return ids.store.IsAdminPermitted(ai)
+}
+
+// readCheck checks a read as etcd does (a member.ReadCheck: call it when
+// the read may be served): the permission, with a request without a user
+// refused while auth is enabled, and, with the returned after, that no auth
+// change was applied since (after returns rpctypes.ErrGRPCAuthOldRevision
+// if one was). While auth is disabled it costs no allocation.
+func (ids *identitySource) readCheck(ctx context.Context, permitted func(*auth.Store, *auth.AuthInfo) error) (after func() error, err error) {
+	if !ids.store.Enabled() {
+		return noAfter, nil
+	}
+	ai, err := ids.authInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ai == nil {
+		ai = &auth.AuthInfo{}
+	}
+	if err := permitted(ids.store, ai); err != nil {
+		return nil, err
+	}
+	if ai.Revision == 0 { // no user, and auth disabled since: nothing to compare
+		return noAfter, nil
+	}
+	return func() error { return ids.sameRevision(ai.Revision) }, nil
+}
+
+// sameRevision refuses an answer to a request checked at auth revision rev
+// if an auth change was applied since (disabling auth is one).
+func (ids *identitySource) sameRevision(rev uint64) error {
+	if rev != ids.store.Revision() {
+		return rpctypes.ErrGRPCAuthOldRevision
+	}
+	return nil
+}
+
+// leaseRequester is the start of etcd's checks of the lease calls that
+// reveal or extend a lease's keys: the auth revision, taken first, and the
+// requester, who must be named while auth is enabled (nil, 0 while it is
+// disabled).
+func (ids *identitySource) leaseRequester(ctx context.Context) (ai *auth.AuthInfo, rev uint64, err error) {
+	rev = ids.store.Revision()
+	ai, err = ids.requireUser(ctx)
+	if err != nil || ai == nil {
+		return nil, 0, err
+	}
+	return ai, rev, nil
+}
+
+// leaseCheck is etcd's check of a time-to-live with keys: the requester
+// must hold the root role or pass permitted (read permission on the
+// lease's keys). Call the returned after once answered: it refuses the
+// answer, root's too, if an auth change was applied since the check.
+func (ids *identitySource) leaseCheck(ctx context.Context, permitted func(*auth.Store, *auth.AuthInfo) error) (after func() error, err error) {
+	ai, rev, err := ids.leaseRequester(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ai == nil {
+		return noAfter, nil
+	}
+	if ids.store.IsAdminPermitted(ai) != nil {
+		if err := permitted(ids.store, ai); err != nil {
+			return nil, err
+		}
+	}
+	return func() error {
+		// etcd compares only while auth is still enabled here.
+		if !ids.store.Enabled() {
+			return nil
+		}
+		return ids.sameRevision(rev)
+	}, nil
+}
+
+// leaseCheckNow is etcd's check of the lease list and of keepalive: the
+// requester must hold the root role or pass permitted, and then no auth
+// change may have been applied since the check began.
+func (ids *identitySource) leaseCheckNow(ctx context.Context, permitted func(*auth.Store, *auth.AuthInfo) error) error {
+	ai, rev, err := ids.leaseRequester(ctx)
+	if err != nil || ai == nil || ids.store.IsAdminPermitted(ai) == nil {
+		return err
+	}
+	if err := permitted(ids.store, ai); err != nil {
+		return err
+	}
+	return ids.sameRevision(rev)
 }

@@ -87,17 +87,29 @@ func (f *authFixture) change(fn func(b *pebble.Batch) error) {
 	}
 }
 
-// request is the context of a gRPC request with the given metadata (key,
-// value pairs) over a connection whose verified client certificate has
-// common name cn ("" for no TLS).
-func (f *authFixture) request(certAuth bool, cn string, kv ...string) context.Context {
+// request is a gRPC request with the given metadata (key, value pairs)
+// over a connection whose verified client certificate has common name cn
+// ("" for no TLS), and the identity source of a server with or without
+// --client-cert-auth.
+type request struct {
+	ids *identitySource
+	ctx context.Context
+}
+
+func (f *authFixture) request(certAuth bool, cn string, kv ...string) request {
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(kv...))
 	if cn != "" {
-		cert := &x509.Certificate{Subject: pkix.Name{CommonName: cn}}
-		ti := credentials.TLSInfo{State: tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert}}}}
-		ctx = peer.NewContext(ctx, &peer.Peer{AuthInfo: ti})
+		ctx = withClientCert(ctx, cn)
 	}
-	return context.WithValue(ctx, identityKey{}, &identitySource{store: f.store, certAuth: certAuth})
+	return request{ids: &identitySource{store: f.store, certAuth: certAuth}, ctx: ctx}
+}
+
+// withClientCert is ctx on a TLS connection whose verified client
+// certificate has common name cn.
+func withClientCert(ctx context.Context, cn string) context.Context {
+	cert := &x509.Certificate{Subject: pkix.Name{CommonName: cn}}
+	ti := credentials.TLSInfo{State: tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert}}}}
+	return peer.NewContext(ctx, &peer.Peer{AuthInfo: ti})
 }
 
 // TestAuthInfoResolvesTokenThenCertificate: the token names the user; a bad
@@ -108,7 +120,7 @@ func TestAuthInfoResolvesTokenThenCertificate(t *testing.T) {
 	f := newAuthFixture(t)
 	for _, tc := range []struct {
 		name     string
-		ctx      context.Context
+		req      request
 		wantUser string // "" for no identity
 		wantErr  error
 	}{
@@ -121,9 +133,8 @@ func TestAuthInfoResolvesTokenThenCertificate(t *testing.T) {
 		{"certificate without client-cert-auth", f.request(false, "root"), "", nil},
 		{"certificate on a gateway request", f.request(true, "root", "grpcgateway-accept", "application/json"), "", nil},
 		{"nothing", f.request(true, ""), "", nil},
-		{"outside the gRPC server", context.Background(), "", nil},
 	} {
-		ai, err := authInfo(tc.ctx)
+		ai, err := tc.req.ids.authInfo(tc.req.ctx)
 		if err != tc.wantErr {
 			t.Errorf("%s: error %v, want %v", tc.name, err, tc.wantErr)
 			continue
@@ -142,13 +153,15 @@ func TestAuthInfoResolvesTokenThenCertificate(t *testing.T) {
 func TestIdentityChecksAnswerAsEtcd(t *testing.T) {
 	f := newAuthFixture(t)
 	readA := func(s *auth.Store, ai *auth.AuthInfo) error { return s.IsRangePermitted(ai, []byte("a"), nil) }
-	read := func(ctx context.Context) error {
-		_, err := readCheck(ctx, readA)
+	read := func(req request) error {
+		_, err := req.ids.readCheck(req.ctx, readA)
 		return err
 	}
+	noCN := f.request(true, "")
+	noCN.ctx = withClientCert(noCN.ctx, "")
 	for _, tc := range []struct {
 		name                  string
-		ctx                   context.Context
+		req                   request
 		user, admin, readsKey error
 	}{
 		{"nobody", f.request(false, ""), rpctypes.ErrGRPCUserEmpty, rpctypes.ErrGRPCUserEmpty, rpctypes.ErrGRPCUserEmpty},
@@ -156,15 +169,16 @@ func TestIdentityChecksAnswerAsEtcd(t *testing.T) {
 		{"u", f.request(false, "", "token", f.tokenU), nil, rpctypes.ErrGRPCPermissionDenied, nil},
 		{"root by certificate", f.request(true, "root"), nil, nil, nil},
 		{"unknown user by certificate", f.request(true, "ghost"), nil, rpctypes.ErrGRPCUserNotFound, rpctypes.ErrGRPCPermissionDenied},
-		{"outside the gRPC server", context.Background(), nil, nil, nil},
+		// As etcd: an empty CN names a user without a name.
+		{"certificate without CN", noCN, nil, rpctypes.ErrGRPCUserEmpty, rpctypes.ErrGRPCPermissionDenied},
 	} {
-		if err := requireUser(tc.ctx); err != tc.user {
+		if _, err := tc.req.ids.requireUser(tc.req.ctx); err != tc.user {
 			t.Errorf("%s: requireUser %v, want %v", tc.name, err, tc.user)
 		}
-		if err := requireAdmin(tc.ctx); err != tc.admin {
+		if err := tc.req.ids.requireAdmin(tc.req.ctx); err != tc.admin {
 			t.Errorf("%s: requireAdmin %v, want %v", tc.name, err, tc.admin)
 		}
-		if err := read(tc.ctx); err != tc.readsKey {
+		if err := read(tc.req); err != tc.readsKey {
 			t.Errorf("%s: readCheck %v, want %v", tc.name, err, tc.readsKey)
 		}
 	}
@@ -176,9 +190,9 @@ func TestIdentityChecksAnswerAsEtcd(t *testing.T) {
 // is checked against the change.
 func TestReadRefusedWhenAuthChangesWhileServed(t *testing.T) {
 	f := newAuthFixture(t)
-	ctx := f.request(false, "", "token", f.tokenU)
+	req := f.request(false, "", "token", f.tokenU)
 	readA := func(s *auth.Store, ai *auth.AuthInfo) error { return s.IsRangePermitted(ai, []byte("a"), nil) }
-	after, err := readCheck(ctx, readA)
+	after, err := req.ids.readCheck(req.ctx, readA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +203,74 @@ func TestReadRefusedWhenAuthChangesWhileServed(t *testing.T) {
 	if err := after(); err != rpctypes.ErrGRPCAuthOldRevision {
 		t.Fatalf("read answered after the revoke: %v, want %v", err, rpctypes.ErrGRPCAuthOldRevision)
 	}
-	if _, err := readCheck(ctx, readA); err != rpctypes.ErrGRPCPermissionDenied {
+	if _, err := req.ids.readCheck(req.ctx, readA); err != rpctypes.ErrGRPCPermissionDenied {
 		t.Fatalf("read after the revoke: %v, want %v", err, rpctypes.ErrGRPCPermissionDenied)
+	}
+}
+
+// TestChecksCostNoAllocationWhileAuthIsDisabled: the checks every request
+// makes are free while auth is disabled (they used to allocate an empty
+// identity and a closure on every read).
+func TestChecksCostNoAllocationWhileAuthIsDisabled(t *testing.T) {
+	f := newAuthFixture(t)
+	f.change(func(b *pebble.Batch) error {
+		_, err := f.store.AuthDisable(b)
+		return err
+	})
+	req := f.request(true, "root", "token", f.tokenU)
+	readA := func(s *auth.Store, ai *auth.AuthInfo) error { return s.IsRangePermitted(ai, []byte("a"), nil) }
+	allocs := testing.AllocsPerRun(100, func() {
+		after, err := req.ids.readCheck(req.ctx, readA)
+		if err != nil || after() != nil {
+			t.Fatal("read refused while auth is disabled")
+		}
+		if _, err := req.ids.requireUser(req.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := req.ids.requireAdmin(req.ctx); err != nil {
+			t.Fatal(err)
+		}
+		after, err = req.ids.leaseCheck(req.ctx, readA)
+		if err != nil || after() != nil {
+			t.Fatal("lease check refused while auth is disabled")
+		}
+		if err := req.ids.leaseCheckNow(req.ctx, readA); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("the checks allocate %v times while auth is disabled, want 0", allocs)
+	}
+}
+
+// TestLeaseTimeToLiveOfRootRefusedAcrossAnAuthChange: as etcd's
+// time-to-live with keys, root's answer is refused too when an auth change
+// is applied while it is served; the lease list and keepalive check root no
+// further, as etcd.
+func TestLeaseTimeToLiveOfRootRefusedAcrossAnAuthChange(t *testing.T) {
+	f := newAuthFixture(t)
+	root := f.request(true, "root")
+	refuse := func(*auth.Store, *auth.AuthInfo) error { return rpctypes.ErrGRPCPermissionDenied }
+	after, err := root.ids.leaseCheck(root.ctx, refuse)
+	if err != nil {
+		t.Fatalf("root's time-to-live: %v", err)
+	}
+	f.change(func(b *pebble.Batch) error {
+		_, err := f.store.RoleRevokePermission(b, &pb.AuthRoleRevokePermissionRequest{Role: "r", Key: []byte("a")})
+		return err
+	})
+	if err := after(); err != rpctypes.ErrGRPCAuthOldRevision {
+		t.Fatalf("root's time-to-live answered after an auth change: %v, want %v", err, rpctypes.ErrGRPCAuthOldRevision)
+	}
+	if err := root.ids.leaseCheckNow(root.ctx, refuse); err != nil {
+		t.Fatalf("root's lease list: %v", err)
+	}
+	u := f.request(false, "", "token", f.tokenU)
+	if err := u.ids.leaseCheckNow(u.ctx, refuse); err != rpctypes.ErrGRPCPermissionDenied {
+		t.Fatalf("u's lease list: %v, want %v", err, rpctypes.ErrGRPCPermissionDenied)
+	}
+	nobody := f.request(false, "")
+	if _, err := nobody.ids.leaseCheck(nobody.ctx, refuse); err != rpctypes.ErrGRPCUserEmpty {
+		t.Fatalf("time-to-live without a user: %v, want %v", err, rpctypes.ErrGRPCUserEmpty)
 	}
 }

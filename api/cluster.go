@@ -15,11 +15,12 @@ import (
 // user, as in etcd.
 type clusterServer struct {
 	pb.UnimplementedClusterServer
-	m *member.Member
+	m   *member.Member
+	ids *identitySource
 }
 
 func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
+	if err := s.ids.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
 	added, members, err := s.m.MemberAdd(ctx, r.PeerURLs, r.IsLearner)
@@ -30,7 +31,7 @@ func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 }
 
 func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
+	if err := s.ids.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
 	members, err := s.m.MemberRemove(ctx, r.ID)
@@ -41,7 +42,7 @@ func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 }
 
 func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
+	if err := s.ids.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
 	members, err := s.m.MemberUpdate(ctx, r.ID, r.PeerURLs)
@@ -52,7 +53,7 @@ func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequ
 }
 
 func (s *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
+	if err := s.ids.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
 	members, err := s.m.MemberPromote(ctx, r.ID)
@@ -68,7 +69,7 @@ func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 		return nil, toGRPCError(err)
 	}
 	// etcd asks for a user after the ReadIndex round.
-	if err := requireUser(ctx); err != nil {
+	if _, err := s.ids.requireUser(ctx); err != nil {
 		return nil, err
 	}
 	return &pb.MemberListResponse{Header: s.header(), Members: apply.ProtoMembers(members)}, nil

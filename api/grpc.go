@@ -59,15 +59,15 @@ func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
-		grpc.ChainUnaryInterceptor(learnerUnaryInterceptor(m), identityUnaryInterceptor(ids)),
-		grpc.ChainStreamInterceptor(learnerStreamInterceptor(m), identityStreamInterceptor(ids)),
+		grpc.UnaryInterceptor(learnerUnaryInterceptor(m)),
+		grpc.StreamInterceptor(learnerStreamInterceptor(m)),
 	)
-	pb.RegisterKVServer(gs, &kvServer{m: m, maxTxnOps: int(cfg.MaxTxnOps)})
-	pb.RegisterMaintenanceServer(gs, &maintenanceServer{m: m})
-	pb.RegisterClusterServer(gs, &clusterServer{m: m})
-	pb.RegisterLeaseServer(gs, &leaseServer{m: m, lg: orNop(cfg.Logger)})
-	pb.RegisterWatchServer(gs, &watchServer{m: m, lg: cfg.Logger})
-	pb.RegisterAuthServer(gs, &authServer{m: m})
+	pb.RegisterKVServer(gs, &kvServer{m: m, ids: ids, maxTxnOps: int(cfg.MaxTxnOps)})
+	pb.RegisterMaintenanceServer(gs, &maintenanceServer{m: m, ids: ids})
+	pb.RegisterClusterServer(gs, &clusterServer{m: m, ids: ids})
+	pb.RegisterLeaseServer(gs, &leaseServer{m: m, ids: ids, lg: orNop(cfg.Logger)})
+	pb.RegisterWatchServer(gs, &watchServer{m: m, ids: ids, lg: cfg.Logger})
+	pb.RegisterAuthServer(gs, &authServer{m: m, ids: ids})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)

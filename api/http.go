@@ -116,7 +116,7 @@ func checkHealth(ctx context.Context, m *member.Member, serializable bool, exclu
 	}
 	ctx, cancel := context.WithTimeout(ctx, healthCheckTimeout)
 	defer cancel()
-	_, err := m.Range(ctx, &pb.RangeRequest{Key: []byte("health"), KeysOnly: true, Limit: 1, Serializable: serializable})
+	_, err := m.Range(ctx, &pb.RangeRequest{Key: []byte("health"), KeysOnly: true, Limit: 1, Serializable: serializable}, member.Unchecked)
 	if err != nil {
 		return healthStatus{Health: "false", Reason: fmt.Sprintf("RANGE ERROR:%s", strings.TrimSpace(err.Error()))}
 	}

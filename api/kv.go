@@ -22,6 +22,7 @@ import (
 type kvServer struct {
 	pb.UnimplementedKVServer
 	m         *member.Member
+	ids       *identitySource
 	maxTxnOps int
 }
 
@@ -40,21 +41,19 @@ func (s *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	if err := checkRange(r); err != nil {
 		return nil, err
 	}
-	after, err := readCheck(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
-		return as.IsRangePermitted(ai, r.Key, r.RangeEnd)
-	})
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.m.Range(ctx, r)
+	resp, err := s.m.Range(ctx, r, func() (func() error, error) { return s.rangeCheck(ctx, r) })
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	if err := after(); err != nil {
-		return nil, err
-	}
 	fillHeader(s.m, resp.Header)
 	return resp, nil
+}
+
+// rangeCheck is the member.ReadCheck of r: read permission on its keys.
+func (s *kvServer) rangeCheck(ctx context.Context, r *pb.RangeRequest) (func() error, error) {
+	return s.ids.readCheck(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+		return as.IsRangePermitted(ai, r.Key, r.RangeEnd)
+	})
 }
 
 func (s *kvServer) RangeStream(r *pb.RangeRequest, stream pb.KV_RangeStreamServer) error {
@@ -67,13 +66,8 @@ func (s *kvServer) RangeStream(r *pb.RangeRequest, stream pb.KV_RangeStreamServe
 	if apply.HasRevisionFilters(r) {
 		return status.Error(codes.Unimplemented, "RangeStream does not support revision filters")
 	}
-	after, err := readCheck(stream.Context(), func(as *auth.Store, ai *auth.AuthInfo) error {
-		return as.IsRangePermitted(ai, r.Key, r.RangeEnd)
-	})
-	if err != nil {
-		return err
-	}
-	err = s.m.RangeStream(stream.Context(), r, func(resp *pb.RangeResponse) error {
+	ctx := stream.Context()
+	err := s.m.RangeStream(ctx, r, func() (func() error, error) { return s.rangeCheck(ctx, r) }, func(resp *pb.RangeResponse) error {
 		if resp.Header != nil {
 			rev := resp.Header.Revision
 			fillHeader(s.m, resp.Header)
@@ -84,14 +78,14 @@ func (s *kvServer) RangeStream(r *pb.RangeRequest, stream pb.KV_RangeStreamServe
 	if err != nil {
 		return toGRPCError(err)
 	}
-	return after()
+	return nil
 }
 
 func (s *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	if err := checkPut(r); err != nil {
 		return nil, err
 	}
-	ai, err := authInfo(ctx)
+	ai, err := s.ids.authInfo(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +101,7 @@ func (s *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 	if err := checkDelete(r); err != nil {
 		return nil, err
 	}
-	ai, err := authInfo(ctx)
+	ai, err := s.ids.authInfo(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +127,7 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if apply.IsTxnReadOnly(r) {
 		return s.readTxn(ctx, r)
 	}
-	ai, err := authInfo(ctx)
+	ai, err := s.ids.authInfo(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -145,28 +139,23 @@ func (s *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	return resp, nil
 }
 
-// readTxn serves a read-only txn, whose permissions are checked here, on
-// the serving member, as etcd does.
+// readTxn serves a read-only txn, whose permissions are checked by the
+// serving member, as etcd does.
 func (s *kvServer) readTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	after, err := readCheck(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
-		return apply.CheckTxn(as, ai, nil, r)
+	resp, err := s.m.ReadTxn(ctx, r, func() (func() error, error) {
+		return s.ids.readCheck(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+			return apply.CheckTxn(as, ai, s.m.LeaseKeys, r)
+		})
 	})
 	if err != nil {
-		return nil, err
-	}
-	resp, err := s.m.Txn(ctx, nil, r)
-	if err != nil {
 		return nil, toGRPCError(err)
-	}
-	if err := after(); err != nil {
-		return nil, err
 	}
 	fillHeader(s.m, resp.Header)
 	return resp, nil
 }
 
 func (s *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
+	if err := s.ids.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
 	resp, err := s.m.Compact(ctx, r)

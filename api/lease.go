@@ -18,12 +18,13 @@ import (
 
 type leaseServer struct {
 	pb.UnimplementedLeaseServer
-	m  *member.Member
-	lg *zap.Logger
+	m   *member.Member
+	ids *identitySource
+	lg  *zap.Logger
 }
 
 func (s *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
-	if err := requireUser(ctx); err != nil {
+	if _, err := s.ids.requireUser(ctx); err != nil {
 		return nil, err
 	}
 	resp, err := s.m.LeaseGrant(ctx, r)
@@ -35,10 +36,7 @@ func (s *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 }
 
 func (s *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	if err := requireUser(ctx); err != nil {
-		return nil, err
-	}
-	ai, err := authInfo(ctx)
+	ai, err := s.ids.requireUser(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -53,25 +51,19 @@ func (s *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest)
 // LeaseTimeToLive answers an unknown lease with TTL -1, not an error, as
 // etcd does. Asking for the keys needs read permission on them.
 func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
-	if err := requireUser(ctx); err != nil {
-		return nil, err
-	}
-	after := func() error { return nil }
-	if r.Keys {
-		var err error
-		if after, err = leaseCheck(ctx, s.leaseReads(r.ID)); err != nil {
-			return nil, err
+	check := func() (func() error, error) {
+		if r.Keys {
+			return s.ids.leaseCheck(ctx, s.leaseReads(r.ID))
 		}
+		_, err := s.ids.requireUser(ctx)
+		return noAfter, err
 	}
-	resp, err := s.m.LeaseTimeToLive(ctx, r)
+	resp, err := s.m.LeaseTimeToLive(ctx, r, check)
 	if errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
 		resp, err = &pb.LeaseTimeToLiveResponse{Header: &pb.ResponseHeader{}, ID: r.ID, TTL: -1}, nil
 	}
 	if err != nil {
 		return nil, toGRPCError(err)
-	}
-	if err := after(); err != nil {
-		return nil, err
 	}
 	fillHeader(s.m, resp.Header)
 	return resp, nil
@@ -81,7 +73,7 @@ func (s *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLive
 // permission on every key of every lease.
 func (s *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
 	resp := s.m.LeaseLeases(ctx)
-	err := leaseCheckNow(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+	err := s.ids.leaseCheckNow(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
 		for _, l := range resp.Leases {
 			if err := s.leaseReads(l.ID)(as, ai); err != nil {
 				return err
@@ -136,7 +128,7 @@ func (s *leaseServer) keepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 		resp := &pb.LeaseKeepAliveResponse{ID: req.ID, Header: &pb.ResponseHeader{}}
 		fillHeader(s.m, resp.Header)
 		// Renewing keeps the lease's keys alive: write permission on them.
-		err = leaseCheckNow(stream.Context(), func(as *auth.Store, ai *auth.AuthInfo) error {
+		err = s.ids.leaseCheckNow(stream.Context(), func(as *auth.Store, ai *auth.AuthInfo) error {
 			return apply.CheckLeaseWrites(as, ai, s.m.LeaseKeys, req.ID)
 		})
 		if err != nil {

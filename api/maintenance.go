@@ -15,11 +15,12 @@ const DefaultQuotaBytes = 2 << 30
 
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
-	m *member.Member
+	m   *member.Member
+	ids *identitySource
 }
 
 func (s *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
-	if err := requireUser(ctx); err != nil {
+	if _, err := s.ids.requireUser(ctx); err != nil {
 		return nil, err
 	}
 	st := s.m.Status()
@@ -49,11 +50,13 @@ func (s *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*p
 
 // Alarm needs a user to list alarms and the root role to change them.
 func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	check := requireAdmin
+	var err error
 	if r.Action == pb.AlarmRequest_GET {
-		check = requireUser
+		_, err = s.ids.requireUser(ctx)
+	} else {
+		err = s.ids.requireAdmin(ctx)
 	}
-	if err := check(ctx); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	resp, err := s.m.Alarm(ctx, r)
@@ -68,7 +71,7 @@ func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 }
 
 func (s *maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.HashResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
+	if err := s.ids.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
 	h, rev, err := s.m.Hash(ctx)
@@ -81,7 +84,7 @@ func (s *maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.Ha
 }
 
 func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
+	if err := s.ids.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
 	h, rev, err := s.m.HashKV(ctx, r.Revision)
@@ -101,7 +104,7 @@ func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*p
 // MoveLeader must reach the leader, as in etcd; its response carries no
 // header.
 func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
+	if err := s.ids.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.m.MoveLeader(ctx, r.TargetID); err != nil {
@@ -113,14 +116,14 @@ func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 // Defragment and Snapshot are not in keel yet (issue 8); they refuse a
 // caller without the root role as etcd does, and then answer Unimplemented.
 func (s *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
+	if err := s.ids.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
 	return s.UnimplementedMaintenanceServer.Defragment(ctx, r)
 }
 
 func (s *maintenanceServer) Snapshot(r *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
-	if err := requireAdmin(stream.Context()); err != nil {
+	if err := s.ids.requireAdmin(stream.Context()); err != nil {
 		return err
 	}
 	return s.UnimplementedMaintenanceServer.Snapshot(r, stream)
@@ -128,7 +131,7 @@ func (s *maintenanceServer) Snapshot(r *pb.SnapshotRequest, stream pb.Maintenanc
 
 // Downgrade needs the root role, as in etcd; keel does not downgrade.
 func (s *maintenanceServer) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
+	if err := s.ids.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
 	return s.UnimplementedMaintenanceServer.Downgrade(ctx, r)

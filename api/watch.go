@@ -17,8 +17,9 @@ import (
 
 type watchServer struct {
 	pb.UnimplementedWatchServer
-	m  *member.Member
-	lg *zap.Logger
+	m   *member.Member
+	ids *identitySource
+	lg  *zap.Logger
 }
 
 // Watch serves one client watch stream: requests are read in one goroutine
@@ -39,7 +40,7 @@ func (s *watchServer) Watch(gs pb.Watch_WatchServer) error {
 	go func() {
 		// A client that closes its sending side still gets its events, as
 		// with etcd; only a failed stream ends the watch.
-		if err := recvWatchRequests(ctx, gs, ws); err != nil {
+		if err := s.recvWatchRequests(ctx, gs, ws); err != nil {
 			recvErr <- err
 			cancel()
 		}
@@ -84,7 +85,7 @@ func (e errSendFailed) Error() string { return e.err.Error() }
 // recvWatchRequests hands the client's requests to ws until the client
 // closes its side (nil) or the stream fails. A create the client may not
 // read is refused with etcd's reason.
-func recvWatchRequests(ctx context.Context, gs pb.Watch_WatchServer, ws *watch.Stream) error {
+func (s *watchServer) recvWatchRequests(ctx context.Context, gs pb.Watch_WatchServer, ws *watch.Stream) error {
 	for {
 		req, err := gs.Recv()
 		if errors.Is(err, io.EOF) {
@@ -98,7 +99,7 @@ func recvWatchRequests(ctx context.Context, gs pb.Watch_WatchServer, ws *watch.S
 			if u.CreateRequest == nil {
 				break
 			}
-			if reason := watchRefusal(ctx, u.CreateRequest); reason != "" {
+			if reason := s.watchRefusal(ctx, u.CreateRequest); reason != "" {
 				ws.Refuse(reason)
 				break
 			}
@@ -121,7 +122,7 @@ func recvWatchRequests(ctx context.Context, gs pb.Watch_WatchServer, ws *watch.S
 // may not make (read permission on its keys), "" if it may. A create with a
 // negative start revision is left to the hub, which refuses it first, as
 // etcd does.
-func watchRefusal(ctx context.Context, r *pb.WatchCreateRequest) string {
+func (s *watchServer) watchRefusal(ctx context.Context, r *pb.WatchCreateRequest) string {
 	if r.StartRevision < 0 {
 		return ""
 	}
@@ -129,7 +130,7 @@ func watchRefusal(ctx context.Context, r *pb.WatchCreateRequest) string {
 	if len(key) == 0 {
 		key = []byte{0} // the smallest key, as the hub reads it
 	}
-	_, err := readCheck(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
+	_, err := s.ids.readCheck(ctx, func(as *auth.Store, ai *auth.AuthInfo) error {
 		return as.IsRangePermitted(ai, key, r.RangeEnd)
 	})
 	if err == nil {

@@ -40,7 +40,7 @@ func isAuthRequest(r *pb.InternalRaftRequest) bool {
 // against the same state, as in etcd. Responses carry the store revision
 // in their header.
 func (a *Applier) applyAuth(ctx context.Context, w *mvcc.Writer, b *pebble.Batch, r *pb.InternalRaftRequest) (*Result, error) {
-	ai := &auth.AuthInfo{Username: r.Header.GetUsername(), Revision: r.Header.GetAuthRevision()}
+	ai := requester(r)
 	if err := a.authAllowed(ai, r); err != nil {
 		return &Result{Err: err}, nil
 	}

@@ -13,7 +13,8 @@ import (
 // the token was checked at): a permission revoked between propose and apply
 // is honoured, and a request proposed before any auth change applied since
 // fails with rpctypes.ErrGRPCAuthOldRevision, as in etcd. Reads are checked
-// by the serving member before it reads, with the same functions.
+// with the same functions by the serving member, once a linearizable read's
+// ReadIndex wait is over and before it reads (see member.ReadCheck).
 
 // LeaseKeys returns the keys attached to a lease; none when the lease is not
 // granted.
@@ -122,24 +123,23 @@ func checkOp(s *auth.Store, ai *auth.AuthInfo, keys LeaseKeys, op *pb.RequestOp)
 // which revoking the lease (or attaching more keys to it) amounts to. Root
 // may always; a lease that is not granted has no keys.
 func CheckLeaseWrites(s *auth.Store, ai *auth.AuthInfo, keys LeaseKeys, id int64) error {
-	if id == 0 || s.IsAdminPermitted(ai) == nil {
+	if id == 0 {
 		return nil
 	}
-	ks, err := keys(id)
-	if err != nil {
-		return err
-	}
-	for _, k := range ks {
-		if err := s.IsPutPermitted(ai, k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return checkLeaseKeys(s, ai, keys, id, s.IsPutPermitted)
 }
 
 // CheckLeaseReads checks that ai may read every key attached to lease id,
 // which listing the lease's keys shows; root may always.
 func CheckLeaseReads(s *auth.Store, ai *auth.AuthInfo, keys LeaseKeys, id int64) error {
+	return checkLeaseKeys(s, ai, keys, id, func(ai *auth.AuthInfo, key []byte) error {
+		return s.IsRangePermitted(ai, key, nil)
+	})
+}
+
+// checkLeaseKeys checks permitted for ai on every key of lease id, unless
+// ai holds the root role.
+func checkLeaseKeys(s *auth.Store, ai *auth.AuthInfo, keys LeaseKeys, id int64, permitted func(*auth.AuthInfo, []byte) error) error {
 	if s.IsAdminPermitted(ai) == nil {
 		return nil
 	}
@@ -148,7 +148,7 @@ func CheckLeaseReads(s *auth.Store, ai *auth.AuthInfo, keys LeaseKeys, id int64)
 		return err
 	}
 	for _, k := range ks {
-		if err := s.IsRangePermitted(ai, k, nil); err != nil {
+		if err := permitted(ai, k); err != nil {
 			return err
 		}
 	}

@@ -179,11 +179,25 @@ func TestLeaseWritesNeedWriteOnTheLeaseKeys(t *testing.T) {
 	}
 }
 
-// TestWritesUncheckedWhileAuthIsDisabled: without auth, the header's
-// (empty) requester is not looked at.
-func TestWritesUncheckedWhileAuthIsDisabled(t *testing.T) {
-	e := newApplyEnv(t)
-	if res, _ := e.batch(putReq("c", 0)); res[0].Err != nil {
-		t.Fatalf("put without auth: %v", res[0].Err)
+// TestWritesProposedBeforeAuthIsDisabledAreApplied: once an AuthDisable is
+// applied, the writes after it in the log are applied whoever proposed them
+// and whatever they write, as in etcd, although the disable moved the auth
+// revision past the one they were proposed at.
+func TestWritesProposedBeforeAuthIsDisabledAreApplied(t *testing.T) {
+	e := rbacEnv(t)
+	outside := e.as("w", putReq("z", 0))
+	nobody := putReq("a", 0)
+	nobody.Header = &pb.RequestHeader{}
+	disable := e.as("root", &pb.InternalRaftRequest{AuthDisable: &pb.AuthDisableRequest{}})
+	res, _ := e.batch(disable, outside, nobody)
+	for i, what := range []string{"disable", "put outside w's permission", "put by nobody"} {
+		if res[i].Err != nil {
+			t.Errorf("%s: %v", what, res[i].Err)
+		}
+	}
+	for _, k := range []string{"z", "a"} {
+		if e.value(k) == "" {
+			t.Errorf("key %s not written", k)
+		}
 	}
 }

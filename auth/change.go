@@ -34,11 +34,11 @@ var errAuthFailed = rpctypes.ErrGRPCAuthFailed
 func (s *Store) AuthEnable(b *pebble.Batch) (*pb.AuthEnableResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.enabled {
+	if s.enabled.Load() {
 		s.lg.Info("authentication is already enabled; ignored auth enable request")
 		return &pb.AuthEnableResponse{}, nil
 	}
-	u := s.users[rootUser]
+	u := s.users[RootUser]
 	if u == nil {
 		return nil, rpctypes.ErrGRPCRootUserNotExist
 	}
@@ -48,7 +48,7 @@ func (s *Store) AuthEnable(b *pebble.Batch) (*pb.AuthEnableResponse, error) {
 	if err := putEnabled(b, true); err != nil {
 		return nil, err
 	}
-	s.enabled = true
+	s.enabled.Store(true)
 	s.lg.Info("enabled authentication")
 	return &pb.AuthEnableResponse{}, nil
 }
@@ -59,7 +59,7 @@ func (s *Store) AuthEnable(b *pebble.Batch) (*pb.AuthEnableResponse, error) {
 func (s *Store) AuthDisable(b *pebble.Batch) (*pb.AuthDisableResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.enabled {
+	if !s.enabled.Load() {
 		return &pb.AuthDisableResponse{}, nil
 	}
 	if err := putEnabled(b, false); err != nil {
@@ -72,7 +72,7 @@ func (s *Store) AuthDisable(b *pebble.Batch) (*pb.AuthDisableResponse, error) {
 		return nil, err
 	}
 	s.disabledAt = s.revision
-	s.enabled = false
+	s.enabled.Store(false)
 	s.tokens.disable()
 	s.lg.Info("disabled authentication")
 	return &pb.AuthDisableResponse{}, nil
@@ -113,7 +113,7 @@ func (s *Store) UserAdd(b *pebble.Batch, r *pb.AuthUserAddRequest) (*pb.AuthUser
 func (s *Store) UserDelete(b *pebble.Batch, r *pb.AuthUserDeleteRequest) (*pb.AuthUserDeleteResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.enabled && r.Name == rootUser {
+	if s.enabled.Load() && r.Name == RootUser {
 		s.lg.Error("cannot delete 'root' user", zap.String("user-name", r.Name))
 		return nil, rpctypes.ErrGRPCInvalidAuthMgmt
 	}
@@ -187,7 +187,7 @@ func (s *Store) UserGrantRole(b *pebble.Batch, r *pb.AuthUserGrantRoleRequest) (
 func (s *Store) UserRevokeRole(b *pebble.Batch, r *pb.AuthUserRevokeRoleRequest) (*pb.AuthUserRevokeRoleResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.enabled && r.Name == rootUser && r.Role == rootRole {
+	if s.enabled.Load() && r.Name == RootUser && r.Role == rootRole {
 		s.lg.Error("'root' user cannot revoke 'root' role", zap.String("user-name", r.Name), zap.String("role-name", r.Role))
 		return nil, rpctypes.ErrGRPCInvalidAuthMgmt
 	}
@@ -228,7 +228,7 @@ func (s *Store) RoleAdd(b *pebble.Batch, r *pb.AuthRoleAddRequest) (*pb.AuthRole
 func (s *Store) RoleDelete(b *pebble.Batch, r *pb.AuthRoleDeleteRequest) (*pb.AuthRoleDeleteResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.enabled && r.Role == rootRole {
+	if s.enabled.Load() && r.Role == rootRole {
 		s.lg.Error("cannot delete 'root' role", zap.String("role-name", r.Role))
 		return nil, rpctypes.ErrGRPCInvalidAuthMgmt
 	}
@@ -333,7 +333,7 @@ func (s *Store) RoleRevokePermission(b *pebble.Batch, r *pb.AuthRoleRevokePermis
 // the proposer to sign (SignToken). No state changes; no batch.
 func (s *Store) Authenticate(index uint64, r *pb.InternalAuthenticateRequest) (*pb.AuthenticateResponse, error) {
 	s.mu.RLock()
-	enabled, u := s.enabled, s.users[r.Name]
+	enabled, u := s.enabled.Load(), s.users[r.Name]
 	s.mu.RUnlock()
 	if !enabled {
 		return nil, rpctypes.ErrGRPCAuthNotEnabled

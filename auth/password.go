@@ -39,7 +39,7 @@ func (s *Store) HashPassword(password string) (string, error) {
 // given for no password user" for a user without a password.
 func (s *Store) CheckPassword(username, password string) (uint64, error) {
 	s.mu.RLock()
-	enabled, rev, u := s.enabled, s.revision, s.users[username]
+	enabled, rev, u := s.enabled.Load(), s.revision, s.users[username]
 	s.mu.RUnlock()
 	if !enabled {
 		return 0, rpctypes.ErrGRPCAuthNotEnabled

@@ -190,7 +190,7 @@ func (s *Store) IsDeleteRangePermitted(ai *AuthInfo, key, rangeEnd []byte) error
 func (s *Store) IsAdminPermitted(ai *AuthInfo) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if !s.enabled {
+	if !s.enabled.Load() {
 		return nil
 	}
 	if ai == nil || ai.Username == "" {
@@ -209,7 +209,7 @@ func (s *Store) IsAdminPermitted(ai *AuthInfo) error {
 func (s *Store) isOpPermitted(ai *AuthInfo, key, rangeEnd []byte, write bool) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if !s.enabled {
+	if !s.enabled.Load() {
 		return nil
 	}
 	if ai == nil || ai.Revision == 0 {

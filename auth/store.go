@@ -15,6 +15,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/authpb"
@@ -23,10 +24,11 @@ import (
 	"go.uber.org/zap"
 )
 
-const (
-	rootUser = "root"
-	rootRole = "root"
-)
+// RootUser is the user who holds the root role, which auth enable needs
+// and as whom the member itself acts (see RootInfo).
+const RootUser = "root"
+
+const rootRole = "root"
 
 // Store holds the users, roles, permissions, the enabled flag and the auth
 // revision. Reads are safe from any goroutine; changes come only from the
@@ -36,8 +38,12 @@ type Store struct {
 	tokens     tokenProvider
 	bcryptCost int
 
+	// enabled is written with mu held, and read without it on the hot
+	// path of every request (Enabled), or with it for a view consistent
+	// with the rest of the state.
+	enabled atomic.Bool
+
 	mu       sync.RWMutex
-	enabled  bool
 	revision uint64
 	// disabledAt is the revision the last AuthDisable set (see state).
 	disabledAt uint64
@@ -85,7 +91,7 @@ func (s *Store) Reload(db pebble.Reader) error {
 	}
 	s.mu.Lock()
 	old, oldDisabledAt := s.users, s.disabledAt
-	s.enabled = st.enabled
+	s.enabled.Store(st.enabled)
 	s.disabledAt = st.disabledAt
 	s.revision = st.revision
 	s.users = st.users
@@ -104,11 +110,7 @@ func (s *Store) Reload(db pebble.Reader) error {
 }
 
 // Enabled reports whether authentication is enabled.
-func (s *Store) Enabled() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.enabled
-}
+func (s *Store) Enabled() bool { return s.enabled.Load() }
 
 // Revision returns the auth revision, bumped by every change of users,
 // roles and permissions and by AuthDisable, as in etcd (it starts at 1).
@@ -140,13 +142,20 @@ func (s *Store) AuthInfoFromToken(ctx context.Context, token string) (*AuthInfo,
 	return ai, nil
 }
 
+// RootInfo is the identity of requests the member makes itself, such as the
+// revocation of expired leases: root at the current auth revision, as
+// etcd's requests made "with root".
+func (s *Store) RootInfo() *AuthInfo {
+	return &AuthInfo{Username: RootUser, Revision: s.Revision()}
+}
+
 // AuthInfoFromCommonName is the identity of a client certificate's CN (no
 // password needed), at the current auth revision: returns nil when auth is
 // disabled.
 func (s *Store) AuthInfoFromCommonName(cn string) *AuthInfo {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if !s.enabled {
+	if !s.enabled.Load() {
 		return nil
 	}
 	return &AuthInfo{Username: cn, Revision: s.revision}
@@ -156,7 +165,7 @@ func (s *Store) AuthInfoFromCommonName(cn string) *AuthInfo {
 func (s *Store) AuthStatus() *pb.AuthStatusResponse {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return &pb.AuthStatusResponse{Enabled: s.enabled, AuthRevision: s.revision}
+	return &pb.AuthStatusResponse{Enabled: s.enabled.Load(), AuthRevision: s.revision}
 }
 
 // UserGet answers the UserGet RPC: the user's roles, sorted.

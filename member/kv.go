@@ -13,14 +13,57 @@ import (
 	"github.com/keeldb/keel/membership"
 )
 
-// Range serves a range; a linearizable one waits for a ReadIndex round first.
-func (m *Member) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
-	if !r.Serializable {
-		if err := m.linearizableReadNotify(ctx); err != nil {
-			return nil, err
-		}
+// ReadCheck decides whether the caller may make a read, as of the moment it
+// is called. The member calls it once the read may be served (after the
+// ReadIndex wait of a linearizable read, so that the check sees every auth
+// change committed before the read, as in etcd), serves the read only if it
+// returns no error, and calls after once the read is done, before answering:
+// after refuses the answer (rpctypes.ErrGRPCAuthOldRevision) if an auth
+// change was applied meanwhile, and its error replaces the read's.
+type ReadCheck func() (after func() error, err error)
+
+// Unchecked is the ReadCheck of reads no permission governs: the member's
+// own, such as the health check's.
+func Unchecked() (after func() error, err error) { return noAfter, nil }
+
+func noAfter() error { return nil }
+
+// serveRead runs check, then read, then check's after, whose error wins.
+func serveRead(check ReadCheck, read func() error) error {
+	after, err := check()
+	if err != nil {
+		return err
 	}
-	return apply.Range(ctx, m.kv.Read(), r, true)
+	rerr := read()
+	if err := after(); err != nil {
+		return err
+	}
+	return rerr
+}
+
+// readNotify waits, unless serializable, until a local read is linearizable.
+func (m *Member) readNotify(ctx context.Context, serializable bool) error {
+	if serializable {
+		return nil
+	}
+	return m.linearizableReadNotify(ctx)
+}
+
+// Range serves a range, checked by check (see ReadCheck); a linearizable one
+// waits for a ReadIndex round first.
+func (m *Member) Range(ctx context.Context, r *pb.RangeRequest, check ReadCheck) (*pb.RangeResponse, error) {
+	if err := m.readNotify(ctx, r.Serializable); err != nil {
+		return nil, err
+	}
+	var resp *pb.RangeResponse
+	err := serveRead(check, func() (err error) {
+		resp, err = apply.Range(ctx, m.kv.Read(), r, true)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 // initialStreamChunk is the key count of a range stream's first chunk; the
@@ -28,13 +71,18 @@ func (m *Member) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespon
 const initialStreamChunk = 10
 
 // RangeStream serves a range in chunks, all read at the revision current
-// when the stream starts. The last chunk carries the header, more and count.
-func (m *Member) RangeStream(ctx context.Context, r *pb.RangeRequest, send func(*pb.RangeResponse) error) error {
-	if !r.Serializable {
-		if err := m.linearizableReadNotify(ctx); err != nil {
-			return err
-		}
+// when the stream starts, checked by check (see ReadCheck); a linearizable
+// one waits for a ReadIndex round first. The last chunk carries the header,
+// more and count. check's after runs once the last chunk is sent: chunks
+// already sent stay sent, as in etcd, and its error only ends the stream.
+func (m *Member) RangeStream(ctx context.Context, r *pb.RangeRequest, check ReadCheck, send func(*pb.RangeResponse) error) error {
+	if err := m.readNotify(ctx, r.Serializable); err != nil {
+		return err
 	}
+	return serveRead(check, func() error { return m.rangeStream(ctx, r, send) })
+}
+
+func (m *Member) rangeStream(ctx context.Context, r *pb.RangeRequest, send func(*pb.RangeResponse) error) error {
 	r = proto.Clone(r).(*pb.RangeRequest)
 	if r.CountOnly {
 		resp, err := apply.Range(ctx, m.kv.Read(), r, false)
@@ -125,19 +173,28 @@ func (m *Member) DeleteRange(ctx context.Context, ai *auth.AuthInfo, r *pb.Delet
 	return resp.(*pb.DeleteRangeResponse), nil
 }
 
-// Txn serves a read-only txn locally (after a ReadIndex round unless every
-// range is serializable) and proposes any other on behalf of ai (nil:
-// nobody), whose permissions are then checked at apply. The caller checks
-// those of a read-only txn.
-func (m *Member) Txn(ctx context.Context, ai *auth.AuthInfo, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	if apply.IsTxnReadOnly(r) {
-		if !apply.IsTxnSerializable(r) {
-			if err := m.linearizableReadNotify(ctx); err != nil {
-				return nil, err
-			}
-		}
-		return apply.ReadTxn(ctx, m.kv.Read(), r)
+// ReadTxn serves a read-only txn (apply.IsTxnReadOnly) locally, checked by
+// check (see ReadCheck), after a ReadIndex round unless every range is
+// serializable.
+func (m *Member) ReadTxn(ctx context.Context, r *pb.TxnRequest, check ReadCheck) (*pb.TxnResponse, error) {
+	if err := m.readNotify(ctx, apply.IsTxnSerializable(r)); err != nil {
+		return nil, err
 	}
+	var resp *pb.TxnResponse
+	err := serveRead(check, func() (err error) {
+		resp, err = apply.ReadTxn(ctx, m.kv.Read(), r)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// Txn proposes a txn on behalf of ai (nil: nobody) and returns its response
+// once applied; whether ai may make it is decided at apply. A read-only txn
+// is served without Raft by ReadTxn.
+func (m *Member) Txn(ctx context.Context, ai *auth.AuthInfo, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	resp, err := m.write(ctx, &pb.InternalRaftRequest{Header: requestHeaderOf(ai), Txn: r})
 	if err != nil {
 		return nil, err

@@ -188,17 +188,29 @@ func (m *Member) leaseRenewLocal(ctx context.Context, id int64) (int64, error) {
 // LeaseTimeToLive answers from the leader's lessor: the remaining and the
 // granted TTL and, if asked, the attached keys in key order; a follower
 // asks the leader. An unknown lease is rpctypes.ErrGRPCLeaseNotFound
-// (answered with TTL -1).
-func (m *Member) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+// (answered with TTL -1). check (see ReadCheck) runs first, before any
+// wait for the leader, and its after once answered, as etcd checks it; an
+// error of the answer is returned as it is, without after.
+func (m *Member) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest, check ReadCheck) (*pb.LeaseTimeToLiveResponse, error) {
+	after, err := check()
+	if err != nil {
+		return nil, err
+	}
 	var resp *pb.LeaseTimeToLiveResponse
-	err := m.onLeader(ctx, func(ctx context.Context) (err error) {
+	err = m.onLeader(ctx, func(ctx context.Context) (err error) {
 		resp, err = m.leaseTimeToLiveLocal(ctx, r)
 		return err
 	}, func(ctx context.Context, lead uint64) (err error) {
 		resp, err = m.cfg.Transport.LeaseTimeToLive(ctx, lead, r)
 		return err
 	})
-	return resp, err
+	if err != nil {
+		return nil, err
+	}
+	if err := after(); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 // leaseTimeToLiveLocal answers from this member's lessor, which must be the
@@ -415,7 +427,7 @@ func (p leaseProposer) Revoke(ctx context.Context, ids []int64) {
 			defer func() { <-sem }()
 			// An expired lease is revoked as root, as etcd does, so that
 			// the keys' permissions do not hold it back.
-			hdr := &pb.RequestHeader{Username: "root"}
+			hdr := requestHeaderOf(m.auth.RootInfo())
 			if _, err := m.write(ctx, &pb.InternalRaftRequest{Header: hdr, LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}); err != nil && ctx.Err() == nil {
 				m.lg.Warn("failed to revoke lease", zap.String("lease-id", fmt.Sprintf("%016x", id)), zap.Error(err))
 			}

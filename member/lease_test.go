@@ -103,7 +103,7 @@ func (lm *leaseMember) ctx() context.Context {
 
 func (lm *leaseMember) timeToLive(id int64, keys bool) *pb.LeaseTimeToLiveResponse {
 	lm.t.Helper()
-	resp, err := lm.m.LeaseTimeToLive(lm.ctx(), &pb.LeaseTimeToLiveRequest{ID: id, Keys: keys})
+	resp, err := lm.m.LeaseTimeToLive(lm.ctx(), &pb.LeaseTimeToLiveRequest{ID: id, Keys: keys}, Unchecked)
 	if err != nil {
 		lm.t.Fatalf("TimeToLive(%x): %v", id, err)
 	}
@@ -186,7 +186,7 @@ func TestMemberLeaseLifecycle(t *testing.T) {
 	if err := lm.m.linearizableReadNotify(lm.ctx()); err != nil {
 		t.Fatal(err)
 	}
-	rr, err := lm.m.Range(lm.ctx(), &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}})
+	rr, err := lm.m.Range(lm.ctx(), &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}, Unchecked)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestMemberLeaseLifecycle(t *testing.T) {
 	if _, err := lm.m.LeaseRenew(lm.ctx(), id); !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
 		t.Fatalf("renew of the expired lease: %v", err)
 	}
-	if _, err := lm.m.LeaseTimeToLive(lm.ctx(), &pb.LeaseTimeToLiveRequest{ID: id}); !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
+	if _, err := lm.m.LeaseTimeToLive(lm.ctx(), &pb.LeaseTimeToLiveRequest{ID: id}, Unchecked); !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
 		t.Fatalf("TimeToLive of the expired lease: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -23,6 +24,10 @@ type readBatcher struct {
 	current *readNotifier
 	kick    chan struct{}
 	seq     uint64
+	// onWait, when set (by tests), runs in every linearizable read as it
+	// starts waiting, so that a test can change the state while a read
+	// waits.
+	onWait atomic.Pointer[func()]
 }
 
 type readNotifier struct {
@@ -39,6 +44,9 @@ func (r *readBatcher) init() {
 // committed before it was called, so a local read that follows is
 // linearizable.
 func (m *Member) linearizableReadNotify(ctx context.Context) error {
+	if f := m.reads.onWait.Load(); f != nil {
+		(*f)()
+	}
 	m.reads.mu.Lock()
 	n := m.reads.current
 	m.reads.mu.Unlock()

@@ -108,7 +108,7 @@ func serializableRange(t *testing.T, m *Member, rev int64) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), leaseTestTimeout)
 	defer cancel()
-	resp, err := m.Range(ctx, &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: rev, Serializable: true})
+	resp, err := m.Range(ctx, &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: rev, Serializable: true}, Unchecked)
 	if err != nil {
 		return err.Error()
 	}
@@ -198,7 +198,7 @@ func TestSnapshotCarriesTheWholeStateToAFollower(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), leaseTestTimeout)
 		defer cancel()
-		if _, err := f.m.Range(ctx, &pb.RangeRequest{Key: []byte("a"), Revision: compactRev - 1, Serializable: true}); !errors.Is(err, mvcc.ErrCompacted) {
+		if _, err := f.m.Range(ctx, &pb.RangeRequest{Key: []byte("a"), Revision: compactRev - 1, Serializable: true}, Unchecked); !errors.Is(err, mvcc.ErrCompacted) {
 			t.Errorf("%s: read below the compacted revision on the follower: %v", when, err)
 		}
 		fh, _, err := f.m.HashKV(ctx, 0)

@@ -49,9 +49,10 @@ func (plainInfo) AuthType() string { return "insecure" }
 
 // CommonName returns the common name of the verified client certificate of
 // the RPC whose context is ctx: the identity of the caller under
-// --client-cert-auth. It reports false for a plaintext connection, a TLS
-// connection without a verified client certificate, and an empty common
-// name.
+// --client-cert-auth. As in etcd, it is the leaf of the first verified
+// chain, even when its common name is empty (a caller without a user
+// name, not another chain's user). It reports false for a plaintext
+// connection and a TLS connection without a verified client certificate.
 func CommonName(ctx context.Context) (string, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
@@ -62,7 +63,7 @@ func CommonName(ctx context.Context) (string, bool) {
 		return "", false
 	}
 	for _, chain := range ti.State.VerifiedChains {
-		if len(chain) > 0 && chain[0].Subject.CommonName != "" {
+		if len(chain) > 0 {
 			return chain[0].Subject.CommonName, true
 		}
 	}
