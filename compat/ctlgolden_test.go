@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keeldb/keel/config"
 )
 
 // Golden tests of keelctl: every command line runs twice, once with the
@@ -101,14 +103,25 @@ type ctlTwins struct {
 // the cases and their masks deterministic, independently of keelctl.
 func newCtlTwins(t *testing.T) *ctlTwins {
 	t.Helper()
+	return newCtlTwinsWith(t, startCtlTwinKeel, startCtlTwinEtcd)
+}
+
+// twinStarter starts one twin server named name and returns its client
+// endpoint (host:port).
+type twinStarter func(t *testing.T, name string) string
+
+// newCtlTwinsWith is newCtlTwins with the functions that start a keel twin
+// and an etcd twin (-ctlserver=etcd), for twins configured otherwise (TLS).
+func newCtlTwinsWith(t *testing.T, keel, etcd twinStarter) *ctlTwins {
+	t.Helper()
 	tw := &ctlTwins{t: t, etcdctl: buildEtcdctl(t), keelctl: buildKeelctl(t), dir: t.TempDir()}
 	if selfCheck() {
 		tw.keelctl = tw.etcdctl
 	}
 	tw.ids = [2]map[string]string{{}, {}}
-	start := startCtlTwinKeel
+	start := keel
 	if ctlServer() == "etcd" {
-		start = startCtlTwinEtcd
+		start = etcd
 	}
 	tw.etcdctlEP, tw.keelctlEP = start(t, "twin-a"), start(t, "twin-b")
 	return tw
@@ -116,10 +129,16 @@ func newCtlTwins(t *testing.T) *ctlTwins {
 
 func startCtlTwinKeel(t *testing.T, name string) string {
 	t.Helper()
+	return startKeelConfig(t, name, ctlTwinKeelConfig(t)).endpoint
+}
+
+// ctlTwinKeelConfig is the configuration of a keel twin.
+func ctlTwinKeelConfig(t *testing.T) *config.Config {
+	t.Helper()
 	cfg := keelConfig(t)
 	cfg.InitialAdvertisePeerURLs = []url.URL{ctlTwinPeerURL(t)}
 	cfg.InitialCluster = memberName + "=" + ctlTwinAdvertisePeerURL
-	return startKeelConfig(t, name, cfg).endpoint
+	return cfg
 }
 
 func startCtlTwinEtcd(t *testing.T, name string) string {
@@ -141,7 +160,8 @@ func ctlTwinPeerURL(t *testing.T) url.URL {
 type twinStep struct {
 	// Args follow the global --endpoints flag, which the harness adds unless
 	// NoEndpoints is set. "{dir}" in an argument is replaced by a scratch
-	// directory (the same path on both sides).
+	// directory (the same path on both sides), "{endpoint}" by the side's
+	// endpoint.
 	Args        []string
 	NoEndpoints bool
 	// Stdin is given on standard input.
@@ -220,7 +240,8 @@ func (tw *ctlTwins) exec(side int, st twinStep) twinRun {
 		args = append(args, "--endpoints="+ep)
 	}
 	for _, a := range st.Args {
-		args = append(args, strings.ReplaceAll(a, "{dir}", tw.dir))
+		a = strings.ReplaceAll(a, "{dir}", tw.dir)
+		args = append(args, strings.ReplaceAll(a, "{endpoint}", ep))
 	}
 	timeout := st.Timeout
 	if timeout == 0 {

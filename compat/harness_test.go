@@ -2,6 +2,7 @@ package compat
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"net"
@@ -123,6 +124,7 @@ func startEtcdAdvertising(t *testing.T, name string, advertisePeer *url.URL) *ta
 	return startEtcdWith(t, name, func(cfg *embed.Config) {
 		if advertisePeer != nil {
 			cfg.AdvertisePeerUrls = []url.URL{*advertisePeer}
+			cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 		}
 	})
 }
@@ -130,6 +132,16 @@ func startEtcdAdvertising(t *testing.T, name string, advertisePeer *url.URL) *ta
 // startEtcdWith starts a one-member etcd in this process, its configuration
 // changed by edit before the start.
 func startEtcdWith(t *testing.T, name string, edit func(*embed.Config)) *target {
+	t.Helper()
+	cfg := etcdConfig(t, name)
+	edit(cfg)
+	e := startEmbedEtcd(t, name, cfg)
+	return newTarget(t, name, e.Clients[0].Addr().String())
+}
+
+// etcdConfig is the configuration of the etcd member named name the tests
+// start: etcd's defaults and loopback URLs.
+func etcdConfig(t *testing.T, name string) *embed.Config {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = memberName
@@ -144,8 +156,13 @@ func startEtcdWith(t *testing.T, name string, edit func(*embed.Config)) *target 
 	// Durability is not under test; fsync only slows the reference down.
 	cfg.UnsafeNoFsync = true
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(serverLogger(t, name))
-	edit(cfg)
+	return cfg
+}
 
+// startEmbedEtcd starts etcd with cfg in this process and waits until it is
+// ready; it is closed when the test ends.
+func startEmbedEtcd(t *testing.T, name string, cfg *embed.Config) *embed.Etcd {
+	t.Helper()
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -158,18 +175,26 @@ func startEtcdWith(t *testing.T, name string, edit func(*embed.Config)) *target 
 	case <-time.After(startTimeout):
 		t.Fatalf("%s not ready after %v", name, startTimeout)
 	}
-	return newTarget(t, name, e.Clients[0].Addr().String())
+	return e
 }
 
 // newTarget connects the official client to endpoint (host:port) and waits
 // until the member answers a linearizable read.
 func newTarget(t *testing.T, name, endpoint string) *target {
 	t.Helper()
+	return newTargetTLS(t, name, endpoint, nil)
+}
+
+// newTargetTLS is newTarget for a member whose client port serves TLS, the
+// client's configuration tlsCfg (nil for plain text).
+func newTargetTLS(t *testing.T, name, endpoint string, tlsCfg *tls.Config) *target {
+	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:          []string{endpoint},
 		DialTimeout:        startTimeout,
 		MaxCallSendMsgSize: clientMaxSendBytes,
 		Logger:             zap.NewNop(),
+		TLS:                tlsCfg,
 	})
 	if err != nil {
 		t.Fatalf("client for %s at %s: %v", name, endpoint, err)

@@ -36,6 +36,14 @@ func startKeel(t *testing.T, name string) *target {
 // startKeelConfig starts a keel member with cfg in this process.
 func startKeelConfig(t *testing.T, name string, cfg *config.Config) *target {
 	t.Helper()
+	return newTarget(t, name, startKeelServer(t, name, cfg))
+}
+
+// startKeelServer starts a keel member with cfg in this process, stopped
+// when the test ends, and returns its first client endpoint (host:port)
+// without waiting for it to serve.
+func startKeelServer(t *testing.T, name string, cfg *config.Config) string {
+	t.Helper()
 	s, err := server.Start(cfg, serverLogger(t, name))
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -49,5 +57,5 @@ func startKeelConfig(t *testing.T, name string, cfg *config.Config) *target {
 	if err != nil {
 		t.Fatalf("%s client URL %q: %v", name, urls[0], err)
 	}
-	return newTarget(t, name, u.Host)
+	return u.Host
 }
