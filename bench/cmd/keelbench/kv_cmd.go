@@ -68,5 +68,8 @@ func defineKVLoad(fs *flag.FlagSet, l *scenario.KVLoad) {
 	fs.IntVar(&l.KeySize, "key-size", 8, "bytes in each key (a zero-padded decimal key number)")
 	fs.IntVar(&l.ValueSize, "val-size", 256, "bytes in each value (fresh random bytes per request)")
 	fs.BoolVar(&l.CPUProfile, "cpuprofile", false, "save the leader's CPU profile over the measured window to <run dir>/cpu.pprof (starts the members with --enable-pprof; keep the work dir with -workdir or -keep)")
+	fs.BoolVar(&l.Security.TLS, "tls", false, "serve clients over HTTPS with --client-cert-auth (and, with -members above 1, peers over TLS with --peer-client-cert-auth), certificates made in the run's directory; the clients present a client certificate")
+	fs.BoolVar(&l.Security.Auth, "auth", false, "enable auth: a root user and role, and a user bench with readwrite on the benchmark's keys, as whom the clients log in with a password")
+	fs.StringVar(&l.Security.AuthToken, "auth-token", scenario.AuthSimple, "with -auth, the servers' tokens: simple, or jwt (ES256, keys made in the run's directory)")
 	fs.BoolVar(&l.HeapProfile, "heapprofile", false, "save the leader's heap profile after the load to <run dir>/heap.pprof (starts the members with --enable-pprof; keep the work dir with -workdir or -keep)")
 }

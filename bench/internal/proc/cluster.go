@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +27,8 @@ import (
 type Member struct {
 	Kind Kind
 	Name string
-	// Endpoint is the client URL, e.g. http://127.0.0.1:41234.
+	// Endpoint is the client URL, e.g. http://127.0.0.1:41234 (https
+	// with TLS).
 	Endpoint string
 	// PeerURL is the URL the member listens on for its peers.
 	PeerURL string
@@ -34,6 +36,7 @@ type Member struct {
 	// LogPath holds the output of every start of the member.
 	LogPath string
 
+	tls   *TLS
 	bin   string
 	args  []string
 	cmd   *exec.Cmd
@@ -46,6 +49,8 @@ type Member struct {
 type Cluster struct {
 	Kind    Kind
 	Members []*Member
+	// TLS is the cluster's certificates, nil when it serves plain HTTP.
+	TLS *TLS
 }
 
 // StartCluster starts n members of kind with a static --initial-cluster,
@@ -55,9 +60,17 @@ type Cluster struct {
 // it binds it, the cluster is started over with other ports and empty data
 // dirs.
 func StartCluster(ctx context.Context, kind Kind, bin, dir string, n int, extraArgs []string) (*Cluster, error) {
+	return StartTLSCluster(ctx, kind, bin, dir, n, extraArgs, nil)
+}
+
+// StartTLSCluster is StartCluster with the members serving clients over
+// HTTPS with t's certificates and requiring a client certificate, and, with
+// n > 1, talking to each other over TLS with peer certificates required.
+// With t nil it is StartCluster.
+func StartTLSCluster(ctx context.Context, kind Kind, bin, dir string, n int, extraArgs []string, t *TLS) (*Cluster, error) {
 	var lastErr error
 	for range startAttempts {
-		c, err := startCluster(ctx, kind, bin, dir, n, extraArgs)
+		c, err := startCluster(ctx, kind, bin, dir, n, extraArgs, t)
 		if err == nil {
 			return c, nil
 		}
@@ -78,8 +91,13 @@ func memberDataDir(dir string, i int) string {
 	return filepath.Join(dir, fmt.Sprintf("m%d.data", i+1))
 }
 
-func startCluster(ctx context.Context, kind Kind, bin, dir string, n int, extraArgs []string) (*Cluster, error) {
-	c := &Cluster{Kind: kind}
+func startCluster(ctx context.Context, kind Kind, bin, dir string, n int, extraArgs []string, t *TLS) (*Cluster, error) {
+	c := &Cluster{Kind: kind, TLS: t}
+	// A single member has no peers to talk to: its peer URL stays plain.
+	scheme, peerScheme := t.scheme(), "http"
+	if n > 1 {
+		peerScheme = scheme
+	}
 	var initial []string
 	for i := range n {
 		cp, err := freePort()
@@ -91,9 +109,9 @@ func startCluster(ctx context.Context, kind Kind, bin, dir string, n int, extraA
 			return nil, err
 		}
 		m := &Member{
-			Kind: kind, Name: fmt.Sprintf("m%d", i+1), bin: bin,
-			Endpoint: "http://127.0.0.1:" + strconv.Itoa(cp),
-			PeerURL:  "http://127.0.0.1:" + strconv.Itoa(pp),
+			Kind: kind, Name: fmt.Sprintf("m%d", i+1), bin: bin, tls: t,
+			Endpoint: scheme + "://127.0.0.1:" + strconv.Itoa(cp),
+			PeerURL:  peerScheme + "://127.0.0.1:" + strconv.Itoa(pp),
 			DataDir:  memberDataDir(dir, i),
 			LogPath:  filepath.Join(dir, fmt.Sprintf("m%d.log", i+1)),
 		}
@@ -109,6 +127,12 @@ func startCluster(ctx context.Context, kind Kind, bin, dir string, n int, extraA
 			"--initial-cluster-token", "keelbench",
 			"--initial-cluster-state", "new",
 			"--log-level", "warn",
+		}
+		if t != nil {
+			m.args = append(m.args, t.ServerArgs()...)
+			if n > 1 {
+				m.args = append(m.args, t.PeerArgs()...)
+			}
 		}
 		m.args = append(m.args, extraArgs...)
 		if err := m.start(); err != nil {
@@ -133,6 +157,20 @@ func (c *Cluster) PeerURLs() []string {
 	}
 	return urls
 }
+
+// ClientConfig is the configuration of a client of the cluster at
+// endpoints, with the cluster's client certificate if it has TLS.
+func (c *Cluster) ClientConfig(endpoints ...string) clientv3.Config {
+	return clientConfig(c.TLS, endpoints)
+}
+
+func clientConfig(t *TLS, endpoints []string) clientv3.Config {
+	return clientv3.Config{Endpoints: endpoints, DialTimeout: DialTimeout, Logger: zap.NewNop(), TLS: t.ClientTLS()}
+}
+
+// HTTPClient is the client for the members' HTTP endpoints (/health,
+// /metrics, /debug/pprof/).
+func (c *Cluster) HTTPClient() *http.Client { return c.TLS.HTTPClient() }
 
 // Endpoints are the members' client URLs.
 func (c *Cluster) Endpoints() []string {
@@ -202,12 +240,11 @@ func (m *Member) WaitServing(ctx context.Context, peers []string) error {
 		}
 	}()
 	want := slices.Sorted(slices.Values(peers))
-	p := &Process{Kind: m.Kind, Endpoint: m.Endpoint}
 	for {
-		err := p.healthy(ctx)
+		err := healthy(ctx, m.tls.HTTPClient(), m.Endpoint)
 		if err == nil {
 			if cli == nil {
-				cli, err = clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint}, DialTimeout: DialTimeout, Logger: zap.NewNop()})
+				cli, err = clientv3.New(clientConfig(m.tls, []string{m.Endpoint}))
 			}
 			if err == nil {
 				c, cancel := context.WithTimeout(ctx, time.Second)

@@ -152,7 +152,7 @@ func (p *Process) waitServing(ctx context.Context) error {
 	for {
 		// Poll over HTTP first: a gRPC client backs off for a second or
 		// more after a refused connection.
-		err := p.healthy(ctx)
+		err := healthy(ctx, http.DefaultClient, p.Endpoint)
 		if err == nil {
 			if cli == nil {
 				cli, err = p.Client()
@@ -180,14 +180,15 @@ func (p *Process) waitServing(ctx context.Context) error {
 	}
 }
 
-func (p *Process) healthy(ctx context.Context) error {
+// healthy asks endpoint/health once, with client.
+func healthy(ctx context.Context, client *http.Client, endpoint string) error {
 	c, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(c, http.MethodGet, p.Endpoint+"/health", nil)
+	req, err := http.NewRequestWithContext(c, http.MethodGet, endpoint+"/health", nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

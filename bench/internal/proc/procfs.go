@@ -173,16 +173,16 @@ type GoMetrics struct {
 	Goroutines float64 // go_goroutines
 }
 
-// ReadGoMetrics scrapes endpoint/metrics once. It never fails: a server
+// ReadGoMetrics scrapes endpoint/metrics once with client. It never fails: a server
 // without the metrics gives an invalid GoMetrics.
-func ReadGoMetrics(ctx context.Context, endpoint string) GoMetrics {
+func ReadGoMetrics(ctx context.Context, client *http.Client, endpoint string) GoMetrics {
 	c, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(c, http.MethodGet, endpoint+"/metrics", nil)
 	if err != nil {
 		return GoMetrics{}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return GoMetrics{}
 	}

@@ -22,21 +22,51 @@ type benchCluster struct {
 	*proc.Cluster
 	kind   proc.Kind
 	leader *proc.Member
+	// auth is set when auth is enabled: the load generator's clients log
+	// in as benchUser.
+	auth bool
 }
 
 // startBenchCluster starts members members and finds their leader. The
 // caller must defer stop, also when it returns an error after this one
 // succeeded.
 func startBenchCluster(ctx context.Context, kind proc.Kind, bin, dir string, members int, serverArgs []string, progress *harness.Progress) (*benchCluster, error) {
-	progress.Printf("starting a %d-member cluster", members)
-	c, err := proc.StartCluster(ctx, kind, bin, dir, members, serverArgs)
+	return startSecureBenchCluster(ctx, kind, bin, dir, members, serverArgs, Security{}, progress)
+}
+
+// startSecureBenchCluster is startBenchCluster secured as sec says: with
+// TLS the members start with certificates made in dir; with auth, auth is
+// enabled once the leader is found, and c.dial's clients log in.
+func startSecureBenchCluster(ctx context.Context, kind proc.Kind, bin, dir string, members int, serverArgs []string, sec Security, progress *harness.Progress) (_ *benchCluster, err error) {
+	t, secArgs, err := sec.prepareFiles(dir)
 	if err != nil {
 		return nil, err
 	}
+	progress.Printf("starting a %d-member cluster (%s)", members, sec)
+	c, err := proc.StartTLSCluster(ctx, kind, bin, dir, members, append(secArgs, serverArgs...), t)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
 	bc := &benchCluster{Cluster: c, kind: kind}
 	if err := bc.findLeader(ctx); err != nil {
-		c.Stop()
 		return nil, err
+	}
+	if sec.Auth {
+		cli, err := bc.dial(bc.leader.Endpoint)
+		if err != nil {
+			return nil, err
+		}
+		err = enableAuth(ctx, cli, progress)
+		cli.Close()
+		if err != nil {
+			return nil, err
+		}
+		bc.auth = true
 	}
 	progress.Printf("serving at %v; leader %s (pid %d, data dir %s)", c.Endpoints(), bc.leader.Name, bc.leader.Pid(), bc.leader.DataDir)
 	return bc, nil
@@ -78,7 +108,7 @@ func (c *benchCluster) leaderFirst() []string {
 
 // leaderMemoryLog returns a memory log of the leader.
 func (c *benchCluster) leaderMemoryLog() *memoryLog {
-	return newMemoryLogOf(c.leader.Pid(), c.leader.Endpoint)
+	return newMemoryLogOf(c.leader.Pid(), c.leader.Endpoint, c.HTTPClient())
 }
 
 // failIfExited fails run for every member whose process has exited.
@@ -131,21 +161,41 @@ func (c *benchCluster) addLeaderShare(run *report.Run, n int, onLeader bool) {
 // endpoints go to the first.
 func connsOnFirst(n, k int) int { return (n + k - 1) / k }
 
-// dial opens one client connection to the given endpoints.
+// dial opens one plain client connection to the given endpoints.
 func dial(endpoints ...string) (*clientv3.Client, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: proc.DialTimeout, Logger: zap.NewNop()})
+	return dialConfig(clientv3.Config{Endpoints: endpoints, DialTimeout: proc.DialTimeout, Logger: zap.NewNop()})
+}
+
+func dialConfig(cfg clientv3.Config) (*clientv3.Client, error) {
+	cli, err := clientv3.New(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect a client to %v: %w", endpoints, err)
+		return nil, fmt.Errorf("connect a client to %v: %w", cfg.Endpoints, err)
 	}
 	return cli, nil
 }
 
-// dialSpread opens n client connections, connection i to endpoint
-// i mod len(endpoints). On an error it closes what it opened.
-func dialSpread(n int, endpoints []string) ([]*clientv3.Client, error) {
+// clientConfig is the configuration of a client of the cluster: with its
+// client certificate if it has TLS, logged in as benchUser if auth is on.
+func (c *benchCluster) clientConfig(endpoints ...string) clientv3.Config {
+	cfg := c.ClientConfig(endpoints...)
+	if c.auth {
+		cfg.Username, cfg.Password = benchUser, benchPassword
+	}
+	return cfg
+}
+
+// dial opens one client connection to the given endpoints of the
+// cluster (see clientConfig).
+func (c *benchCluster) dial(endpoints ...string) (*clientv3.Client, error) {
+	return dialConfig(c.clientConfig(endpoints...))
+}
+
+// dialSpread opens n client connections to the cluster, connection i to
+// endpoint i mod len(endpoints). On an error it closes what it opened.
+func (c *benchCluster) dialSpread(n int, endpoints []string) ([]*clientv3.Client, error) {
 	clis := make([]*clientv3.Client, n)
 	for i := range clis {
-		cli, err := dial(endpoints[i%len(endpoints)])
+		cli, err := c.dial(endpoints[i%len(endpoints)])
 		if err != nil {
 			closeAll(clis)
 			return nil, fmt.Errorf("client %d: %w", i, err)

@@ -162,7 +162,7 @@ func (s *Dataset) RunCluster(ctx context.Context, kind proc.Kind, bin, dir strin
 		return err
 	}
 
-	clients, err := dialSpread(s.LoadConns, c.leaderFirst())
+	clients, err := c.dialSpread(s.LoadConns, c.leaderFirst())
 	if err != nil {
 		return err
 	}
@@ -466,7 +466,7 @@ func (s *Dataset) restart(ctx context.Context, c *benchCluster, names keyNamer, 
 	run.AddDuration("restart until /health ok", healthy.Sub(launched))
 	progress.Printf("restarted: /health ok after %v", healthy.Sub(launched).Round(time.Millisecond))
 
-	cli, err := dial(c.Endpoints()...)
+	cli, err := c.dial(c.Endpoints()...)
 	if err != nil {
 		return false, err
 	}

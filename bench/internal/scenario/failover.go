@@ -233,7 +233,7 @@ func (s Failover) RunCluster(ctx context.Context, kind proc.Kind, bin, dir strin
 // findLeader asks every member for its status and returns the member all
 // agree leads, polling until they agree, for at most requestTimeout.
 func findLeader(ctx context.Context, c *proc.Cluster) (*proc.Member, uint64, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: proc.DialTimeout, Logger: zap.NewNop()})
+	cli, err := clientv3.New(c.ClientConfig(c.Endpoints()...))
 	if err != nil {
 		return nil, 0, fmt.Errorf("connect status client: %w", err)
 	}

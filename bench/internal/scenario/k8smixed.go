@@ -695,13 +695,13 @@ func (s K8sMixed) RunCluster(ctx context.Context, kind proc.Kind, bin, dir strin
 	}
 
 	// The load's connections, then the watches' (to the leader).
-	conns, err := dialSpread(s.Conns, c.leaderFirst())
+	conns, err := c.dialSpread(s.Conns, c.leaderFirst())
 	if err != nil {
 		return err
 	}
 	defer closeAll(conns)
 	c.addLeaderShare(run, s.Conns, false)
-	watchCli, err := dial(c.leader.Endpoint)
+	watchCli, err := c.dial(c.leader.Endpoint)
 	if err != nil {
 		return fmt.Errorf("watch client: %w", err)
 	}

@@ -53,6 +53,8 @@ type KVLoad struct {
 	// --enable-pprof.
 	CPUProfile  bool
 	HeapProfile bool
+	// Security is TLS and auth for the cluster and the clients.
+	Security Security
 }
 
 // Validate checks the parameters every KV scenario shares.
@@ -71,7 +73,7 @@ func (l KVLoad) Validate() error {
 	case l.ValueSize < 0:
 		return errors.New("-val-size must not be negative")
 	}
-	return nil
+	return l.Security.Validate()
 }
 
 // validateKeys checks that keys numbered 0 to n-1 fit in KeySize digits.
@@ -300,7 +302,7 @@ func (l KVLoad) run(ctx context.Context, kind proc.Kind, bin, dir string, server
 	if l.CPUProfile || l.HeapProfile {
 		args = append(args, "--enable-pprof")
 	}
-	c, err := startBenchCluster(ctx, kind, bin, dir, l.Members, args, progress)
+	c, err := startSecureBenchCluster(ctx, kind, bin, dir, l.Members, args, l.Security, progress)
 	if err != nil {
 		return err
 	}
@@ -317,11 +319,16 @@ func (l KVLoad) run(ctx context.Context, kind proc.Kind, bin, dir string, server
 	if l.TargetLeader {
 		eps = eps[:1]
 	}
-	clis, err := dialSpread(l.Conns, eps)
+	clis, err := c.dialSpread(l.Conns, eps)
 	if err != nil {
 		return err
 	}
 	defer closeAll(clis)
+	if c.auth {
+		if err := checkAuthEnforced(ctx, clis[0]); err != nil {
+			return err
+		}
+	}
 	c.addLeaderShare(run, l.Conns, l.TargetLeader)
 
 	if op.prepare != nil {
@@ -363,7 +370,7 @@ func (l KVLoad) run(ctx context.Context, kind proc.Kind, bin, dir string, server
 		prof = make(chan profileResult, 1)
 		secs := max(1, int(l.Duration/time.Second))
 		go func() {
-			prof <- fetchProfile(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", leader.Endpoint, secs), filepath.Join(dir, "cpu.pprof"), time.Duration(secs)*time.Second+requestTimeout)
+			prof <- fetchProfile(ctx, c.HTTPClient(), fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", leader.Endpoint, secs), filepath.Join(dir, "cpu.pprof"), time.Duration(secs)*time.Second+requestTimeout)
 		}()
 	}
 	used, err := measureLoad(ctx, c, win, load, startProfile, progress)
@@ -400,7 +407,7 @@ func (l KVLoad) run(ctx context.Context, kind proc.Kind, bin, dir string, server
 		}
 	}
 	if l.HeapProfile {
-		r := fetchProfile(ctx, leader.Endpoint+"/debug/pprof/heap", filepath.Join(dir, "heap.pprof"), requestTimeout)
+		r := fetchProfile(ctx, c.HTTPClient(), leader.Endpoint+"/debug/pprof/heap", filepath.Join(dir, "heap.pprof"), requestTimeout)
 		progress.Printf("heap profile of the leader after the load: %s", r)
 	}
 	c.failIfExited(run)
@@ -455,17 +462,17 @@ func (r profileResult) String() string {
 	return r.path
 }
 
-// fetchProfile GETs url and saves the body to path, giving up after
+// fetchProfile GETs url with client and saves the body to path, giving up after
 // timeout. A profile is a diagnostic: a failure to get one is reported,
 // never a failure of the run.
-func fetchProfile(ctx context.Context, url, path string, timeout time.Duration) profileResult {
+func fetchProfile(ctx context.Context, client *http.Client, url, path string, timeout time.Duration) profileResult {
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(fctx, http.MethodGet, url, nil)
 	if err != nil {
 		return profileResult{err: err}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return profileResult{err: err}
 	}

@@ -91,7 +91,7 @@ func TestFetchProfileSavesTheBodyAndReportsA404(t *testing.T) {
 	dir := t.TempDir()
 
 	path := filepath.Join(dir, "heap.pprof")
-	r := fetchProfile(t.Context(), srv.URL+"/debug/pprof/heap", path, 5*time.Second)
+	r := fetchProfile(t.Context(), http.DefaultClient, srv.URL+"/debug/pprof/heap", path, 5*time.Second)
 	if r.err != nil || r.absent || r.path != path {
 		t.Fatalf("fetch heap: %+v", r)
 	}
@@ -100,7 +100,7 @@ func TestFetchProfileSavesTheBodyAndReportsA404(t *testing.T) {
 	}
 
 	path = filepath.Join(dir, "cpu.pprof")
-	r = fetchProfile(t.Context(), srv.URL+"/debug/pprof/profile?seconds=1", path, 5*time.Second)
+	r = fetchProfile(t.Context(), http.DefaultClient, srv.URL+"/debug/pprof/profile?seconds=1", path, 5*time.Second)
 	if !r.absent {
 		t.Fatalf("fetch from a server without profiles: %+v, want absent", r)
 	}

@@ -6,6 +6,7 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -37,6 +38,7 @@ func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 type memoryLog struct {
 	pid      int
 	endpoint string
+	http     *http.Client
 	phases   []string
 	mem      []proc.Memory
 	metrics  []proc.GoMetrics
@@ -51,13 +53,14 @@ type memoryLog struct {
 
 // newMemoryLog returns a memory log of the server srv.
 func newMemoryLog(srv *proc.Process) *memoryLog {
-	return &memoryLog{pid: srv.Pid(), endpoint: srv.Endpoint}
+	return &memoryLog{pid: srv.Pid(), endpoint: srv.Endpoint, http: http.DefaultClient}
 }
 
 // newMemoryLogOf returns a memory log of the server process pid, whose
-// client URL is endpoint (for its /metrics): one member of a cluster.
-func newMemoryLogOf(pid int, endpoint string) *memoryLog {
-	return &memoryLog{pid: pid, endpoint: endpoint}
+// client URL is endpoint (for its /metrics, asked with client): one member
+// of a cluster.
+func newMemoryLogOf(pid int, endpoint string, client *http.Client) *memoryLog {
+	return &memoryLog{pid: pid, endpoint: endpoint, http: client}
 }
 
 // begin records the idle server's memory and resets the load generator's
@@ -89,7 +92,7 @@ func (l *memoryLog) read(ctx context.Context, phase string) error {
 	}
 	l.phases = append(l.phases, phase)
 	l.mem = append(l.mem, m)
-	l.metrics = append(l.metrics, proc.ReadGoMetrics(ctx, l.endpoint))
+	l.metrics = append(l.metrics, proc.ReadGoMetrics(ctx, l.http, l.endpoint))
 	return nil
 }
 
