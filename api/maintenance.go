@@ -10,9 +10,6 @@ import (
 	"github.com/keeldb/keel/version"
 )
 
-// DefaultQuotaBytes is the backend quota etcd reports when none is set.
-const DefaultQuotaBytes = 2 << 30
-
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
 	m   *member.Member
@@ -34,7 +31,7 @@ func (s *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*p
 		RaftTerm:         st.RaftTerm,
 		RaftAppliedIndex: st.RaftAppliedIndex,
 		IsLearner:        st.IsLearner,
-		DbSizeQuota:      DefaultQuotaBytes,
+		DbSizeQuota:      s.m.QuotaBytes(),
 		StorageVersion:   version.Storage,
 		DowngradeInfo:    &pb.DowngradeInfo{},
 	}

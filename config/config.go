@@ -76,6 +76,9 @@ type Config struct {
 	// MaxRequestBytes is the maximum size of a client request as proposed to
 	// Raft (--max-request-bytes).
 	MaxRequestBytes uint
+	// QuotaBackendBytes is the space quota of the member's state
+	// (--quota-backend-bytes; 0 means 2 GiB, a negative value no quota).
+	QuotaBackendBytes int64
 
 	// HeartbeatInterval and ElectionTimeout drive the Raft ticks
 	// (--heartbeat-interval and --election-timeout, in milliseconds).

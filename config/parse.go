@@ -360,6 +360,7 @@ func (p *parser) build() *Config {
 		SnapshotCatchUpEntries:   p.value("snapshot-catchup-entries").(uint64),
 		MaxTxnOps:                p.value("max-txn-ops").(uint),
 		MaxRequestBytes:          p.value("max-request-bytes").(uint),
+		QuotaBackendBytes:        p.value("quota-backend-bytes").(int64),
 		LogLevel:                 p.str("log-level"),
 		LogOutputs:               p.value("log-outputs").([]string),
 		LogFormat:                p.str("log-format"),

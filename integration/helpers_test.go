@@ -52,6 +52,8 @@ type memberOpts struct {
 	watchProgressNotifyInterval time.Duration
 	// enablePprof is --enable-pprof.
 	enablePprof bool
+	// quotaBackendBytes is --quota-backend-bytes.
+	quotaBackendBytes int64
 }
 
 type memberOpt func(*memberOpts)
@@ -60,6 +62,9 @@ func withSnapshotCount(n uint64) memberOpt { return func(o *memberOpts) { o.snap
 func withMaxTxnOps(n uint) memberOpt       { return func(o *memberOpts) { o.maxTxnOps = n } }
 func withMaxRequestBytes(n uint) memberOpt { return func(o *memberOpts) { o.maxRequestBytes = n } }
 func withPprof() memberOpt                 { return func(o *memberOpts) { o.enablePprof = true } }
+func withQuotaBackendBytes(n int64) memberOpt {
+	return func(o *memberOpts) { o.quotaBackendBytes = n }
+}
 func withWatchProgressNotifyInterval(d time.Duration) memberOpt {
 	return func(o *memberOpts) { o.watchProgressNotifyInterval = d }
 }
@@ -80,6 +85,9 @@ func (o memberOpts) keelOptions() []keeltest.Option {
 	}
 	if o.enablePprof {
 		out = append(out, keeltest.WithConfig(func(c *config.Config) { c.EnablePprof = true }))
+	}
+	if n := o.quotaBackendBytes; n != 0 {
+		out = append(out, keeltest.WithConfig(func(c *config.Config) { c.QuotaBackendBytes = n }))
 	}
 	return out
 }
@@ -199,6 +207,9 @@ func startEtcd(t *testing.T, bin string, o memberOpts) *etcdProcess {
 		}
 		if o.enablePprof {
 			args = append(args, "--enable-pprof")
+		}
+		if o.quotaBackendBytes != 0 {
+			args = append(args, "--quota-backend-bytes", strconv.FormatInt(o.quotaBackendBytes, 10))
 		}
 		if o.watchProgressNotifyInterval != 0 {
 			args = append(args, "--watch-progress-notify-interval", o.watchProgressNotifyInterval.String())

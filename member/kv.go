@@ -6,6 +6,7 @@ import (
 	"math"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keeldb/keel/apply"
@@ -212,6 +213,11 @@ func (m *Member) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Comp
 	if r.Physical {
 		select {
 		case <-m.kv.WaitCompactions():
+			// The space the compaction freed counts before the caller
+			// hears back, so a write after it sees the room.
+			if err := m.quota.count(m.engine.DB()); err != nil {
+				m.lg.Warn("failed to measure the state for the space quota", zap.Error(err))
+			}
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-m.stopc:
@@ -224,6 +230,9 @@ func (m *Member) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Comp
 }
 
 func (m *Member) write(ctx context.Context, r *pb.InternalRaftRequest) (proto.Message, error) {
+	if err := m.checkQuota(ctx, r); err != nil {
+		return nil, err
+	}
 	res, err := m.propose(ctx, r)
 	if err != nil {
 		return nil, err

@@ -80,7 +80,10 @@ type Config struct {
 	AuthTokenTTL time.Duration
 	BcryptCost   int
 	AuthClock    func() time.Time
-	Logger       *zap.Logger
+	// QuotaBackendBytes is --quota-backend-bytes: the space quota of the
+	// member's state (0: DefaultQuotaBytes; negative: none).
+	QuotaBackendBytes int64
+	Logger            *zap.Logger
 }
 
 // Member is a running member.
@@ -97,6 +100,7 @@ type Member struct {
 	raft    *raftnode.Node
 	lessor  *lease.Lessor
 	watch   *watch.Hub
+	quota   *quota
 
 	reqIDs idGenerator
 	wait   waitRegistry
@@ -181,6 +185,12 @@ func Start(cfg Config) (*Member, error) {
 		m.kv.Close()
 		return nil, err
 	}
+	m.quota = newQuota(QuotaBytes(cfg.QuotaBackendBytes))
+	if err := m.quota.count(cfg.Engine.DB()); err != nil {
+		m.kv.Close()
+		return nil, fmt.Errorf("measure the state for the space quota: %w", err)
+	}
+	logQuota(lg, m.quota.limit)
 	m.applier = apply.New(m.kv, m.cluster, m.alarms, m.lessor, m.auth)
 	m.watch = watch.NewHub(m.kv, watch.Config{
 		ProgressInterval: cfg.WatchProgressInterval,
@@ -203,7 +213,8 @@ func Start(cfg Config) (*Member, error) {
 		m.kv.Close()
 		return nil, err
 	}
-	m.wg.Add(4)
+	m.wg.Add(5)
+	go m.quotaLoop()
 	go m.applyLoop()
 	go m.readLoop()
 	go m.publish()
@@ -444,6 +455,7 @@ func (m *Member) applyEntries(ents []*raftpb.Entry) error {
 	defer w.Release()
 	var (
 		done      []outcome
+		compacted bool
 		confState *raftpb.ConfState
 		last      = applied
 		lastTerm  = m.appliedTerm
@@ -486,6 +498,7 @@ func (m *Member) applyEntries(ents []*raftpb.Entry) error {
 				id = r.Header.GetID()
 			}
 			done = append(done, outcome{id, res})
+			compacted = compacted || (res.Compaction && res.Err == nil)
 		case raftpb.EntryType_EntryConfChange:
 			cc := &raftpb.ConfChange{}
 			if err := proto.Unmarshal(e.Data, cc); err != nil {
@@ -527,6 +540,7 @@ func (m *Member) applyEntries(ents []*raftpb.Entry) error {
 		return fmt.Errorf("commit apply batch: %w", err)
 	}
 	m.kv.Committed(w)
+	m.quotaApplied(int64(b.Len()), compacted)
 	if evs := w.Events(); len(evs) > 0 {
 		m.watch.Notify(w.Rev(), evs)
 	}

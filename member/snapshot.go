@@ -145,6 +145,7 @@ func (m *Member) applySnapshot(snap *raftpb.Snapshot) error {
 		return fmt.Errorf("reload auth: %w", err)
 	}
 	m.watch.Restore()
+	m.recountQuota()
 	applied, err := m.engine.Applied()
 	if err != nil {
 		return err

@@ -300,6 +300,7 @@ func (s *Server) openMember() error {
 		SnapshotCount:          cfg.SnapshotCount,
 		SnapshotCatchUpEntries: cfg.SnapshotCatchUpEntries,
 		MaxRequestBytes:        cfg.MaxRequestBytes,
+		QuotaBackendBytes:      cfg.QuotaBackendBytes,
 		StrictReconfigCheck:    cfg.StrictReconfigCheck,
 		WatchProgressInterval:  cfg.WatchProgressNotifyInterval,
 		AuthToken:              cfg.AuthToken,
