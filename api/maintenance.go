@@ -110,14 +110,20 @@ func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 	return &pb.MoveLeaderResponse{}, nil
 }
 
-// Defragment and Snapshot are not in keel yet (issue 8); they refuse a
-// caller without the root role as etcd does, and then answer Unimplemented.
+// Defragment needs the root role, as in etcd, and reclaims this member's
+// disk space while it keeps serving. etcd's response carries no header.
 func (s *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
 	if err := s.ids.requireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	return s.UnimplementedMaintenanceServer.Defragment(ctx, r)
+	if err := s.m.Defragment(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.DefragmentResponse{}, nil
 }
+
+// Snapshot is not in keel yet (issue 8); it refuses a caller without the
+// root role as etcd does, and then answers Unimplemented.
 
 func (s *maintenanceServer) Snapshot(r *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
 	if err := s.ids.requireAdmin(stream.Context()); err != nil {

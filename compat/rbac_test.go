@@ -688,7 +688,7 @@ func adminCalls(user string, self uint64, learnerURL string, root bool) []rbacCa
 		}},
 		{name: p("Defragment"), as: user, do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
 			return c.maint.Defragment(c.ctx(ctx), &pb.DefragmentRequest{})
-		}, missingInKeel: true},
+		}},
 		{name: p("Snapshot"), as: user, do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()

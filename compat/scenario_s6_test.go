@@ -19,14 +19,13 @@ const s6Timeout = 3 * time.Minute
 // the script's expectations are etcd's, then with keelctl against keel.
 // The script checks every step itself (see its header).
 //
-// Left out for keel: defrag (keel has no Defragment yet, issue 8) and
-// user/role/auth (issue 7).
+// Left out for keel: user/role/auth (issue 7).
 func TestScenarioS6(t *testing.T) {
 	t.Run("etcd-etcdctl", func(t *testing.T) {
 		runS6(t, buildEtcdctl(t), startEtcd(t, "etcd").endpoint, startEtcd(t, "etcd-mirror").endpoint)
 	})
 	t.Run("keel-keelctl", func(t *testing.T) {
-		runS6(t, buildKeelctl(t), startKeel(t, "keel").endpoint, startKeel(t, "keel-mirror").endpoint, "S6_DEFRAG=0")
+		runS6(t, buildKeelctl(t), startKeel(t, "keel").endpoint, startKeel(t, "keel-mirror").endpoint)
 	})
 }
 

@@ -85,6 +85,11 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
 
+	// AutoCompactionMode (periodic or revision) and AutoCompactionRetention
+	// are --auto-compaction-mode and --auto-compaction-retention as given;
+	// package compactor reads the retention (0: no automatic compaction).
+	AutoCompactionMode      string
+	AutoCompactionRetention string
 	// WatchProgressNotifyInterval is how often watchers that asked for
 	// progress notifications get one (--watch-progress-notify-interval);
 	// 0 means etcd's default of 10 minutes.

@@ -422,6 +422,8 @@ func (p *parser) build() *Config {
 	c.HeartbeatInterval = time.Duration(p.value("heartbeat-interval").(uint)) * time.Millisecond
 	c.ElectionTimeout = time.Duration(p.value("election-timeout").(uint)) * time.Millisecond
 	c.WatchProgressNotifyInterval = p.value("watch-progress-notify-interval").(time.Duration)
+	c.AutoCompactionMode = p.str("auto-compaction-mode")
+	c.AutoCompactionRetention = p.str("auto-compaction-retention")
 	c.AuthToken = p.str("auth-token")
 	c.BcryptCost = p.value("bcrypt-cost").(uint)
 	c.AuthTokenTTL = time.Duration(p.value("auth-token-ttl").(uint)) * time.Second

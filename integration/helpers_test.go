@@ -45,7 +45,9 @@ const opTimeout = 30 * time.Second
 
 // options of a member under test, mapped to keeltest options or etcd flags.
 type memberOpts struct {
-	snapshotCount   uint64
+	snapshotCount uint64
+	// snapshotCatchUp is --snapshot-catchup-entries.
+	snapshotCatchUp uint64
 	maxTxnOps       uint
 	maxRequestBytes uint
 	// watchProgressNotifyInterval is --watch-progress-notify-interval.
@@ -59,6 +61,9 @@ type memberOpts struct {
 type memberOpt func(*memberOpts)
 
 func withSnapshotCount(n uint64) memberOpt { return func(o *memberOpts) { o.snapshotCount = n } }
+func withSnapshotCatchUp(n uint64) memberOpt {
+	return func(o *memberOpts) { o.snapshotCatchUp = n }
+}
 func withMaxTxnOps(n uint) memberOpt       { return func(o *memberOpts) { o.maxTxnOps = n } }
 func withMaxRequestBytes(n uint) memberOpt { return func(o *memberOpts) { o.maxRequestBytes = n } }
 func withPprof() memberOpt                 { return func(o *memberOpts) { o.enablePprof = true } }
@@ -73,6 +78,9 @@ func (o memberOpts) keelOptions() []keeltest.Option {
 	var out []keeltest.Option
 	if o.snapshotCount != 0 {
 		out = append(out, keeltest.WithSnapshotCount(o.snapshotCount))
+	}
+	if n := o.snapshotCatchUp; n != 0 {
+		out = append(out, keeltest.WithConfig(func(c *config.Config) { c.SnapshotCatchUpEntries = n }))
 	}
 	if o.maxTxnOps != 0 {
 		out = append(out, keeltest.WithMaxTxnOps(o.maxTxnOps))
@@ -198,6 +206,9 @@ func startEtcd(t *testing.T, bin string, o memberOpts) *etcdProcess {
 		}
 		if o.snapshotCount != 0 {
 			args = append(args, "--snapshot-count", strconv.FormatUint(o.snapshotCount, 10))
+		}
+		if o.snapshotCatchUp != 0 {
+			args = append(args, "--snapshot-catchup-entries", strconv.FormatUint(o.snapshotCatchUp, 10))
 		}
 		if o.maxTxnOps != 0 {
 			args = append(args, "--max-txn-ops", strconv.FormatUint(uint64(o.maxTxnOps), 10))

@@ -33,6 +33,13 @@ type leaseMember struct {
 
 func startLeaseMember(t *testing.T, checkpointInterval time.Duration) *leaseMember {
 	t.Helper()
+	return startLeaseMemberWith(t, checkpointInterval, nil)
+}
+
+// startLeaseMemberWith is startLeaseMember with edit applied to the
+// member's Config first.
+func startLeaseMemberWith(t *testing.T, checkpointInterval time.Duration, edit func(*Config)) *leaseMember {
+	t.Helper()
 	engine, err := storage.Open("db", storage.Options{FS: vfs.NewMem()})
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +64,9 @@ func startLeaseMember(t *testing.T, checkpointInterval time.Duration) *leaseMemb
 		LeaseCheckpointInterval: checkpointInterval,
 		LeaseClock:              lm.clock,
 		Logger:                  zap.NewNop(),
+	}
+	if edit != nil {
+		edit(&lm.cfg)
 	}
 	t.Cleanup(func() {
 		if lm.m != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/jonboulle/clockwork"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -30,6 +31,7 @@ import (
 	"github.com/keeldb/keel/alarm"
 	"github.com/keeldb/keel/apply"
 	"github.com/keeldb/keel/auth"
+	"github.com/keeldb/keel/compactor"
 	"github.com/keeldb/keel/lease"
 	"github.com/keeldb/keel/membership"
 	"github.com/keeldb/keel/mvcc"
@@ -83,24 +85,32 @@ type Config struct {
 	// QuotaBackendBytes is --quota-backend-bytes: the space quota of the
 	// member's state (0: DefaultQuotaBytes; negative: none).
 	QuotaBackendBytes int64
-	Logger            *zap.Logger
+	// AutoCompactionMode and AutoCompactionRetention configure automatic
+	// compaction (see package compactor; retention 0: none);
+	// AutoCompactionClock is its clock, nil meaning the wall clock.
+	AutoCompactionMode      string
+	AutoCompactionRetention time.Duration
+	AutoCompactionClock     clockwork.Clock
+	Logger                  *zap.Logger
 }
 
 // Member is a running member.
 type Member struct {
-	cfg     Config
-	lg      *zap.Logger
-	engine  *storage.Engine
-	log     *storage.RaftLog
-	kv      *mvcc.Store
-	cluster *membership.Cluster
-	alarms  *alarm.Store
-	auth    *auth.Store
-	applier *apply.Applier
-	raft    *raftnode.Node
-	lessor  *lease.Lessor
-	watch   *watch.Hub
-	quota   *quota
+	cfg Config
+	// autoCompactor runs --auto-compaction-mode; nil when off.
+	autoCompactor *compactor.Compactor
+	lg            *zap.Logger
+	engine        *storage.Engine
+	log           *storage.RaftLog
+	kv            *mvcc.Store
+	cluster       *membership.Cluster
+	alarms        *alarm.Store
+	auth          *auth.Store
+	applier       *apply.Applier
+	raft          *raftnode.Node
+	lessor        *lease.Lessor
+	watch         *watch.Hub
+	quota         *quota
 
 	reqIDs idGenerator
 	wait   waitRegistry
@@ -198,6 +208,11 @@ func Start(cfg Config) (*Member, error) {
 		MaxRequestBytes: int(cfg.MaxRequestBytes) + 512*1024,
 		Logger:          lg,
 	})
+	if m.autoCompactor, err = m.newAutoCompactor(); err != nil {
+		m.watch.Stop()
+		m.kv.Close()
+		return nil, err
+	}
 	m.raft, err = raftnode.Start(raftnode.Config{
 		ID:            cfg.ID,
 		Log:           m.log,
@@ -220,6 +235,7 @@ func Start(cfg Config) (*Member, error) {
 	go m.publish()
 	go m.watchRaft()
 	m.startLeases()
+	m.startAutoCompaction()
 	go func() { m.wg.Wait(); close(m.donec) }()
 	return m, nil
 }

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keeldb/keel/api"
+	"github.com/keeldb/keel/compactor"
 	"github.com/keeldb/keel/config"
 	"github.com/keeldb/keel/member"
 	"github.com/keeldb/keel/membership"
@@ -287,26 +288,33 @@ func (s *Server) openMember() error {
 			s.transport.AddPeer(r.ID, r.PeerURLs)
 		}
 	}
+	// Validated with the flags.
+	retention, err := compactor.ParseRetention(cfg.AutoCompactionMode, cfg.AutoCompactionRetention)
+	if err != nil {
+		return err
+	}
 	s.member, err = member.Start(member.Config{
-		ID:                     ident.MemberID,
-		ClusterID:              ident.ClusterID,
-		Name:                   cfg.Name,
-		ClientURLs:             s.clientURLs,
-		Engine:                 engine,
-		Peers:                  peers,
-		Transport:              s.transport,
-		TickInterval:           cfg.HeartbeatInterval,
-		ElectionTicks:          int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
-		SnapshotCount:          cfg.SnapshotCount,
-		SnapshotCatchUpEntries: cfg.SnapshotCatchUpEntries,
-		MaxRequestBytes:        cfg.MaxRequestBytes,
-		QuotaBackendBytes:      cfg.QuotaBackendBytes,
-		StrictReconfigCheck:    cfg.StrictReconfigCheck,
-		WatchProgressInterval:  cfg.WatchProgressNotifyInterval,
-		AuthToken:              cfg.AuthToken,
-		AuthTokenTTL:           cfg.AuthTokenTTL,
-		BcryptCost:             int(cfg.BcryptCost),
-		Logger:                 s.lg,
+		ID:                      ident.MemberID,
+		ClusterID:               ident.ClusterID,
+		Name:                    cfg.Name,
+		ClientURLs:              s.clientURLs,
+		Engine:                  engine,
+		Peers:                   peers,
+		Transport:               s.transport,
+		TickInterval:            cfg.HeartbeatInterval,
+		ElectionTicks:           int(cfg.ElectionTimeout / cfg.HeartbeatInterval),
+		SnapshotCount:           cfg.SnapshotCount,
+		SnapshotCatchUpEntries:  cfg.SnapshotCatchUpEntries,
+		MaxRequestBytes:         cfg.MaxRequestBytes,
+		QuotaBackendBytes:       cfg.QuotaBackendBytes,
+		StrictReconfigCheck:     cfg.StrictReconfigCheck,
+		WatchProgressInterval:   cfg.WatchProgressNotifyInterval,
+		AuthToken:               cfg.AuthToken,
+		AuthTokenTTL:            cfg.AuthTokenTTL,
+		BcryptCost:              int(cfg.BcryptCost),
+		AutoCompactionMode:      cfg.AutoCompactionMode,
+		AutoCompactionRetention: retention,
+		Logger:                  s.lg,
 	})
 	return err
 }

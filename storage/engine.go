@@ -8,6 +8,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -70,6 +71,13 @@ type Engine struct {
 	streams   map[*StateStream]struct{}
 	closed    bool
 
+	// defragSem lets one Defragment run at a time; defrags counts the
+	// running ones, which Close cancels (defragStop) and waits for.
+	defragSem  chan struct{}
+	defrags    sync.WaitGroup
+	defragStop context.CancelFunc
+	defragCtx  context.Context
+
 	test installTestHooks
 }
 
@@ -108,7 +116,8 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database at %s: %w", dir, err)
 	}
-	e := &Engine{db: db, dir: dir, fs: fs, lg: lg, streams: make(map[*StateStream]struct{})}
+	e := &Engine{db: db, dir: dir, fs: fs, lg: lg, streams: make(map[*StateStream]struct{}), defragSem: make(chan struct{}, 1)}
+	e.defragCtx, e.defragStop = context.WithCancel(context.Background())
 	// A snapshot install that a crash interrupted is finished before anyone
 	// reads the state it was replacing.
 	if err := e.resumeInstall(); err != nil {
@@ -148,6 +157,8 @@ func (e *Engine) Close() error {
 		s.abort(ErrEngineClosed)
 		<-s.done
 	}
+	e.defragStop()
+	e.defrags.Wait()
 	return e.db.Close()
 }
 

@@ -4,8 +4,7 @@
 # script itself against etcd), the server is ETCDCTL_ENDPOINTS, and a second,
 # empty server MIRROR_ENDPOINT receives make-mirror's copy. Every step checks
 # what an operator would look at; the first surprise ends the script with a
-# message on stderr and exit 1. S6_DEFRAG=0 skips the defrag step (keel has no
-# Defragment yet: issue 8). Every background process is stopped on exit.
+# message on stderr and exit 1. S6_DEFRAG=0 skips the defrag step. Every background process is stopped on exit.
 set -euo pipefail
 
 ctl() { "$CTL" "$@"; }
