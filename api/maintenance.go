@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"errors"
+	"io"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -122,14 +124,66 @@ func (s *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequ
 	return &pb.DefragmentResponse{}, nil
 }
 
-// Snapshot is not in keel yet (issue 8); it refuses a caller without the
-// root role as etcd does, and then answers Unimplemented.
+// snapshotChunk is the size of the blob of each SnapshotResponse, etcd's.
+const snapshotChunk = 32 << 10
 
+// Snapshot streams a snapshot file of the member's state (package snapshot)
+// in chunks, as etcd does: the client concatenates the blobs, and the file
+// ends with the sha256 trailer etcdctl checks. Version is the storage
+// version. Unlike etcd's, RemainingBytes is an estimate, since the file is
+// produced as it is sent: it is 0 in the last message only.
 func (s *maintenanceServer) Snapshot(r *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
 	if err := s.ids.requireAdmin(stream.Context()); err != nil {
 		return err
 	}
-	return s.UnimplementedMaintenanceServer.Snapshot(r, stream)
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := s.m.SaveSnapshot(ctx, pw)
+		pw.CloseWithError(err)
+	}()
+	defer func() {
+		cancel()
+		pr.Close()
+		<-done
+	}()
+	est := s.m.SnapshotSizeEstimate()
+	var sent int64
+	// One chunk is held back until the next read says whether it is the
+	// last, which alone carries RemainingBytes 0.
+	var pending []byte
+	for {
+		buf := make([]byte, snapshotChunk) // Send may keep it: never reused
+		n, err := io.ReadFull(pr, buf)
+		last := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		if err != nil && !last {
+			return toGRPCError(err)
+		}
+		if pending != nil {
+			sent += int64(len(pending))
+			remaining := uint64(1)
+			if last && n == 0 {
+				remaining = 0
+			} else {
+				remaining = uint64(max(est-sent, sent/8, int64(n)))
+			}
+			if err := stream.Send(&pb.SnapshotResponse{RemainingBytes: remaining, Blob: pending, Version: version.Storage}); err != nil {
+				return err
+			}
+		}
+		pending = buf[:n]
+		if last {
+			if n > 0 {
+				if err := stream.Send(&pb.SnapshotResponse{Blob: pending, Version: version.Storage}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
 }
 
 // Downgrade needs the root role, as in etcd; keel does not downgrade.

@@ -116,6 +116,7 @@ var commandFamilies = []func(g *globals) []*cobra.Command{
 	memberCommands,      // member.go: member add|remove|update|list|promote
 	endpointCommands,    // endpoint.go: endpoint health|status|hashkv
 	maintenanceCommands, // maintenance.go: alarm, defrag, move-leader
+	snapshotCommands,    // snapshot.go: snapshot save|status
 	concurrencyCommands, // concurrency.go: lock, elect
 	authCommands,        // auth.go: auth enable|disable|status
 	userCommands,        // user.go: user add|delete|get|list|passwd|grant-role|revoke-role
