@@ -22,7 +22,6 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -86,10 +85,6 @@ type rbacCall struct {
 	// shape summarises a successful response; nil: the response as text,
 	// without header.
 	shape func(proto.Message) string
-	// missingInKeel marks an operation keel does not have yet (issue 8):
-	// when etcd permits the call, keel may answer Unimplemented instead.
-	// A call etcd refuses must still get etcd's refusal.
-	missingInKeel bool
 }
 
 // badToken and bare name the clients without the official client's login:
@@ -222,23 +217,14 @@ func TestRBAC(t *testing.T) {
 	compareRBAC(t, calls, ref, got)
 }
 
-// compareRBAC reports every call whose outcome on keel differs from etcd's,
-// except a permitted call keel answers Unimplemented for an operation it does
-// not have yet, which is logged.
+// compareRBAC fails the test for every call whose record differs from
+// etcd's.
 func compareRBAC(t *testing.T, calls []rbacCall, ref, got []string) {
 	t.Helper()
-	unimplemented := fmt.Sprintf("error %s", codes.Unimplemented)
-	for i, c := range calls {
-		if ref[i] == got[i] {
-			continue
+	for i := range calls {
+		if ref[i] != got[i] {
+			t.Errorf("call %d differs:\n etcd: %s\n keel: %s", i, ref[i], got[i])
 		}
-		etcdOK := strings.HasPrefix(strings.TrimPrefix(ref[i], c.name+": "), "ok")
-		keelUnimpl := strings.HasPrefix(strings.TrimPrefix(got[i], c.name+": "), unimplemented)
-		if c.missingInKeel && etcdOK && keelUnimpl {
-			t.Logf("not in keel yet (issue 8), permitted as on etcd:\n etcd: %s\n keel: %s", ref[i], got[i])
-			continue
-		}
-		t.Errorf("call %d differs:\n etcd: %s\n keel: %s", i, ref[i], got[i])
 	}
 }
 
@@ -697,7 +683,7 @@ func adminCalls(user string, self uint64, learnerURL string, root bool) []rbacCa
 				return nil, err
 			}
 			return st.Recv()
-		}, shape: okOnly, missingInKeel: true},
+		}, shape: okOnly},
 		{name: p("Compact"), as: user, do: func(ctx context.Context, c *rbacConn) (proto.Message, error) {
 			return c.kv.Compact(c.ctx(ctx), &pb.CompactionRequest{Revision: 2})
 		}},
