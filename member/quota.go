@@ -225,13 +225,11 @@ func (m *Member) quotaLoop() {
 			continue
 		}
 		if m.quota.limit >= 0 && m.quota.used.Load() >= m.quota.limit && !m.alarms.Active(pb.AlarmType_NOSPACE) {
-			ctx, cancel := context.WithTimeout(context.Background(), m.requestTimeout())
-			go func() {
-				<-m.stopc
-				cancel()
-			}()
+			stopCtx, stop := m.stopContext()
+			ctx, cancel := context.WithTimeout(stopCtx, m.requestTimeout())
 			m.raiseNoSpace(ctx)
 			cancel()
+			stop()
 		}
 	}
 }
