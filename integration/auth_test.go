@@ -22,7 +22,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -470,10 +472,11 @@ func TestAuthSimpleTokenExpiresAfterTTL(t *testing.T) {
 	if os.Getenv(etcdEnv) != "" {
 		t.Skip("keel only: the member's --auth-token-ttl is set in-process")
 	}
+	const ttl = 3 * time.Second
 	m := keeltest.Start(t, keeltest.WithConfig(func(cfg *config.Config) {
 		// Long enough for a loaded machine to use the renewed token
 		// well within it.
-		cfg.AuthTokenTTL = 3 * time.Second
+		cfg.AuthTokenTTL = ttl
 		cfg.BcryptCost = 4
 	}))
 	enableAuth(t, m.Client, func(edit ...func(*clientv3.Config)) *clientv3.Client { return m.NewClient(t, edit...) })
@@ -485,33 +488,52 @@ func TestAuthSimpleTokenExpiresAfterTTL(t *testing.T) {
 		}
 		return resp.Token
 	}
-	idle, renewed := login(), login()
+	idle := login()
 	const polls, every = 80, 250 * time.Millisecond
 	probes := make([]string, polls)
 	for i := range probes {
 		probes[i] = login()
 	}
-	// m.Client has no credentials of its own, which would replace tok.
-	use := func(tok string) error { _, err := m.Client.UserList(withToken(t, tok)); return err }
+	// Issued after the probes: on a loaded machine the 80 logins above
+	// can take longer than the TTL.
+	renewed := login()
+	renewedAt := time.Now()
+	// A plain gRPC connection: the official client retries a call whose
+	// token is refused, for long enough that renewed would expire meanwhile.
+	conn, err := grpc.NewClient(strings.TrimPrefix(m.Endpoint, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	authc := pb.NewAuthClient(conn)
+	use := func(tok string) error {
+		_, err := authc.UserList(metadata.AppendToOutgoingContext(ctx(t), rpctypes.TokenFieldNameGRPC, tok), &pb.AuthUserListRequest{})
+		return err
+	}
 	expired := false
-	for i := 0; i < polls && !expired; i++ {
+	// Go on until a probe expired and renewed has lived, by being used,
+	// for twice the TTL.
+	for i := 0; i < polls && !(expired && time.Since(renewedAt) > 2*ttl); i++ {
 		time.Sleep(every) // let time pass; no condition to wait on
 		if err := use(renewed); err != nil {
-			t.Fatalf("token used every %v refused: %v", every, err)
+			t.Fatalf("token used every %v refused at poll %d, %v after it was issued: %v", every, i, time.Since(renewedAt), err)
+		}
+		if expired {
+			continue
 		}
 		switch err := use(probes[i]); {
 		case err == nil:
-		case rpctypes.Error(err) == rpctypes.ErrInvalidAuthToken:
+		case rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(rpctypes.ErrGRPCInvalidAuthToken):
 			expired = true
 		default:
 			t.Fatalf("probe token: %v", err)
 		}
 	}
 	if !expired {
-		t.Fatalf("no token unused for %d polls of %v expired with a TTL of 3s", polls, every)
+		t.Fatalf("no token unused for %d polls of %v expired with a TTL of %v", polls, every, ttl)
 	}
-	// renewed, used just before the probe that expired, outlived a token
-	// issued after it; idle, issued before both and never used, is gone.
+	// renewed, used before every probe, outlived the probe that expired;
+	// idle, issued before all of them and never used, is gone.
 	wantErr(t, use(idle), rpctypes.ErrGRPCInvalidAuthToken)
 }
 
