@@ -25,7 +25,8 @@ func TestTLSCommonNameIsTheUser(t *testing.T) {
 	rootCert := p.issue("root", pki.Request{CommonName: "root", Usage: pki.Client})
 	aliceCert := p.issue("alice", pki.Request{CommonName: "alice", Usage: pki.Client})
 	m := keeltest.Start(t, keeltest.WithClientTLS(
-		config.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, TrustedCAFile: p.CAFile, ClientCertAuth: true}, p.clientTLS(&rootCert)))
+		config.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, TrustedCAFile: p.CAFile, ClientCertAuth: true}, p.clientTLS(&rootCert)),
+		keeltest.WithConfig(func(cfg *config.Config) { cfg.BcryptCost = 4 }))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -70,7 +71,9 @@ func TestTLSCommonNameIsTheUser(t *testing.T) {
 	}
 
 	// With alice's certificate but root's password, the token names root.
-	withToken, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint}, DialTimeout: 2 * time.Second,
+	// The client logs in while it connects, within DialTimeout: leave room
+	// for a loaded machine.
+	withToken, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint}, DialTimeout: 20 * time.Second,
 		TLS: p.clientTLS(&aliceCert), Username: "root", Password: "rootpw", Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
