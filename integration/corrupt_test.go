@@ -149,3 +149,53 @@ func TestCorruptionChecksFindADamagedMember(t *testing.T) {
 		t.Fatalf("after disarm: alarms %v, %v; want none", list, err)
 	}
 }
+
+// TestCompactHashCheckFindsADamagedMember: with the CompactHashCheck gate
+// the leader compares the members' hashes at each new compaction
+// revision; a follower whose data was damaged before the compaction gets
+// the CORRUPT alarm (two of three members agree, so the third is blamed).
+func TestCompactHashCheckFindsADamagedMember(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	c := keeltest.StartCluster(t, 3, keeltest.WithLogger(zap.New(core)), keeltest.WithConfig(func(cfg *config.Config) {
+		cfg.CompactHashCheck = true
+		cfg.CompactHashCheckTime = corruptCheckInterval
+	}))
+	cli := c.Leader(t).Client
+	for i := range 5 {
+		put(t, cli, fmt.Sprintf("k%d", i), "good")
+	}
+	f := followers(t, c)[0]
+	for _, m := range c.Running() {
+		waitServes(t, m, "k4")
+	}
+	if _, err := cli.Compact(ctx(t), rev(t, cli)); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "a compaction checked on every member", func() bool {
+		return logs.FilterMessage("successfully checked hash on whole cluster").Len() > 0
+	})
+
+	id := f.Server.MemberID()
+	f.Stop()
+	if _, err := keeltest.DamageValue(f.Config.DataDir, "k2", "evil"); err != nil {
+		t.Fatal(err)
+	}
+	f.Restart(t)
+	last := put(t, cli, "k9", "good")
+	waitServes(t, f, "k9")
+	if _, err := cli.Compact(ctx(t), last); err != nil {
+		t.Fatal(err)
+	}
+	var alarms []*pb.AlarmMember
+	pollUntil(t, "the CORRUPT alarm", func() bool {
+		list, err := cli.AlarmList(ctx(t))
+		if err != nil {
+			return false
+		}
+		alarms = list.Alarms
+		return len(alarms) > 0
+	})
+	if len(alarms) != 1 || alarms[0].MemberID != id || alarms[0].Alarm != pb.AlarmType_CORRUPT {
+		t.Fatalf("alarms %v, want CORRUPT for the damaged member %x only", alarms, id)
+	}
+}
