@@ -95,6 +95,19 @@ type Config struct {
 	// 0 means etcd's default of 10 minutes.
 	WatchProgressNotifyInterval time.Duration
 
+	// InitialCorruptCheck compares a restarting member's key-space hash
+	// with its peers' before it serves, and refuses to start on a mismatch
+	// (--feature-gates=InitialCorruptCheck=true).
+	InitialCorruptCheck bool
+	// CorruptCheckTime is the interval of the leader's periodic corruption
+	// check, which raises the CORRUPT alarm (--corrupt-check-time; 0: off).
+	CorruptCheckTime time.Duration
+	// CompactHashCheck turns on the leader's comparison of the members'
+	// hashes at the latest compaction revision, every CompactHashCheckTime
+	// (--feature-gates=CompactHashCheck=true, --compact-hash-check-time).
+	CompactHashCheck     bool
+	CompactHashCheckTime time.Duration
+
 	// AuthToken is the kind of auth token and its options (--auth-token):
 	// "simple" or "jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...".
 	// It is checked when the member starts, as etcd does.

@@ -84,6 +84,7 @@ func TestDefaultsMatchEtcd(t *testing.T) {
 		LogFormat:                "json",
 		SelfSignedCertValidity:   1,
 		TLSMinVersion:            "TLS1.2",
+		CompactHashCheckTime:     time.Minute,
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
@@ -164,6 +165,9 @@ func TestAllImplementedFlags(t *testing.T) {
 		"--auth-token", "jwt,sign-method=RS256",
 		"--bcrypt-cost", "4",
 		"--auth-token-ttl", "7",
+		"--feature-gates", "InitialCorruptCheck=true,CompactHashCheck=true",
+		"--corrupt-check-time", "3m",
+		"--compact-hash-check-time", "30s",
 	})
 	want := &Config{
 		Name:                     "n1",
@@ -198,6 +202,10 @@ func TestAllImplementedFlags(t *testing.T) {
 		CipherSuites:           []string{"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"},
 		TLSMinVersion:          "TLS1.2",
 		TLSMaxVersion:          "TLS1.3",
+		InitialCorruptCheck:    true,
+		CorruptCheckTime:       3 * time.Minute,
+		CompactHashCheck:       true,
+		CompactHashCheckTime:   30 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
@@ -558,8 +566,11 @@ func TestKubeadmStaticPodCommandLine(t *testing.T) {
 	for _, n := range c.Notices {
 		ignored = append(ignored, n.Key)
 	}
-	want := []string{"--feature-gates", "--listen-metrics-urls"}
+	want := []string{"--listen-metrics-urls"}
 	if !reflect.DeepEqual(ignored, want) {
 		t.Errorf("notices for %q, want %q", ignored, want)
+	}
+	if !c.InitialCorruptCheck {
+		t.Error("--feature-gates=InitialCorruptCheck=true did not turn the initial corruption check on")
 	}
 }

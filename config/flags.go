@@ -182,8 +182,8 @@ var flagTable = []flagSpec{
 		help: "Read timeout on peer connections."},
 	{name: "raft-write-timeout", kind: kindDuration, def: "5s", topic: topicMember, status: unsupported,
 		help: "Write timeout on peer connections."},
-	{name: "feature-gates", kind: kindFeatureGates, def: "", topic: topicMember, status: unsupported,
-		help: "Comma-separated Name=true|false pairs switching etcd's feature gates (AllAlpha, AllBeta, CompactHashCheck, FastLeaseKeepAlive, InitialCorruptCheck, LeaseCheckpoint, LeaseCheckpointPersist, PriorityRequest, SetMemberLocalAddr, StopGRPCServiceOnDefrag, TxnModeWriteWithSharedBuffer)."},
+	{name: "feature-gates", kind: kindFeatureGates, def: "", topic: topicMember, status: implemented,
+		help: "Comma-separated Name=true|false pairs switching etcd's feature gates (AllAlpha, AllBeta, CompactHashCheck, FastLeaseKeepAlive, InitialCorruptCheck, LeaseCheckpoint, LeaseCheckpointPersist, PriorityRequest, SetMemberLocalAddr, StopGRPCServiceOnDefrag, TxnModeWriteWithSharedBuffer). Keel acts on InitialCorruptCheck and CompactHashCheck and warns about the others."},
 
 	// Clustering.
 	{name: "initial-advertise-peer-urls", kind: kindURLs, def: "http://localhost:2380", topic: topicClustering, status: implemented, keep: urlKeep,
@@ -339,10 +339,10 @@ var flagTable = []flagSpec{
 		help: "Spans sampled per million."},
 
 	// Features.
-	{name: "corrupt-check-time", kind: kindDuration, def: "0s", topic: topicFeatures, status: unsupported,
-		help: "Interval between cluster-wide corruption checks (0 turns them off)."},
-	{name: "compact-hash-check-time", kind: kindDuration, def: "1m0s", topic: topicFeatures, status: unsupported,
-		help: "Interval at which the leader compares followers' compaction hashes. Must be above 0."},
+	{name: "corrupt-check-time", kind: kindDuration, def: "0s", topic: topicFeatures, status: implemented,
+		help: "Interval at which the leader compares every member's key-space hash and raises the CORRUPT alarm for one that differs (0 turns it off)."},
+	{name: "compact-hash-check-time", kind: kindDuration, def: "1m0s", topic: topicFeatures, status: implemented,
+		help: "Interval at which the leader compares the members' hashes at the latest compaction revision (with --feature-gates=CompactHashCheck=true). Must be above 0."},
 	{name: "compaction-batch-limit", kind: kindInt, def: "0", topic: topicFeatures, status: unsupported,
 		help: "Most revisions removed by one compaction batch."},
 	{name: "compaction-sleep-interval", kind: kindDuration, def: "0s", topic: topicFeatures, status: unsupported,

@@ -424,6 +424,11 @@ func (p *parser) build() *Config {
 	c.WatchProgressNotifyInterval = p.value("watch-progress-notify-interval").(time.Duration)
 	c.AutoCompactionMode = p.str("auto-compaction-mode")
 	c.AutoCompactionRetention = p.str("auto-compaction-retention")
+	gates := p.fs.Lookup("feature-gates").Value.(*recorded).Value.(*featureGatesValue)
+	c.InitialCorruptCheck = gates.enabled("InitialCorruptCheck")
+	c.CompactHashCheck = gates.enabled("CompactHashCheck")
+	c.CorruptCheckTime = p.value("corrupt-check-time").(time.Duration)
+	c.CompactHashCheckTime = p.value("compact-hash-check-time").(time.Duration)
 	c.AuthToken = p.str("auth-token")
 	c.BcryptCost = p.value("bcrypt-cost").(uint)
 	c.AuthTokenTTL = time.Duration(p.value("auth-token-ttl").(uint)) * time.Second
@@ -484,6 +489,17 @@ func (p *parser) flagNotices(cfg *Config) {
 			p.notice(s.deprecated, key, raw)
 		}
 		switch s.status {
+		case implemented:
+			if f.Name == "feature-gates" {
+				gates := f.Value.(*recorded).Value.(*featureGatesValue)
+				// One notice per gate set that keel does not act on.
+				for _, kv := range strings.Split(gates.String(), ",") {
+					name, _, _ := strings.Cut(kv, "=")
+					if !keelFeatureGates[name] {
+						p.notice(msgUnsupported, key, kv)
+					}
+				}
+			}
 		case legacy:
 			p.notice(msgLegacy, key, raw)
 		case unsupported:

@@ -149,7 +149,6 @@ func TestUnsupportedFlagNotices(t *testing.T) {
 	// A value etcd accepts for each flag keel does not act on yet.
 	sample := map[string]string{
 		"cipher-suites":        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-		"feature-gates":        "InitialCorruptCheck=true",
 		"listen-metrics-urls":  "http://127.0.0.1:2381",
 		"auto-compaction-mode": "revision",
 		"logger":               "zap",
@@ -191,6 +190,32 @@ func TestUnsupportedFlagNotices(t *testing.T) {
 	c := parseOK(t, []string{"--name", "n1"})
 	if len(c.Notices) != 0 {
 		t.Errorf("notices without flags: %+v", c.Notices)
+	}
+}
+
+func TestFeatureGatesKeelDoesNotActOnGetANoticeEach(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  []string
+		want []Notice
+	}{
+		{[]string{"--feature-gates=InitialCorruptCheck=true,CompactHashCheck=false"}, nil, nil},
+		{[]string{"--feature-gates=LeaseCheckpoint=true,InitialCorruptCheck=true,AllBeta=false"}, nil, []Notice{
+			{Msg: msgUnsupported, Key: "--feature-gates", Value: "AllBeta=false"},
+			{Msg: msgUnsupported, Key: "--feature-gates", Value: "LeaseCheckpoint=true"},
+		}},
+		{nil, []string{"ETCD_FEATURE_GATES=StopGRPCServiceOnDefrag=true"}, []Notice{
+			{Msg: msgUnsupported, Key: "--feature-gates", Value: "StopGRPCServiceOnDefrag=true"},
+		}},
+	} {
+		cfg := parseOK(t, append([]string{"--name", "n1"}, c.args...), c.env...)
+		if !slices.Equal(cfg.Notices, c.want) {
+			t.Errorf("%q %q: notices %+v, want %+v", c.args, c.env, cfg.Notices, c.want)
+		}
+	}
+	// AllAlpha switches the alpha gates keel acts on too.
+	if cfg := parseOK(t, []string{"--feature-gates=AllAlpha=true"}); !cfg.InitialCorruptCheck || !cfg.CompactHashCheck {
+		t.Errorf("AllAlpha=true: initial check %v, compact hash check %v; want both on", cfg.InitialCorruptCheck, cfg.CompactHashCheck)
 	}
 }
 

@@ -260,6 +260,10 @@ var etcdFeatureGates = map[string]gateSpec{
 	"TxnModeWriteWithSharedBuffer": {true, "beta"},
 }
 
+// keelFeatureGates are the gates keel acts on; setting any other is
+// accepted with a notice.
+var keelFeatureGates = map[string]bool{"CompactHashCheck": true, "InitialCorruptCheck": true}
+
 // featureGatesValue is "Name=bool,Name=bool,..." over etcdFeatureGates.
 // Repeated flags accumulate.
 type featureGatesValue struct {

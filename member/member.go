@@ -91,7 +91,19 @@ type Config struct {
 	AutoCompactionMode      string
 	AutoCompactionRetention time.Duration
 	AutoCompactionClock     clockwork.Clock
-	Logger                  *zap.Logger
+	// InitialCorruptCheck compares this member's key-space hash with its
+	// peers' before Raft starts (a restarting member only: the server sets
+	// it for an initialised data dir); Start fails with etcd's error on a
+	// mismatch, before anything is written.
+	InitialCorruptCheck bool
+	// CorruptCheckTime is the interval of the leader's periodic corruption
+	// check (--corrupt-check-time; 0: off).
+	CorruptCheckTime time.Duration
+	// CompactHashCheckTime is the interval of the leader's compaction hash
+	// check (--compact-hash-check-time with the CompactHashCheck feature
+	// gate; 0: off).
+	CompactHashCheckTime time.Duration
+	Logger               *zap.Logger
 }
 
 // Member is a running member.
@@ -213,6 +225,15 @@ func Start(cfg Config) (*Member, error) {
 		m.kv.Close()
 		return nil, err
 	}
+	checker := m.newCorruptionChecker()
+	if cfg.InitialCorruptCheck {
+		if err := checker.initialCheck(context.Background()); err != nil {
+			lg.Error("checkInitialHashKV failed", zap.Error(err))
+			m.watch.Stop()
+			m.kv.Close()
+			return nil, err
+		}
+	}
 	m.raft, err = raftnode.Start(raftnode.Config{
 		ID:            cfg.ID,
 		Log:           m.log,
@@ -234,6 +255,14 @@ func Start(cfg Config) (*Member, error) {
 	go m.readLoop()
 	go m.publish()
 	go m.watchRaft()
+	if cfg.CorruptCheckTime > 0 {
+		m.wg.Add(1)
+		go m.corruptCheckLoop(checker)
+	}
+	if cfg.CompactHashCheckTime > 0 {
+		m.wg.Add(1)
+		go m.compactHashLoop(checker)
+	}
 	m.startLeases()
 	m.startAutoCompaction()
 	go func() { m.wg.Wait(); close(m.donec) }()

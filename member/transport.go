@@ -33,4 +33,8 @@ type PeerTransport interface {
 	LeaseRenew(ctx context.Context, to uint64, id int64) (int64, error)
 	LeaseTimeToLive(ctx context.Context, to uint64, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error)
 	MemberPromote(ctx context.Context, to uint64, id uint64) ([]*pb.Member, error)
+	// HashKV asks member to for the hash of its key space at rev, for the
+	// corruption checks; a compacted or future rev is refused with
+	// rpctypes.ErrGRPCCompacted or rpctypes.ErrGRPCFutureRev.
+	HashKV(ctx context.Context, to uint64, rev int64) (*pb.HashKVResponse, error)
 }

@@ -314,9 +314,22 @@ func (s *Server) openMember() error {
 		BcryptCost:              int(cfg.BcryptCost),
 		AutoCompactionMode:      cfg.AutoCompactionMode,
 		AutoCompactionRetention: retention,
-		Logger:                  s.lg,
+		// A new member has nothing to compare yet, as in etcd.
+		InitialCorruptCheck:  cfg.InitialCorruptCheck && initialised,
+		CorruptCheckTime:     cfg.CorruptCheckTime,
+		CompactHashCheckTime: compactHashCheckTime(cfg),
+		Logger:               s.lg,
 	})
 	return err
+}
+
+// compactHashCheckTime is the interval of the compaction hash check, 0
+// when its feature gate is off.
+func compactHashCheckTime(cfg *config.Config) time.Duration {
+	if !cfg.CompactHashCheck {
+		return 0
+	}
+	return cfg.CompactHashCheckTime
 }
 
 // serveWhenReady starts serving clients once the member has published itself.

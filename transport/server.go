@@ -25,6 +25,7 @@ const (
 	methodLeaseTimeToLive = "/" + serviceName + "/LeaseTimeToLive"
 	methodMemberPromote   = "/" + serviceName + "/MemberPromote"
 	methodMembers         = "/" + serviceName + "/Members"
+	methodHashKV          = "/" + serviceName + "/HashKV"
 )
 
 // Snapshot is client-streaming: the sender writes frames and the receiver
@@ -39,7 +40,8 @@ var (
 // serviceDesc is the peer service. Requests and responses of the unary
 // methods are etcdserverpb messages: LeaseKeepAliveRequest/Response for
 // LeaseRenew, LeaseTimeToLiveRequest/Response, MemberPromoteRequest/Response,
-// MemberListRequest/Response for Members.
+// MemberListRequest/Response for Members, HashKVRequest/Response for
+// HashKV.
 var serviceDesc = grpc.ServiceDesc{
 	ServiceName: serviceName,
 	HandlerType: (*any)(nil),
@@ -68,6 +70,9 @@ var serviceDesc = grpc.ServiceDesc{
 				return nil, err
 			}
 			return &pb.MemberPromoteResponse{Members: ms}, nil
+		}, true)},
+		{MethodName: "HashKV", Handler: unary(func(t *Transport, ctx context.Context, req *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+			return t.h().HashKV(ctx, req.Revision)
 		}, true)},
 		{MethodName: "Members", Handler: unary(func(t *Transport, ctx context.Context, _ *pb.MemberListRequest) (*pb.MemberListResponse, error) {
 			return t.h().MemberList(ctx)

@@ -1,8 +1,9 @@
 // Package transport carries the traffic between the members of a cluster:
 // Raft messages on one long-lived gRPC stream per (sender, receiver) pair,
 // snapshots on streams of their own, the requests that only the leader can
-// answer (lease renewals and TimeToLive, learner promotion), and the member
-// list a joining member asks for.
+// answer (lease renewals and TimeToLive, learner promotion), the member
+// list a joining member asks for, and the key-space hashes the corruption
+// checks compare.
 //
 // The gRPC service "keel.peer.v1.Peer" is defined by hand and every message
 // is raw bytes encoded by this package, so that a proxy can forward its
@@ -62,7 +63,7 @@ var (
 )
 
 // Handler serves what peers send. Process, ProcessSnapshot, MemberList,
-// LeaseRenew, LeaseTimeToLive and MemberPromote are called concurrently,
+// LeaseRenew, LeaseTimeToLive, MemberPromote and HashKV are called concurrently,
 // from the goroutines that serve RPCs, with contexts that end when the RPC
 // or the transport does; Process is called in the order the sender sent the
 // messages of one stream. ReportUnreachable may be called from within Send;
@@ -95,6 +96,12 @@ type Handler interface {
 	// MemberPromote promotes learner id for a follower and returns the
 	// members after the change.
 	MemberPromote(ctx context.Context, id uint64) ([]*pb.Member, error)
+	// HashKV answers a peer's corruption check: the hash of the key space
+	// at rev (0: the current revision) with its HashRevision and
+	// CompactRevision, and the member's current revision in the header.
+	// A compacted or future rev is rpctypes.ErrGRPCCompacted or
+	// rpctypes.ErrGRPCFutureRev, which the caller receives as such.
+	HashKV(ctx context.Context, rev int64) (*pb.HashKVResponse, error)
 }
 
 // Config configures a Transport.
@@ -355,6 +362,20 @@ func (t *Transport) MemberPromote(ctx context.Context, to uint64, id uint64) ([]
 		return nil, err
 	}
 	return resp.Members, nil
+}
+
+// HashKV asks member to for the hash of its key space at rev, for the
+// corruption checks. Errors are gRPC status errors: the peer's refusal of a
+// compacted or future revision compares equal (errors.Is) to
+// rpctypes.ErrGRPCCompacted or rpctypes.ErrGRPCFutureRev, a peer of another
+// cluster matches ErrClusterIDMismatch, an unreachable one has
+// codes.Unavailable or codes.DeadlineExceeded.
+func (t *Transport) HashKV(ctx context.Context, to uint64, rev int64) (*pb.HashKVResponse, error) {
+	resp := &pb.HashKVResponse{}
+	if err := t.invoke(ctx, to, methodHashKV, &pb.HashKVRequest{Revision: rev}, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 // invoke calls a unary method of peer to on the peer's connection. It fails

@@ -64,6 +64,11 @@ type fakeHandler struct {
 	members       *pb.MemberListResponse
 	leases        map[int64]int64
 	promoteResult []*pb.Member
+	// hashes are HashKV's answers by revision; the current revision is
+	// hashRev, and a revision below hashCompact is compacted.
+	hashes      map[int64]uint32
+	hashRev     int64
+	hashCompact int64
 }
 
 func newFakeHandler() *fakeHandler {
@@ -154,6 +159,21 @@ func (h *fakeHandler) MemberPromote(ctx context.Context, id uint64) ([]*pb.Membe
 		return nil, rpctypes.ErrGRPCMemberNotLearner
 	}
 	return h.promoteResult, nil
+}
+
+func (h *fakeHandler) HashKV(ctx context.Context, rev int64) (*pb.HashKVResponse, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case rev > h.hashRev:
+		return nil, rpctypes.ErrGRPCFutureRev
+	case rev == 0:
+		rev = h.hashRev
+	case rev < h.hashCompact:
+		return nil, rpctypes.ErrGRPCCompacted
+	}
+	return &pb.HashKVResponse{Header: &pb.ResponseHeader{Revision: h.hashRev}, Hash: h.hashes[rev],
+		CompactRevision: h.hashCompact, HashRevision: rev}, nil
 }
 
 func (h *fakeHandler) received() []*raftpb.Message {
@@ -667,6 +687,47 @@ func TestForwardedRequestsRoundTrip(t *testing.T) {
 
 	if _, err := a.tr.LeaseRenew(ctx, 9, 7); status.Code(err) != codes.Unavailable {
 		t.Fatalf("LeaseRenew to an unknown peer: got %v, want Unavailable", err)
+	}
+}
+
+func TestHashKVRoundTripKeepsErrorsApart(t *testing.T) {
+	a, b := startNode(t, 1, nodeOpts{}), startNode(t, 2, nodeOpts{})
+	b.h.hashes = map[int64]uint32{5: 0xdead, 9: 0xbeef}
+	b.h.hashRev, b.h.hashCompact = 9, 4
+	a.tr.AddPeer(2, []string{b.url})
+	ctx := context.Background()
+
+	got, err := a.tr.HashKV(ctx, 2, 5)
+	want := &pb.HashKVResponse{Header: &pb.ResponseHeader{Revision: 9}, Hash: 0xdead, CompactRevision: 4, HashRevision: 5}
+	if err != nil || !proto.Equal(got, want) {
+		t.Fatalf("HashKV(5): got %v, %v; want %v", got, err, want)
+	}
+	if got, err := a.tr.HashKV(ctx, 2, 0); err != nil || got.Hash != 0xbeef || got.HashRevision != 9 {
+		t.Fatalf("HashKV(0): got %v, %v; want the hash at the current revision 9", got, err)
+	}
+	if _, err := a.tr.HashKV(ctx, 2, 3); !errors.Is(err, rpctypes.ErrGRPCCompacted) || errors.Is(err, rpctypes.ErrGRPCFutureRev) {
+		t.Fatalf("HashKV of a compacted revision: got %v, want ErrGRPCCompacted", err)
+	}
+	if _, err := a.tr.HashKV(ctx, 2, 10); !errors.Is(err, rpctypes.ErrGRPCFutureRev) || errors.Is(err, rpctypes.ErrGRPCCompacted) {
+		t.Fatalf("HashKV of a future revision: got %v, want ErrGRPCFutureRev", err)
+	}
+	if _, err := a.tr.HashKV(ctx, 9, 5); status.Code(err) != codes.Unavailable {
+		t.Fatalf("HashKV of an unknown peer: got %v, want Unavailable", err)
+	}
+
+	// A member of another cluster is refused, and the caller can tell.
+	c := startNode(t, 3, nodeOpts{clusterID: 0xc2})
+	a.tr.AddPeer(3, []string{c.url})
+	if _, err := a.tr.HashKV(ctx, 3, 5); !errors.Is(err, ErrClusterIDMismatch) {
+		t.Fatalf("HashKV of another cluster's member: got %v, want ErrClusterIDMismatch", err)
+	}
+	// A dead peer fails rather than hanging until the deadline (Canceled
+	// when the peer's stream loop drops the failed connection meanwhile).
+	a.tr.AddPeer(4, []string{"http://" + freeAddr(t)})
+	dctx, cancel := context.WithTimeout(ctx, waitLimit)
+	defer cancel()
+	if _, err := a.tr.HashKV(dctx, 4, 5); status.Code(err) != codes.Unavailable && status.Code(err) != codes.Canceled {
+		t.Fatalf("HashKV of a dead peer: got %v, want Unavailable or Canceled", err)
 	}
 }
 
