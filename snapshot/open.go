@@ -125,7 +125,10 @@ func openDir(path string, skipHashCheck bool) (*dirSource, error) {
 	}
 	e, err := storage.OpenReadOnly(dbDir, storage.Options{})
 	if err != nil {
-		return nil, err
+		if errors.Is(err, storage.ErrInstallPending) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (restore from a copy of a stopped member's data dir; a running member's data dir is locked)", err)
 	}
 	s := &dirSource{e: e}
 	if id, ok, err := e.Identity(); err == nil && ok {
