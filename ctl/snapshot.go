@@ -24,7 +24,7 @@ func snapshotCommands(g *globals) []*cobra.Command {
 		Short:   "Saves a member's state to a file, and describes such files",
 		GroupID: groupCluster,
 	}
-	cmd.AddCommand(snapshotSaveCommand(g), snapshotStatusCommand(g))
+	cmd.AddCommand(snapshotSaveCommand(g), snapshotStatusCommand(g), snapshotRestoreCommand(g))
 	return []*cobra.Command{cmd}
 }
 
