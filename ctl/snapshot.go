@@ -25,6 +25,7 @@ func snapshotCommands(g *globals) []*cobra.Command {
 		GroupID: groupCluster,
 	}
 	cmd.AddCommand(snapshotSaveCommand(g), snapshotStatusCommand(g))
+	cmd.AddCommand(snapshotEtcdCommands(g, cmd)...)
 	return []*cobra.Command{cmd}
 }
 

@@ -38,7 +38,7 @@ const exportBatch = 10000
 // `snapshot status` reports for the new file.
 func ExportEtcd(r io.Reader, path string) (Info, error) {
 	if _, err := os.Lstat(path); err == nil {
-		return Info{}, fmt.Errorf("snapshot: %s already exists; choose another output file", path)
+		return Info{}, fmt.Errorf("%s already exists; choose another output file", path)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return Info{}, err
 	}
