@@ -238,7 +238,14 @@ func etcdStatus(tx *bolt.Tx) (Info, error) {
 		}
 		h.Write(name)
 		isKey := bytes.Equal(name, etcdKeyBucket)
+		var prev []byte
 		err := b.ForEach(func(k, v []byte) error {
+			// bbolt yields keys in strictly increasing order; a damaged
+			// page structure that loops shows as a key out of order.
+			if prev != nil && bytes.Compare(k, prev) <= 0 {
+				return fmt.Errorf("%w: bucket %q: key %x out of order", ErrCorrupt, name, k)
+			}
+			prev = append(prev[:0], k...)
 			h.Write(k)
 			h.Write(v)
 			if !isKey {
