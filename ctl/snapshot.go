@@ -24,7 +24,7 @@ func snapshotCommands(g *globals) []*cobra.Command {
 		Short:   "Saves a member's state to a file, and describes such files",
 		GroupID: groupCluster,
 	}
-	cmd.AddCommand(snapshotSaveCommand(g), snapshotStatusCommand(g), snapshotRestoreCommand(g))
+	cmd.AddCommand(snapshotSaveCommand(g), snapshotStatusCommand(g), snapshotRestoreCommand(g), snapshotExportCommand(g))
 	return []*cobra.Command{cmd}
 }
 
@@ -176,6 +176,9 @@ and VERSION. With --write-out=simple the values are comma-separated.`,
 		}
 		if _, err := os.Stat(args[0]); err != nil {
 			return err
+		}
+		if etcd, _ := snapshot.IsEtcdFile(args[0]); etcd {
+			return etcdStatus(p, args[0])
 		}
 		f, err := os.Open(args[0])
 		if err != nil {

@@ -11,9 +11,11 @@ import (
 	"github.com/keeldb/keel/storage"
 )
 
-// ErrMissingHash is the error of Open for a source that carries no hash to
-// check (a copy of a data dir) when the hash check is not skipped. The
-// message is etcdutl's for the same case.
+// ErrMissingHash is the error of Open and OpenEtcd for a source that
+// carries no hash to check (a copy of a keel data dir, or etcd's
+// member/snap/db, which lacks the trailer `etcdctl snapshot save` appends)
+// when the hash check is not skipped. The message is etcdutl's for the same
+// case.
 var ErrMissingHash = errors.New("snapshot missing hash but --skip-hash-check=false")
 
 // Open opens what path names as a Source to restore from:
