@@ -11,14 +11,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/keeldb/keel/server"
-	"github.com/keeldb/keel/snapshot"
-	"github.com/keeldb/keel/storage"
 )
 
 // etcdutlPackage is the official etcdutl, pinned in go.mod by the tool
@@ -219,40 +214,18 @@ func saveSnapshot(t *testing.T, c *clientv3.Client, path string) {
 	}
 }
 
-// importIntoKeel puts the state of src into the data dir of a stopped keel
-// member, in place of its key space, leases and auth, and starts it. It
-// stands in for `keelctl snapshot restore` until that lands: what is
-// compared is what the import yields, whatever writes it.
-func importIntoKeel(t *testing.T, src snapshot.Source) *target {
+// restoreIntoKeel restores a keel member from file with `keelctl snapshot
+// restore`, as an operator migrating from etcd does, and starts it.
+func restoreIntoKeel(t *testing.T, keelctl, file string) *target {
 	t.Helper()
 	cfg := keelConfig(t)
-	s, err := server.Start(cfg, serverLogger(t, "keel"))
-	if err != nil {
-		t.Fatal(err)
+	cfg.InitialClusterToken = "restored"
+	code, out, errOut := runBin(t, keelctl, "snapshot", "restore", file, "--name", cfg.Name,
+		"--data-dir", cfg.DataDir, "--initial-cluster", cfg.InitialCluster,
+		"--initial-cluster-token", cfg.InitialClusterToken, "--initial-advertise-peer-urls", cfg.InitialAdvertisePeerURLs[0].String())
+	if code != 0 {
+		t.Fatalf("keelctl snapshot restore: exit %d\n%s%s", code, out, errOut)
 	}
-	newTarget(t, "keel-bootstrap", mustHost(t, s.ClientURLs()[0])).client.Close()
-	s.Stop()
-
-	e, err := storage.Open(storage.DBDir(cfg.DataDir), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := e.DB().NewBatch()
-	for _, p := range []byte{storage.PrefixKV, storage.PrefixRevLog, storage.PrefixMVCCMeta, storage.PrefixLease, storage.PrefixAuth} {
-		if err := b.DeleteRange([]byte{p}, []byte{p + 1}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := src.Records(func(k, v []byte) error { return b.Set(k, v, nil) }); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
-	}
-	cfg.ListenClientURLs = []url.URL{{Scheme: "http", Host: "127.0.0.1:0"}}
 	return startKeelConfig(t, "keel", cfg)
 }
 
@@ -274,16 +247,11 @@ func TestSnapshotFromEtcdImportsIntoKeel(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "etcd.db")
 	saveSnapshot(t, etcd.client, file)
 
-	src, err := snapshot.OpenEtcd(file, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	keel := importIntoKeel(t, src)
+	etcdutl, keelctl := buildEtcdutl(t), buildKeelctl(t)
+	keel := restoreIntoKeel(t, keelctl, file)
 	sameData(t, etcd.client, keel.client, compactAt)
 
 	// keelctl snapshot status describes the etcd file as etcdutl does.
-	etcdutl, keelctl := buildEtcdutl(t), buildKeelctl(t)
 	code, want, errOut := runBin(t, etcdutl, "snapshot", "status", file, "-w", "json")
 	if code != 0 {
 		t.Fatalf("etcdutl snapshot status: %d %s", code, errOut)
