@@ -99,6 +99,15 @@ func openEtcd(path string, skipHashCheck bool) (Source, error) {
 			return nil, err
 		}
 	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	err = checkBoltPages(f, fi.Size())
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
 	db, err := openBolt(path)
 	if err != nil {
 		return nil, err
@@ -226,6 +235,9 @@ func etcdStatus(tx *bolt.Tx) (Info, error) {
 	live := make(map[string]struct{})
 	c := tx.Cursor()
 	for name, _ := c.First(); name != nil; name, _ = c.Next() {
+		if int64(len(name)) > tx.Size() {
+			return Info{}, fmt.Errorf("%w: a bucket name of %d bytes in a database of %d", ErrCorrupt, len(name), tx.Size())
+		}
 		b := tx.Bucket(name)
 		if b == nil {
 			return Info{}, fmt.Errorf("%w: %q is not a bucket", ErrCorrupt, name)
@@ -238,6 +250,11 @@ func etcdStatus(tx *bolt.Tx) (Info, error) {
 			// page structure that loops shows as a key out of order.
 			if prev != nil && bytes.Compare(k, prev) <= 0 {
 				return fmt.Errorf("%w: bucket %q: key %x out of order", ErrCorrupt, name, k)
+			}
+			// A record cannot be larger than the database holding it; a
+			// damaged element header can claim gigabytes.
+			if n := int64(len(k)) + int64(len(v)); n > tx.Size() {
+				return fmt.Errorf("%w: bucket %q: a record of %d bytes in a database of %d", ErrCorrupt, name, n, tx.Size())
 			}
 			prev = append(prev[:0], k...)
 			h.Write(k)

@@ -15,11 +15,15 @@ import (
 // is explored) and as a data-dir copy (--skip-hash-check). The import must
 // never crash and must fail only with ErrCorrupt or ErrMissingHash.
 //
-// bbolt trusts the pages it reads: the import checks the database lies in
-// the file and runs its reads under a guard that turns bbolt's panics and
-// memory faults into ErrCorrupt.
+// bbolt trusts the pages it reads: the import first walks the page tree
+// itself (checkBoltPages: bounds, cycles, depth) and runs bbolt's reads
+// under a guard that turns its panics and memory faults into ErrCorrupt.
+// testdata/fuzz holds inputs that once hung or crashed the import.
 //
-//	go test -fuzz=FuzzDecodeEtcd -fuzztime=60s ./snapshot
+// Inputs are large (a whole database), so shorten the minimisation of
+// each new input or it takes most of the run:
+//
+//	go test -run XXX -fuzz=FuzzDecodeEtcd -fuzztime=60s -fuzzminimizetime=2s ./snapshot
 func FuzzDecodeEtcd(f *testing.F) {
 	fx := richState(f)
 	data, _ := fx.save(f)
