@@ -29,7 +29,9 @@ import (
 // "during" window lasts from the call until it returns; the "after"
 // window (After long) follows, and the load stops.
 //
-// A request belongs to the window in which it completes. Requirement: no
+// A request belongs to the window in which it completes, except that every
+// request in flight at some moment of the defragmentation belongs to
+// "during" (see tallyDefrag). Requirement: no
 // request failed, anywhere (warm-up included), and the defragmentation
 // succeeded. The latency during the defragmentation is reported, as is its
 // ratio to the latency before, but it is not a requirement: etcd's
@@ -93,7 +95,7 @@ func defragLoadKey(n uint64) string {
 var defragWindows = []string{"before defrag", "during defrag", "after defrag"}
 
 // defragSample is one request of the load: when it completed, how long it
-// took and its error.
+// took (so it was sent at done-lat) and its error.
 type defragSample struct {
 	done time.Time
 	lat  time.Duration
@@ -102,7 +104,12 @@ type defragSample struct {
 
 // defragTally sorts the samples of a load into the windows bounded by
 // bounds (len(windows)+1 instants: window i is [bounds[i], bounds[i+1])).
-// A sample outside every window counts only if it failed.
+// A request belongs to the window in which it completed, except that one
+// in flight at any moment of the middle window (the defragmentation)
+// belongs to it: a put that a stalled server holds until the end of the
+// defragmentation completes just after the Defragment call returns, and
+// must count as delayed by it. A sample outside every window counts only
+// if it failed.
 type defragTally struct {
 	ok      []int64
 	failed  []int64
@@ -123,6 +130,9 @@ func tallyDefrag(samples [][]defragSample, bounds []time.Time) defragTally {
 					w = i
 					break
 				}
+			}
+			if mid := n / 2; n%2 == 1 && s.done.Add(-s.lat).Before(bounds[mid+1]) && !s.done.Before(bounds[mid]) {
+				w = mid // in flight during the middle window
 			}
 			switch {
 			case s.err != nil:

@@ -22,13 +22,15 @@ func TestDefragTallySortsRequestsIntoTheWindowTheyCompleteIn(t *testing.T) {
 		{
 			{done: at(2), lat: 900 * time.Millisecond},            // during (start is inside)
 			{done: at(2.5), lat: 5 * time.Millisecond, err: boom}, // during, failed
-			{done: at(3), lat: 3 * time.Millisecond},              // after
+			{done: at(3.01), lat: 3 * time.Millisecond},           // after: sent after the defrag
+			{done: at(3), lat: 3 * time.Millisecond},              // completed after, sent during: during
+			{done: at(3.2), lat: 3 * time.Second},                 // sent before, held through: during
 			{done: at(4), lat: time.Millisecond},                  // tail: not counted
 			{done: at(4.5), lat: time.Millisecond, err: boom},     // tail failure: counted
 		},
 	}
 	tl := tallyDefrag(samples, bounds)
-	if got, want := tl.ok, []int64{2, 1, 1}; !slices.Equal(got, want) {
+	if got, want := tl.ok, []int64{2, 3, 1}; !slices.Equal(got, want) {
 		t.Errorf("ok = %v, want %v", got, want)
 	}
 	if got, want := tl.failed, []int64{0, 1, 0}; !slices.Equal(got, want) {
@@ -40,8 +42,8 @@ func TestDefragTallySortsRequestsIntoTheWindowTheyCompleteIn(t *testing.T) {
 	if got := tl.lats[0]; len(got) != 2 || got[0] != 2*time.Millisecond || got[1] != 4*time.Millisecond {
 		t.Errorf("before latencies %v, want sorted [2ms 4ms]", got)
 	}
-	if got := tl.lats[1]; len(got) != 1 || got[0] != 900*time.Millisecond {
-		t.Errorf("during latencies %v, want [900ms]", got)
+	if got := tl.lats[1]; len(got) != 3 || got[0] != 3*time.Millisecond || got[1] != 900*time.Millisecond || got[2] != 3*time.Second {
+		t.Errorf("during latencies %v, want [3ms 900ms 3s]", got)
 	}
 }
 
