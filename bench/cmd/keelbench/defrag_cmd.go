@@ -28,6 +28,7 @@ func init() {
 			fs.DurationVar(&s.Before, "before", 10*time.Second, "the window measured before the defragmentation")
 			fs.DurationVar(&s.After, "after", 10*time.Second, "the window measured after the defragmentation returned")
 			fs.DurationVar(&s.DefragTimeout, "defrag-timeout", 10*time.Minute, "longest wait for the Defragment call")
+			fs.DurationVar(&s.CPUProfile, "cpuprofile", 0, "if set (whole seconds), save the leader's CPU profile over the last this long of the before window to <run dir>/cpu-before.pprof and from the defrag call to cpu-defrag.pprof (starts the members with --enable-pprof; keep the work dir with -workdir or -keep)")
 			return func() (harness.Named, error) { return s, s.Validate() }
 		},
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,12 @@ type Defrag struct {
 	After         time.Duration
 	// DefragTimeout bounds the Defragment call.
 	DefragTimeout time.Duration
+	// CPUProfile, when positive, saves two CPU profiles of the leader of
+	// that length: the last CPUProfile of the before window to
+	// <run dir>/cpu-before.pprof and the first CPUProfile from the
+	// Defragment call to <run dir>/cpu-defrag.pprof (the members start with
+	// --enable-pprof).
+	CPUProfile time.Duration
 }
 
 // Name implements harness.Named.
@@ -79,6 +86,8 @@ func (s Defrag) Validate() error {
 		return errors.New("-warmup must not be negative, -before and -after must be positive")
 	case s.DefragTimeout <= 0:
 		return errors.New("-defrag-timeout must be positive")
+	case s.CPUProfile < 0 || s.CPUProfile > s.Before || s.CPUProfile%time.Second != 0:
+		return errors.New("-cpuprofile must be whole seconds, at most -before")
 	}
 	return nil
 }
@@ -159,7 +168,11 @@ func tallyDefrag(samples [][]defragSample, bounds []time.Time) defragTally {
 
 // RunCluster implements harness.ClusterScenario.
 func (s Defrag) RunCluster(ctx context.Context, kind proc.Kind, bin, dir string, serverArgs []string, run *report.Run, progress *harness.Progress) (err error) {
-	c, err := startBenchCluster(ctx, kind, bin, dir, s.Members, serverArgs, progress)
+	args := slices.Clone(serverArgs)
+	if s.CPUProfile > 0 {
+		args = append(args, "--enable-pprof")
+	}
+	c, err := startBenchCluster(ctx, kind, bin, dir, s.Members, args, progress)
 	if err != nil {
 		return err
 	}
@@ -238,8 +251,29 @@ func (s Defrag) RunCluster(ctx context.Context, kind proc.Kind, bin, dir string,
 	}
 	beforeStart := t0.Add(s.Warmup)
 	defragStart := beforeStart.Add(s.Before)
+	profile := func(name string) <-chan profileResult {
+		r := make(chan profileResult, 1)
+		secs := int(s.CPUProfile / time.Second)
+		go func() {
+			r <- fetchProfile(ctx, c.HTTPClient(), fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", leader.Endpoint, secs), filepath.Join(dir, name), s.CPUProfile+requestTimeout)
+		}()
+		return r
+	}
+	var profBefore, profDefrag <-chan profileResult
+	if s.CPUProfile > 0 {
+		if err := waitUntil(ctx, defragStart.Add(-s.CPUProfile), load.done); err != nil {
+			return stopEarly(err)
+		}
+		profBefore = profile("cpu-before.pprof")
+	}
 	if err := waitUntil(ctx, defragStart, load.done); err != nil {
 		return stopEarly(err)
+	}
+	if profBefore != nil {
+		// The profile ends with the window; wait for it, so the two do not
+		// overlap (the server serves one CPU profile at a time).
+		progress.Printf("CPU profile before the defrag: %s", <-profBefore)
+		profDefrag = profile("cpu-defrag.pprof")
 	}
 	meter, err := startCPU(leader.Pid())
 	if err != nil {
@@ -264,6 +298,9 @@ func (s Defrag) RunCluster(ctx context.Context, kind proc.Kind, bin, dir string,
 	stopLoad()
 	if err := load.stop(); err != nil {
 		return err
+	}
+	if profDefrag != nil {
+		progress.Printf("CPU profile from the defrag call: %s", <-profDefrag)
 	}
 	if err := mem.stopSampling(); err != nil {
 		return err
