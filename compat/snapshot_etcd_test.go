@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -15,29 +14,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 )
-
-// etcdutlPackage is the official etcdutl, pinned in go.mod by the tool
-// directive.
-const etcdutlPackage = "go.etcd.io/etcd/etcdutl/v3"
-
-// buildEtcdutl builds etcdutl from the module cache into the test's temp
-// dir (removed when the test ends).
-func buildEtcdutl(t *testing.T) string {
-	t.Helper()
-	goTool, err := findGoTool()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "etcdutl")
-	ctx, cancel := context.WithTimeout(context.Background(), etcdctlBuildTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", out, etcdutlPackage)
-	cmd.Dir = "."
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", etcdutlPackage, err, msg)
-	}
-	return out
-}
 
 // history writes the same history to any member: puts, overwrites,
 // deletes, a txn, keys with leases, a compaction, writes after it, users

@@ -13,7 +13,9 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 	etcdpb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/keeldb/keel/snapshot"
 )
@@ -70,7 +72,14 @@ func (g *globals) saveSnapshot(ctx context.Context, path string) (string, error)
 		return "", fmt.Errorf("snapshot must be requested to one selected node, not multiple %v", spec.Endpoints)
 	}
 	lg := g.logger()
-	c, err := g.client()
+	cfg, err := g.clientConfig(nil)
+	if err != nil {
+		return "", err
+	}
+	if !g.debug {
+		cfg.Logger = lg.Named("client")
+	}
+	c, err := newClient(cfg)
 	if err != nil {
 		return "", err
 	}
@@ -86,16 +95,43 @@ func (g *globals) saveSnapshot(ctx context.Context, path string) (string, error)
 	lg.Info("created temporary db file", zap.String("path", part))
 
 	start := time.Now()
-	stream, err := etcdpb.NewMaintenanceClient(c.ActiveConnection()).Snapshot(ctx, &etcdpb.SnapshotRequest{})
+	// Waiting for the endpoint to be ready, as the client library's
+	// Maintenance does: an endpoint that does not answer is retried until
+	// the context ends (for ever without --command-timeout, as etcdctl).
+	// Its retry layer logs a stream that could not be created.
+	stream, err := etcdpb.NewMaintenanceClient(c.ActiveConnection()).Snapshot(ctx, &etcdpb.SnapshotRequest{}, grpc.WaitForReady(true))
 	if err != nil {
+		c.GetLogger().Error("streamer failed to create ClientStream", zap.Error(err))
+		return "", clientv3.ContextError(ctx, err)
+	}
+	// The client library's log lines, named as etcdctl's client logger
+	// names them: the stream opened, then, once the stream ends, that it
+	// ended or why.
+	clg := c.GetLogger()
+	clg.Info("opened snapshot stream; downloading")
+	closing := func(err error) {
+		if errors.Is(err, io.EOF) {
+			clg.Info("completed snapshot read; closing")
+		} else {
+			clg.Warn("failed to receive from snapshot stream; closing", zap.Error(err))
+		}
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		closing(err)
 		return "", err
 	}
 	lg.Info("fetching snapshot", zap.String("endpoint", spec.Endpoints[0]))
 	bar := g.progressBar()
 	var size int64
 	var ver string
-	for {
-		resp, err := stream.Recv()
+	for first := true; ; first = false {
+		if !first {
+			resp, err = stream.Recv()
+		}
+		if err != nil {
+			closing(err)
+		}
 		if errors.Is(err, io.EOF) {
 			break
 		}

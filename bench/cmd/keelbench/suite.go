@@ -192,6 +192,23 @@ func suiteSteps(quick bool) []suiteStep {
 		},
 	})
 
+	// Defragment under a write load: 200,000 keys of 1 KiB, half deleted
+	// and compacted, so that etcd's defragmentation takes seconds.
+	defragArgs := []string{"-keys=200000", "-before=10s", "-after=10s"}
+	if quick {
+		defragArgs = []string{"-keys=50000", "-warmup=1s", "-before=3s", "-after=3s"}
+	}
+	steps = append(steps, suiteStep{
+		label:    "defrag under write load",
+		scenario: "defrag",
+		args:     defragArgs,
+		chart: docs.Chart{
+			Throughput: "put during defrag throughput",
+			Latency:    "put during defrag",
+			Figures:    []string{"defrag duration", "p99 during defrag / p99 before", "put before defrag latency p99", "db size after defrag"},
+		},
+	})
+
 	failoverArgs := []string{"-members=3", "-repeat=10"}
 	if quick {
 		failoverArgs = []string{"-members=3", "-warmup=1s"}
