@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
+	"slices"
 )
 
 // checkBoltPages walks the page tree of a bbolt file before bbolt reads
@@ -35,11 +36,25 @@ func checkBoltPages(f *os.File, fileSize int64) error {
 	if _, err := f.ReadAt(head, 0); err != nil {
 		return fmt.Errorf("%w: too short for an etcd database: %v", ErrCorrupt, err)
 	}
-	// bbolt takes its page size from the first meta page, or else from
-	// the operating system's.
-	pageSize := int64(os.Getpagesize())
+	// bbolt takes its page size from the first meta page or, when that is
+	// damaged, from the second, looked for at each power of two from 1 KiB.
+	var pageSize int64
 	if m, err := parseBoltMeta(head[boltHeaderLen:]); err == nil {
 		pageSize = int64(m.pageSize)
+	} else {
+		b := make([]byte, boltMetaLen)
+		for pos := int64(1024); pos <= 1024<<14 && pos < fileSize-1024; pos <<= 1 {
+			if _, err := f.ReadAt(b, pos+boltHeaderLen); err != nil {
+				break
+			}
+			if m, err := parseBoltMeta(b); err == nil {
+				pageSize = int64(m.pageSize)
+				break
+			}
+		}
+		if pageSize == 0 {
+			return fmt.Errorf("%w: no valid bbolt meta page", ErrCorrupt)
+		}
 	}
 	if pageSize < boltMinPage || pageSize > boltMaxPage || pageSize&(pageSize-1) != 0 {
 		return fmt.Errorf("%w: bbolt page size %d", ErrCorrupt, pageSize)
@@ -79,7 +94,7 @@ const (
 	boltElemLen    = 16
 	boltMetaLen    = 64
 	boltMinPage    = 512
-	boltMaxPage    = 1 << 16
+	boltMaxPage    = 16 << 20
 	boltVersion    = 2
 	boltMaxDepth   = 64
 	boltNoFreelist = ^uint64(0)
@@ -120,8 +135,9 @@ type boltWalk struct {
 }
 
 // page reads page id (with its overflow) after checking that it lies in
-// the database, carries its id and the wanted type, and is new to the walk.
-func (w *boltWalk) page(id uint64, flags uint16) ([]byte, error) {
+// the database, carries its id and one of the wanted types (bbolt compares
+// a page's flags whole), and is new to the walk.
+func (w *boltWalk) page(id uint64, types ...uint16) ([]byte, error) {
 	if id < 2 || id >= w.high {
 		return nil, fmt.Errorf("%w: bbolt page %d outside the database (%d pages)", ErrCorrupt, id, w.high)
 	}
@@ -133,8 +149,8 @@ func (w *boltWalk) page(id uint64, flags uint16) ([]byte, error) {
 	if got := le.Uint64(head); got != id {
 		return nil, fmt.Errorf("%w: bbolt page %d carries id %d", ErrCorrupt, id, got)
 	}
-	if got := le.Uint16(head[8:]); got&flags == 0 {
-		return nil, fmt.Errorf("%w: bbolt page %d has flags %#x, want %#x", ErrCorrupt, id, got, flags)
+	if got := le.Uint16(head[8:]); !slices.Contains(types, got) {
+		return nil, fmt.Errorf("%w: bbolt page %d has flags %#x, want one of %#x", ErrCorrupt, id, got, types)
 	}
 	overflow := uint64(le.Uint32(head[12:]))
 	if overflow >= w.high-id {
@@ -158,7 +174,7 @@ func (w *boltWalk) tree(id uint64, depth int) error {
 	if depth > boltMaxDepth {
 		return fmt.Errorf("%w: bbolt tree deeper than %d", ErrCorrupt, boltMaxDepth)
 	}
-	b, err := w.page(id, boltBranchPage|boltLeafPage)
+	b, err := w.page(id, boltBranchPage, boltLeafPage)
 	if err != nil {
 		return err
 	}
@@ -173,7 +189,7 @@ func (w *boltWalk) elements(b []byte, id uint64, depth int) error {
 	if boltHeaderLen+count*boltElemLen > len(b) {
 		return fmt.Errorf("%w: bbolt page %d: %d elements do not fit", ErrCorrupt, id, count)
 	}
-	branch := flags&boltBranchPage != 0
+	branch := flags == boltBranchPage
 	if branch && count == 0 {
 		return fmt.Errorf("%w: bbolt branch page %d is empty", ErrCorrupt, id)
 	}
@@ -210,7 +226,7 @@ func (w *boltWalk) elements(b []byte, id uint64, depth int) error {
 			continue
 		}
 		inline := v[16:]
-		if len(inline) < boltHeaderLen || le.Uint16(inline[8:])&boltLeafPage == 0 {
+		if len(inline) < boltHeaderLen || le.Uint16(inline[8:]) != boltLeafPage {
 			return fmt.Errorf("%w: bbolt page %d: inline bucket %d is not a leaf", ErrCorrupt, id, i)
 		}
 		if depth+1 > boltMaxDepth {
