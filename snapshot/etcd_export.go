@@ -107,6 +107,8 @@ type exporter struct {
 	// From the keel store's metadata.
 	rev, compacted, finished int64
 	hasCompact, hasFinished  bool
+	// lastVersion is the main revision of the last version written.
+	lastVersion int64
 }
 
 func (ex *exporter) run(sr *Reader) (err error) {
@@ -176,6 +178,7 @@ func (ex *exporter) add(k, v []byte) error {
 	}
 	switch d.Kind {
 	case mvcc.VersionKind:
+		ex.lastVersion = max(ex.lastVersion, d.Rev.Main)
 		ek := etcdRevKey(d.Rev, d.Tombstone)
 		ev, err := proto.MarshalOptions{Deterministic: true}.Marshal(d.KV)
 		if err != nil {
@@ -213,6 +216,15 @@ func (ex *exporter) add(k, v []byte) error {
 
 // finish writes the metadata and auth.
 func (ex *exporter) finish() error {
+	// etcd takes its revision from the last record of its key bucket (or
+	// the compaction, if later); a store whose revision is past both gets
+	// an empty record at it, as etcdutl's --bump-revision writes, so that
+	// the etcd cluster does not hand out a revision twice.
+	if ex.rev > ex.lastVersion && ex.rev > ex.compacted {
+		if err := ex.put(etcdKeyBucket, etcdRevKey(mvcc.Revision{Main: ex.rev}, false), []byte{}); err != nil {
+			return err
+		}
+	}
 	meta := func(k, v []byte) error { return ex.put(etcdMetaBucket, k, v) }
 	if ex.hasCompact && ex.compacted > 0 {
 		finished := ex.compacted
