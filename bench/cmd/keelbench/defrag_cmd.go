@@ -22,6 +22,7 @@ func init() {
 			fs.BoolVar(&s.SkipDelete, "skip-delete", false, "keep every prefilled key (only the compacted history is left to reclaim)")
 			fs.IntVar(&s.Clients, "clients", 16, "concurrent put clients, each with one request outstanding at a time")
 			fs.IntVar(&s.Conns, "conns", 4, "gRPC connections the clients share (client i uses connection i mod conns)")
+			fs.IntVar(&s.Rate, "rate", 0, "paced load: puts per second in all, each latency counted from when the put was due (0: closed loop, every client puts again as soon as its put returns)")
 			fs.IntVar(&s.LoadKeySpace, "load-key-space", 10000, "distinct keys the load puts: request n writes key number n mod load-key-space")
 			fs.IntVar(&s.LoadValueSize, "load-val-size", 256, "bytes in each value the load puts (fresh random bytes per request)")
 			fs.DurationVar(&s.Warmup, "warmup", 2*time.Second, "load before the first window, not measured")

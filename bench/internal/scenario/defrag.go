@@ -47,8 +47,14 @@ type Defrag struct {
 	// compacted history of the load's own writes).
 	SkipDelete bool
 
-	Clients       int
-	Conns         int
+	Clients int
+	Conns   int
+	// Rate, when positive, paces the load: Rate puts a second in all,
+	// each due at a fixed time and taken by the next free client, its
+	// latency counted from when it was due (so a stalled server is charged
+	// for the requests it kept waiting). Zero: closed loop, every client
+	// puts again as soon as its last put returns.
+	Rate          int
 	LoadKeySpace  int
 	LoadValueSize int
 	Warmup        time.Duration
@@ -82,6 +88,8 @@ func (s Defrag) Validate() error {
 		return errors.New("-conns must be at least 1 and -clients at least -conns")
 	case s.LoadKeySpace < 1:
 		return errors.New("-load-key-space must be at least 1")
+	case s.Rate < 0:
+		return errors.New("-rate must not be negative")
 	case s.Warmup < 0 || s.Before <= 0 || s.After <= 0:
 		return errors.New("-warmup must not be negative, -before and -after must be positive")
 	case s.DefragTimeout <= 0:
@@ -222,15 +230,25 @@ func (s Defrag) RunCluster(ctx context.Context, kind proc.Kind, bin, dir string,
 	defer stopLoad()
 	mem.startSampling()
 	t0 := time.Now()
+	var due *pacer
+	if s.Rate > 0 {
+		due = startPacer(lctx, s.Rate, t0)
+	}
 	load := startLoad(lctx, s.Clients, func(ctx context.Context, i int) {
 		cli := clis[i%len(clis)]
 		values := newValueGen(kvValueSeed, uint64(i))
 		shard := make([]defragSample, 0, 4096)
 		defer func() { samples[i] = shard }()
 		for ctx.Err() == nil {
+			sent := time.Now()
+			if due != nil {
+				var ok bool
+				if sent, ok = due.next(ctx); !ok {
+					return
+				}
+			}
 			n := seq.Add(1) - 1
 			rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-			sent := time.Now()
 			_, err := cli.Put(rctx, defragLoadKey(n%space), values.value(s.LoadValueSize))
 			done := time.Now()
 			cancel()
@@ -298,6 +316,12 @@ func (s Defrag) RunCluster(ctx context.Context, kind proc.Kind, bin, dir string,
 	stopLoad()
 	if err := load.stop(); err != nil {
 		return err
+	}
+	if due != nil {
+		run.Add("put target rate", report.Rate, float64(s.Rate))
+		if d := due.dropped.Load(); d > 0 {
+			run.Failf("%d paced puts were never sent: %d s of them waited for a free client", d, pacerBacklog)
+		}
 	}
 	if profDefrag != nil {
 		progress.Printf("CPU profile from the defrag call: %s", <-profDefrag)
