@@ -41,6 +41,14 @@ type Config struct {
 	// InitialClusterToken distinguishes clusters bootstrapped from the same
 	// configuration (--initial-cluster-token).
 	InitialClusterToken string
+	// DiscoverySRV is the DNS domain whose SRV records give the initial
+	// cluster (--discovery-srv); DiscoverySRVName is the suffix of the
+	// service names looked up (--discovery-srv-name). See package discovery.
+	DiscoverySRV, DiscoverySRVName string
+	// Discovery is the v3 discovery set-up (--discovery-token,
+	// --discovery-endpoints and the other --discovery-* flags); it is in use
+	// when Discovery.Endpoints is not empty.
+	Discovery Discovery
 	// StrictReconfigCheck refuses membership changes that would leave the
 	// cluster without a quorum of started, connected members
 	// (--strict-reconfig-check).
@@ -179,4 +187,29 @@ type Notice struct {
 	// Key and Value name the flag or variable the notice is about.
 	Key   string
 	Value string
+}
+
+// Discovery is how a new member finds the rest of its cluster through a
+// discovery service (v3 discovery): an existing cluster where every member
+// registers under the token until the cluster size is reached.
+type Discovery struct {
+	// Token names the cluster being bootstrapped (--discovery-token).
+	Token string
+	// Endpoints are the discovery service's gRPC endpoints
+	// (--discovery-endpoints).
+	Endpoints []string
+	// DialTimeout, RequestTimeout, KeepAliveTime and KeepAliveTimeout tune
+	// the client (--discovery-dial-timeout, --discovery-request-timeout,
+	// --discovery-keepalive-time, --discovery-keepalive-timeout).
+	DialTimeout, RequestTimeout, KeepAliveTime, KeepAliveTimeout time.Duration
+	// InsecureTransport talks plain gRPC when no certificate is given
+	// (--discovery-insecure-transport); InsecureSkipVerify does not check
+	// the service's certificate (--discovery-insecure-skip-tls-verify).
+	InsecureTransport, InsecureSkipVerify bool
+	// CertFile, KeyFile and CAFile are the client certificate and the CA
+	// bundle (--discovery-cert, --discovery-key, --discovery-cacert).
+	CertFile, KeyFile, CAFile string
+	// User is "name" or "name:password" (--discovery-user); Password is the
+	// password when User has none (--discovery-password).
+	User, Password string
 }

@@ -56,6 +56,10 @@ func urlsText(us []url.URL) string { return strings.Join(urlStrings(us), ",") }
 // client is a valid pair of client URL flags, for tests that set other URLs.
 var client = []string{"--listen-client-urls", "http://127.0.0.1:0", "--advertise-client-urls", "http://127.0.0.1:0"}
 
+// etcdDiscoveryDefaults are etcd 3.7's defaults of the --discovery-* flags.
+var etcdDiscoveryDefaults = Discovery{DialTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second,
+	KeepAliveTime: 2 * time.Second, KeepAliveTimeout: 6 * time.Second, InsecureTransport: true}
+
 func TestDefaultsMatchEtcd(t *testing.T) {
 	want := &Config{
 		Name:                     "default",
@@ -85,6 +89,7 @@ func TestDefaultsMatchEtcd(t *testing.T) {
 		SelfSignedCertValidity:   1,
 		TLSMinVersion:            "TLS1.2",
 		CompactHashCheckTime:     time.Minute,
+		Discovery:                etcdDiscoveryDefaults,
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
@@ -206,6 +211,7 @@ func TestAllImplementedFlags(t *testing.T) {
 		CorruptCheckTime:       3 * time.Minute,
 		CompactHashCheck:       true,
 		CompactHashCheckTime:   30 * time.Second,
+		Discovery:              etcdDiscoveryDefaults,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)

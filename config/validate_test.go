@@ -1,9 +1,11 @@
 package config
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidationErrorsMatchEtcd(t *testing.T) {
@@ -125,22 +127,41 @@ func TestValidValuesAccepted(t *testing.T) {
 	}
 }
 
-func TestDiscoveryIsRefused(t *testing.T) {
-	// Ignoring discovery would bootstrap a cluster of one instead of
-	// joining the discovered one, so keel refuses it until it implements
-	// it, after etcd's own checks passed.
-	for _, tc := range []struct {
-		args []string
-		env  []string
-		flag string
-	}{
-		{[]string{"--discovery-srv", "example.com"}, nil, "--discovery-srv"},
-		{nil, []string{"ETCD_DISCOVERY_SRV=example.com"}, "--discovery-srv"},
-		{[]string{"--discovery-endpoints", "http://127.0.0.1:1", "--discovery-token", "t"}, nil, "--discovery-endpoints"},
-	} {
-		got := parseErr(t, tc.args, tc.env...)
-		if !strings.HasPrefix(got, tc.flag+" is not supported by keel yet") {
-			t.Errorf("%q %q: got %q", tc.args, tc.env, got)
+func TestDiscoveryFlagsFillConfig(t *testing.T) {
+	// DNS SRV discovery: the default --initial-cluster is dropped, the
+	// cluster comes from DNS.
+	c := parseOK(t, []string{"--name", "n1", "--discovery-srv", "example.com", "--discovery-srv-name", "a"})
+	if c.DiscoverySRV != "example.com" || c.DiscoverySRVName != "a" || c.InitialCluster != "" {
+		t.Errorf("srv: got %q %q initial cluster %q", c.DiscoverySRV, c.DiscoverySRVName, c.InitialCluster)
+	}
+	c = parseOK(t, nil, "ETCD_DISCOVERY_SRV=example.com")
+	if c.DiscoverySRV != "example.com" {
+		t.Errorf("ETCD_DISCOVERY_SRV: got %q", c.DiscoverySRV)
+	}
+
+	// v3 discovery with etcd's defaults.
+	c = parseOK(t, []string{"--discovery-endpoints", "http://127.0.0.1:1,http://127.0.0.1:2", "--discovery-token", "tok"})
+	want := Discovery{Token: "tok", Endpoints: []string{"http://127.0.0.1:1", "http://127.0.0.1:2"},
+		DialTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second, KeepAliveTime: 2 * time.Second, KeepAliveTimeout: 6 * time.Second,
+		InsecureTransport: true}
+	if !reflect.DeepEqual(c.Discovery, want) || c.InitialCluster != "" {
+		t.Errorf("v3 discovery: got %+v, initial cluster %q; want %+v", c.Discovery, c.InitialCluster, want)
+	}
+	c = parseOK(t, []string{"--discovery-endpoints", "https://127.0.0.1:1", "--discovery-token", "tok",
+		"--discovery-dial-timeout", "1s", "--discovery-request-timeout", "3s", "--discovery-keepalive-time", "4s",
+		"--discovery-keepalive-timeout", "7s", "--discovery-insecure-transport=false", "--discovery-insecure-skip-tls-verify",
+		"--discovery-cert", "c.pem", "--discovery-key", "k.pem", "--discovery-cacert", "ca.pem",
+		"--discovery-user", "root", "--discovery-password", "pw"})
+	want = Discovery{Token: "tok", Endpoints: []string{"https://127.0.0.1:1"},
+		DialTimeout: time.Second, RequestTimeout: 3 * time.Second, KeepAliveTime: 4 * time.Second, KeepAliveTimeout: 7 * time.Second,
+		InsecureSkipVerify: true, CertFile: "c.pem", KeyFile: "k.pem", CAFile: "ca.pem", User: "root", Password: "pw"}
+	if !reflect.DeepEqual(c.Discovery, want) {
+		t.Errorf("v3 discovery with every flag: got %+v, want %+v", c.Discovery, want)
+	}
+	// Neither way of discovery is refused or warned about any more.
+	for _, n := range c.Notices {
+		if strings.Contains(n.Key, "discovery") {
+			t.Errorf("notice about %s: %s", n.Key, n.Msg)
 		}
 	}
 }

@@ -18,6 +18,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+
+	"github.com/keeldb/keel/discovery"
 )
 
 // envPrefix is the prefix of the environment variables that stand in for
@@ -290,6 +293,9 @@ func (g *globals) specConfig(spec *clientv3.ConfigSpec, endpoints []string) (cli
 	if err != nil {
 		return clientv3.Config{}, err
 	}
+	if d := discovery.TestDialer(); d != nil {
+		cfg.DialOptions = append(cfg.DialOptions, grpc.WithContextDialer(d))
+	}
 	if g.debug {
 		lg, _ := zap.NewDevelopment()
 		cfg.Logger = lg
@@ -355,8 +361,12 @@ func authConfig(user, password, token, prompt string, out io.Writer) (*clientv3.
 	return cred, nil
 }
 
-// lookupSRV resolves DNS SRV records; a variable for tests.
-var lookupSRV = net.LookupSRV
+// lookupSRV resolves DNS SRV records, with the resolver of DNS discovery
+// (the system's unless discovery.TestDNSServerEnv is set); a variable for
+// tests.
+var lookupSRV = func(service, proto, name string) (string, []*net.SRV, error) {
+	return discovery.Resolver().LookupSRV(context.Background(), service, proto, name)
+}
 
 // discoveredEndpoints are the client endpoints named by the SRV records of
 // the --discovery-srv domain, none without it: https ones from the service

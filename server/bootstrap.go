@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -45,6 +46,10 @@ type bootstrapPlan struct {
 // --initial-cluster-state=new from --initial-cluster alone (IDs as etcd
 // derives them), for existing by asking the running members.
 func (s *Server) planBootstrap() (*bootstrapPlan, error) {
+	// DNS SRV and v3 discovery give the initial cluster (discovery.go).
+	if err := s.discoverInitialCluster(); err != nil {
+		return nil, err
+	}
 	cfg := s.cfg
 	if err := cfg.VerifyBootstrap(); err != nil {
 		return nil, err
@@ -53,24 +58,10 @@ func (s *Server) planBootstrap() (*bootstrapPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	var members []*membership.Member
-	var self *membership.Member
-	for name, urls := range initial {
-		m := membership.NewMember(name, urlStrings(urls), cfg.InitialClusterToken, nil)
-		if m.ID == raft.None {
-			return nil, fmt.Errorf("cannot use %x as member id", raft.None)
-		}
-		if slices.ContainsFunc(members, func(o *membership.Member) bool { return o.ID == m.ID }) {
-			return nil, fmt.Errorf("member exists with identical ID %x", m.ID)
-		}
-		members = append(members, m)
-		if name == cfg.Name {
-			self = m
-		}
+	members, self, err := bootstrapMembers(initial, cfg.InitialClusterToken, cfg.Name)
+	if err != nil {
+		return nil, err
 	}
-	// Every member appends the bootstrap conf changes in this order, so it
-	// must be the same everywhere: by ID, as etcd orders them.
-	slices.SortFunc(members, func(a, b *membership.Member) int { return cmp.Compare(a.ID, b.ID) })
 	var remoteURLs []string
 	for _, m := range members {
 		if m != self {
@@ -84,6 +75,11 @@ func (s *Server) planBootstrap() (*bootstrapPlan, error) {
 	if err := s.checkNotBootstrapped(self, remoteURLs); err != nil {
 		return nil, err
 	}
+	if len(cfg.Discovery.Endpoints) > 0 {
+		if members, err = s.joinDiscovery(self); err != nil {
+			return nil, err
+		}
+	}
 	plan := &bootstrapPlan{ident: storage.Identity{MemberID: self.ID, ClusterID: membership.ClusterID(members)}}
 	for _, m := range members {
 		// The context is what the bootstrap conf change records: the
@@ -96,6 +92,29 @@ func (s *Server) planBootstrap() (*bootstrapPlan, error) {
 		plan.remotes = append(plan.remotes, m)
 	}
 	return plan, nil
+}
+
+// bootstrapMembers makes the members of a new cluster from its initial
+// cluster, IDs derived from the peer URLs and token as etcd derives them,
+// ordered by ID: every member appends the bootstrap conf changes in this
+// order, so it must be the same everywhere. self is the member named name,
+// nil if none.
+func bootstrapMembers(initial map[string][]url.URL, token, name string) (members []*membership.Member, self *membership.Member, err error) {
+	for n, urls := range initial {
+		m := membership.NewMember(n, urlStrings(urls), token, nil)
+		if m.ID == raft.None {
+			return nil, nil, fmt.Errorf("cannot use %x as member id", raft.None)
+		}
+		if slices.ContainsFunc(members, func(o *membership.Member) bool { return o.ID == m.ID }) {
+			return nil, nil, fmt.Errorf("member exists with identical ID %x", m.ID)
+		}
+		members = append(members, m)
+		if n == name {
+			self = m
+		}
+	}
+	slices.SortFunc(members, func(a, b *membership.Member) int { return cmp.Compare(a.ID, b.ID) })
+	return members, self, nil
 }
 
 // checkNotBootstrapped refuses to bootstrap a new cluster as a member that

@@ -37,7 +37,7 @@ func (s *Server) peerClientTLS() transport.TLSFor {
 	if s.peerTLS == nil {
 		return nil
 	}
-	return s.peerTLS.ClientConfigFor
+	return s.srvPeerTLS(s.peerTLS.ClientConfigFor)
 }
 
 // peerRemoved is called when a peer refuses this member because it was

@@ -22,6 +22,7 @@ import (
 	"github.com/keeldb/keel/api"
 	"github.com/keeldb/keel/compactor"
 	"github.com/keeldb/keel/config"
+	"github.com/keeldb/keel/discovery"
 	"github.com/keeldb/keel/member"
 	"github.com/keeldb/keel/membership"
 	"github.com/keeldb/keel/storage"
@@ -49,6 +50,11 @@ type Server struct {
 	grpc      *api.GRPCServer
 	http      *http.Server
 
+	// resolver serves DNS SRV discovery; peerServerName, when set by it,
+	// is the name https peers are verified against (discovery.go).
+	resolver       *net.Resolver
+	peerServerName string
+
 	readyc   chan struct{}
 	stopc    chan struct{}
 	stopOnce sync.Once
@@ -59,7 +65,8 @@ type Server struct {
 type Option func(*options)
 
 type options struct {
-	fs vfs.FS
+	fs       vfs.FS
+	resolver *net.Resolver
 }
 
 // WithFS runs the member's database on fs instead of the real filesystem;
@@ -95,6 +102,10 @@ func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err err
 	}
 	if o.fs != nil {
 		s.fs = o.fs
+	}
+	s.resolver = o.resolver
+	if s.resolver == nil {
+		s.resolver = discovery.Resolver()
 	}
 	defer func() {
 		if err != nil {
