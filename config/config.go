@@ -128,6 +128,9 @@ type Config struct {
 	LogOutputs []string
 	// LogFormat is "json" or "console" (--log-format).
 	LogFormat string
+	// LogRotation, when not nil, rotates the one file among LogOutputs
+	// (--enable-log-rotation, settings from --log-rotation-config-json).
+	LogRotation *LogRotation
 
 	// Notices are things parsing found worth a warning but not an error:
 	// accepted flags whose feature keel does not have yet, ETCD_* variables
@@ -137,6 +140,22 @@ type Config struct {
 	// being the variable. etcd logs each at info level with Msg
 	// ("recognized and used environment variable").
 	EnvUsed []Notice
+}
+
+// LogRotation is --log-rotation-config-json: lumberjack's settings, under
+// lumberjack's JSON names as etcd reads them.
+type LogRotation struct {
+	// MaxSize is the size in megabytes at which the file is rotated
+	// (0 means 100).
+	MaxSize int `json:"maxsize"`
+	// MaxAge is how many days rotated files are kept (0: no limit).
+	MaxAge int `json:"maxage"`
+	// MaxBackups is how many rotated files are kept (0: no limit).
+	MaxBackups int `json:"maxbackups"`
+	// LocalTime names rotated files in local time instead of UTC.
+	LocalTime bool `json:"localtime"`
+	// Compress gzips rotated files.
+	Compress bool `json:"compress"`
 }
 
 // TLS is the TLS set-up of one port, as etcd's security flags give it. The

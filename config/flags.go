@@ -311,7 +311,7 @@ var flagTable = []flagSpec{
 		help: "Comma-separated URLs of an extra port serving only /metrics and the health endpoints."},
 
 	// Logging.
-	{name: "logger", kind: kindString, def: "zap", topic: topicLogging, status: unsupported, keelDoes: "zap",
+	{name: "logger", kind: kindString, def: "zap", topic: topicLogging, status: implemented,
 		help: "Logging library; only 'zap' exists."},
 	{name: "log-outputs", kind: kindUniqueStrings, def: "default", topic: topicLogging, status: implemented,
 		help: "Comma-separated log destinations: 'default', 'stderr', 'stdout', 'systemd/journal' or file paths."},
@@ -319,9 +319,9 @@ var flagTable = []flagSpec{
 		help: "Lowest level logged: debug, info, warn, error, panic or fatal."},
 	{name: "log-format", kind: kindString, def: "json", topic: topicLogging, status: implemented,
 		help: "Log line format: json or console."},
-	{name: "enable-log-rotation", kind: kindBool, def: "false", topic: topicLogging, status: unsupported,
+	{name: "enable-log-rotation", kind: kindBool, def: "false", topic: topicLogging, status: implemented,
 		help: "Rotate the log file; needs exactly one file path in --log-outputs."},
-	{name: "log-rotation-config-json", kind: kindString, def: `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`, topic: topicLogging, status: unsupported,
+	{name: "log-rotation-config-json", kind: kindString, def: `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`, topic: topicLogging, status: implemented,
 		help: "Rotation settings as JSON: maxsize (MB), maxage (days), maxbackups, localtime, compress."},
 	{name: "warning-unary-request-duration", kind: kindDuration, def: "300ms", topic: topicLogging, status: unsupported,
 		help: "Log a warning for any unary request slower than this."},
