@@ -132,6 +132,10 @@ type Config struct {
 	// (--enable-log-rotation, settings from --log-rotation-config-json).
 	LogRotation *LogRotation
 
+	// ConfigFile is the --config-file the configuration was read from, ""
+	// when it came from flags and variables.
+	ConfigFile string
+
 	// Notices are things parsing found worth a warning but not an error:
 	// accepted flags whose feature keel does not have yet, ETCD_* variables
 	// that name no flag, deprecated flags. The server logs each at start.

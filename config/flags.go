@@ -128,7 +128,7 @@ var flagTable = []flagSpec{
 	{name: "wal-dir", kind: kindString, def: "", topic: topicMember, status: unsupported,
 		help: "Separate directory for the write-ahead log. Keel keeps its log inside --data-dir."},
 	{name: "config-file", kind: kindString, def: "", topic: topicMember, status: handled,
-		help: "Read the configuration from a YAML file instead of flags and variables."},
+		help: "Read the configuration from a YAML file in etcd's layout (the keys of etcd's configuration file, e.g. etcd.conf.yml.sample). When a file is given, every other command-line flag and ETCD_* variable is ignored."},
 	{name: "snapshot-count", kind: kindUint64, def: "10000", topic: topicMember, status: implemented,
 		help: "Applied entries between two Raft snapshots; the Raft log is compacted after each. 0 means the default."},
 	{name: "snapshot-catchup-entries", kind: kindUint64, def: "5000", topic: topicMember, status: implemented,

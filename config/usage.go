@@ -62,7 +62,7 @@ func Usage() string {
 				help += " [keel always uses '" + s.keelDoes + "'; other values are ignored]"
 			case s.status == unsupported:
 				help += " [not supported by keel yet]"
-			case s.status == refused, s.name == "config-file":
+			case s.status == refused:
 				help += " [not supported by keel yet: an error when set]"
 			}
 			wrap(&b, help, "      ")

@@ -50,6 +50,9 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	defer lg.Sync()
 	lg.Info("Running: ", zap.Strings("args", os.Args))
+	if cfg.ConfigFile != "" {
+		lg.Info(config.MsgConfigFileLoaded, zap.String("path", cfg.ConfigFile))
+	}
 	for _, n := range cfg.EnvUsed {
 		lg.Info(n.Msg, zap.String("variable-name", n.Key), zap.String("variable-value", n.Value))
 	}
