@@ -59,7 +59,7 @@ func NewHTTPHandler(m *member.Member, cfg HTTPConfig) http.Handler {
 		}
 		w.Write(body)
 	})
-	installProbes(mux, m, lg)
+	RegisterProbes(mux, m, lg)
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)

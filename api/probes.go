@@ -41,8 +41,10 @@ type probe struct {
 	checks []probeCheck
 }
 
-// installProbes registers /livez and /readyz and their per-check paths.
-func installProbes(mux *http.ServeMux, m *member.Member, lg *zap.Logger) {
+// RegisterProbes registers /livez and /readyz and their per-check paths on
+// mux: the client port's handler does, and so must any other listener that
+// serves the health endpoints (etcd serves them on --listen-metrics-urls too).
+func RegisterProbes(mux *http.ServeMux, m *member.Member, lg *zap.Logger) {
 	read := func(serializable bool) func(context.Context) error {
 		return func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, healthCheckTimeout)
