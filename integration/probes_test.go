@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -135,5 +136,65 @@ func TestReadyzWithoutQuorum(t *testing.T) {
 	}
 	if code, body := get("/readyz?exclude=linearizable_read"); code != 200 || body != "ok\n" {
 		t.Errorf("/readyz?exclude=linearizable_read: %d %q", code, body)
+	}
+}
+
+// TestReadyzOnALearner: a learner is live but not ready (non_learner), as
+// in etcd, until it is promoted.
+func TestReadyzOnALearner(t *testing.T) {
+	t.Parallel()
+	c := keeltest.StartCluster(t, 1)
+	peer, err := keeltest.NewPeerURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := c.Members[0].Client
+	add, err := cli.MemberAddAsLearner(ctx(t), []string{peer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	learner := c.Join(t, "m2", peer)
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(learner.Endpoint + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/livez"); code != 200 || body != "ok\n" {
+		t.Errorf("/livez on the learner: %d %q", code, body)
+	}
+	if code, body := get("/readyz/non_learner"); code != 503 || body != "[-]non_learner failed: not supported for learner\n\n" {
+		t.Errorf("/readyz/non_learner on the learner: %d %q", code, body)
+	}
+	if code, body := get("/readyz?exclude=non_learner&exclude=linearizable_read&verbose"); code != 200 ||
+		body != "[+]data_corruption ok\n[+]serializable_read ok\nok\n" {
+		t.Errorf("/readyz without non_learner on the learner: %d %q", code, body)
+	}
+	// Promoted (once it has caught up), it is ready.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := cli.MemberPromote(ctx(t), add.Member.ID)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("promote: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // retry interval while the learner catches up
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		code, body := get("/readyz/non_learner")
+		if code == 200 && body == "ok\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz/non_learner after promotion: %d %q", code, body)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval until the promotion is applied
 	}
 }
