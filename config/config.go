@@ -1,9 +1,10 @@
-// Package config turns a keel command line and its ETCD_* environment into a
-// validated Config, exactly as etcd parses its own flags, so that systemd
-// units, static-pod manifests and scripts written for etcd start keel unchanged.
+// Package config turns a keel command line and its ETCD_* environment, or an
+// etcd configuration file (--config-file), into a validated Config, exactly
+// as etcd parses its own, so that systemd units, static-pod manifests and
+// scripts written for etcd start keel unchanged.
 //
-// Parsing never touches the disk: a bad flag or value is reported before
-// anything is created or written.
+// Parsing reads nothing but the configuration file and writes nothing: a bad
+// flag or value is reported before anything is created or written.
 package config
 
 import (

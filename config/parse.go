@@ -62,13 +62,15 @@ func FlagToEnv(name string) string {
 }
 
 // Parse parses args (without the program name) and environ (os.Environ()
-// form, "KEY=value") into a validated Config. It never touches the disk and
-// never prints.
+// form, "KEY=value") into a validated Config. It reads no file but the
+// --config-file, writes nothing and never prints.
 //
 // The order is etcd's: command-line flags first (an unknown flag, a bad value
 // or a positional argument is an error); then -h/--help and --version, which
 // return ActionHelp or ActionVersion with a nil Config before the environment
-// is read; then the ETCD_* variables, each filling a flag not given on the
+// is read; then --config-file or ETCD_CONFIG_FILE, whose file, when one is
+// named, replaces the flags and variables (see file.go); else the ETCD_*
+// variables, each filling a flag not given on the
 // command line; then validation. The returned Config's Notices list the
 // warnings the server must log at start. Errors are written for the operator
 // and use etcd's wording where etcd has a message; a *SyntaxError marks the
