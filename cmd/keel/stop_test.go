@@ -13,6 +13,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/keeldb/keel/internal/keeltest"
 )
 
 var (
@@ -166,5 +172,42 @@ func TestFailedStartLogsItsReason(t *testing.T) {
 	r := findLog(logRecords(t, logFile), "failed to start keel server; exiting")
 	if r == nil || !strings.Contains(r["error"].(string), "address already in use") || r["level"] != "error" {
 		t.Fatalf("start failure logged as %v", r)
+	}
+}
+
+// TestRemovedMemberLogsWhyItStops: a member removed from its cluster stops
+// by itself, says so, and exits with status 0 so that systemd does not
+// restart it.
+func TestRemovedMemberLogsWhyItStops(t *testing.T) {
+	c := keeltest.StartCluster(t, 3)
+	srv := c.Members[2].Server
+	core, logs := observer.New(zapcore.InfoLevel)
+	done := make(chan int, 1)
+	go func() { done <- waitForStop(srv, make(chan os.Signal), zap.New(core)) }()
+	defer srv.Stop() // then waitForStop returns, whatever happens
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Strict reconfiguration checks refuse the removal ("unhealthy
+	// cluster") until the members have been connected for a while: retry.
+	for {
+		_, err := c.Members[0].Client.MemberRemove(ctx, srv.MemberID())
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "unhealthy cluster") || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // retry interval, bounded by ctx
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit status %d, want 0", code)
+		}
+	case <-ctx.Done():
+		t.Fatal("the removed member did not stop")
+	}
+	if logs.FilterMessage("member was removed from the cluster; exiting").Len() != 1 {
+		t.Errorf("stop reason not logged: %v", logs.All())
 	}
 }
