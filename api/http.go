@@ -3,11 +3,9 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/pprof"
 	"slices"
-	"strings"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -61,6 +59,7 @@ func NewHTTPHandler(m *member.Member, cfg HTTPConfig) http.Handler {
 		}
 		w.Write(body)
 	})
+	RegisterProbes(mux, m, lg)
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)
@@ -118,7 +117,7 @@ func checkHealth(ctx context.Context, m *member.Member, serializable bool, exclu
 	defer cancel()
 	_, err := m.Range(ctx, &pb.RangeRequest{Key: []byte("health"), KeysOnly: true, Limit: 1, Serializable: serializable}, member.Unchecked)
 	if err != nil {
-		return healthStatus{Health: "false", Reason: fmt.Sprintf("RANGE ERROR:%s", strings.TrimSpace(err.Error()))}
+		return healthStatus{Health: "false", Reason: "RANGE ERROR:" + errorText(err)}
 	}
 	return healthStatus{Health: "true"}
 }

@@ -1,9 +1,10 @@
-// Package config turns a keel command line and its ETCD_* environment into a
-// validated Config, exactly as etcd parses its own flags, so that systemd
-// units, static-pod manifests and scripts written for etcd start keel unchanged.
+// Package config turns a keel command line and its ETCD_* environment, or an
+// etcd configuration file (--config-file), into a validated Config, exactly
+// as etcd parses its own, so that systemd units, static-pod manifests and
+// scripts written for etcd start keel unchanged.
 //
-// Parsing never touches the disk: a bad flag or value is reported before
-// anything is created or written.
+// Parsing reads nothing but the configuration file and writes nothing: a bad
+// flag or value is reported before anything is created or written.
 package config
 
 import (
@@ -136,6 +137,13 @@ type Config struct {
 	LogOutputs []string
 	// LogFormat is "json" or "console" (--log-format).
 	LogFormat string
+	// LogRotation, when not nil, rotates the one file among LogOutputs
+	// (--enable-log-rotation, settings from --log-rotation-config-json).
+	LogRotation *LogRotation
+
+	// ConfigFile is the --config-file the configuration was read from, ""
+	// when it came from flags and variables.
+	ConfigFile string
 
 	// Notices are things parsing found worth a warning but not an error:
 	// accepted flags whose feature keel does not have yet, ETCD_* variables
@@ -145,6 +153,22 @@ type Config struct {
 	// being the variable. etcd logs each at info level with Msg
 	// ("recognized and used environment variable").
 	EnvUsed []Notice
+}
+
+// LogRotation is --log-rotation-config-json: lumberjack's settings, under
+// lumberjack's JSON names as etcd reads them.
+type LogRotation struct {
+	// MaxSize is the size in megabytes at which the file is rotated
+	// (0 means 100).
+	MaxSize int `json:"maxsize"`
+	// MaxAge is how many days rotated files are kept (0: no limit).
+	MaxAge int `json:"maxage"`
+	// MaxBackups is how many rotated files are kept (0: no limit).
+	MaxBackups int `json:"maxbackups"`
+	// LocalTime names rotated files in local time instead of UTC.
+	LocalTime bool `json:"localtime"`
+	// Compress gzips rotated files.
+	Compress bool `json:"compress"`
 }
 
 // TLS is the TLS set-up of one port, as etcd's security flags give it. The

@@ -149,24 +149,3 @@ func TestEnvironmentVersionIsSpecial(t *testing.T) {
 	// Nor does it conflict with --version=false, since it is dropped first.
 	parseOK(t, []string{"--version=false"}, "ETCD_VERSION=1")
 }
-
-func TestConfigFileIsRefused(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		env  []string
-	}{
-		{[]string{"--config-file", "/etc/etcd/etcd.conf.yml"}, nil},
-		{[]string{"--config-file=x.yaml"}, nil},
-		{nil, []string{"ETCD_CONFIG_FILE=/etc/etcd/etcd.conf.yml"}},
-		// etcd reads the file instead of everything else, so even a
-		// broken variable does not matter: the file is what is refused.
-		{[]string{"--config-file", "x.yaml"}, []string{"ETCD_SNAPSHOT_COUNT=abc"}},
-	} {
-		got := parseErr(t, tc.args, tc.env...)
-		if !strings.HasPrefix(got, "--config-file is not supported by keel yet") {
-			t.Errorf("%q %q: got %q", tc.args, tc.env, got)
-		}
-	}
-	// An empty file name is no file (etcd then looks at the variable).
-	parseOK(t, []string{"--config-file="})
-}

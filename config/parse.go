@@ -62,13 +62,15 @@ func FlagToEnv(name string) string {
 }
 
 // Parse parses args (without the program name) and environ (os.Environ()
-// form, "KEY=value") into a validated Config. It never touches the disk and
-// never prints.
+// form, "KEY=value") into a validated Config. It reads no file but the
+// --config-file, writes nothing and never prints.
 //
 // The order is etcd's: command-line flags first (an unknown flag, a bad value
 // or a positional argument is an error); then -h/--help and --version, which
 // return ActionHelp or ActionVersion with a nil Config before the environment
-// is read; then the ETCD_* variables, each filling a flag not given on the
+// is read; then --config-file or ETCD_CONFIG_FILE, whose file, when one is
+// named, replaces the flags and variables (see file.go); else the ETCD_*
+// variables, each filling a flag not given on the
 // command line; then validation. The returned Config's Notices list the
 // warnings the server must log at start. Errors are written for the operator
 // and use etcd's wording where etcd has a message; a *SyntaxError marks the
@@ -125,16 +127,19 @@ type parser struct {
 	// ETCD_* variables.
 	cmdline map[string]bool
 	fromEnv map[string]bool
-	notices []Notice
-	envUsed []Notice
+	// fromFile are the flags set by --config-file.
+	fromFile map[string]bool
+	notices  []Notice
+	envUsed  []Notice
 }
 
 func newParser() *parser {
 	p := &parser{
-		fs:      flag.NewFlagSet("keel", flag.ContinueOnError),
-		specs:   make(map[string]*flagSpec, len(flagTable)),
-		cmdline: make(map[string]bool),
-		fromEnv: make(map[string]bool),
+		fs:       flag.NewFlagSet("keel", flag.ContinueOnError),
+		specs:    make(map[string]*flagSpec, len(flagTable)),
+		cmdline:  make(map[string]bool),
+		fromEnv:  make(map[string]bool),
+		fromFile: make(map[string]bool),
 	}
 	p.fs.SetOutput(io.Discard)
 	p.fs.Usage = func() {}
@@ -227,9 +232,11 @@ func (p *parser) raw(name string) string {
 	return ""
 }
 
-// isSet reports whether flag name was given on the command line or by an
-// ETCD_* variable.
-func (p *parser) isSet(name string) bool { return p.cmdline[name] || p.fromEnv[name] }
+// isSet reports whether flag name was given on the command line, by an
+// ETCD_* variable or by the configuration file.
+func (p *parser) isSet(name string) bool {
+	return p.cmdline[name] || p.fromEnv[name] || p.fromFile[name]
+}
 
 func (p *parser) notice(msg, key, value string) {
 	p.notices = append(p.notices, Notice{Msg: msg, Key: key, Value: value})
@@ -241,13 +248,9 @@ func (p *parser) run(environ []string) (*Config, error) {
 	env := envLookup(environ)
 
 	// etcd reads a configuration file instead of flags and variables when
-	// one is named. Ignoring it would start a member with the wrong
-	// configuration, so it is an error until keel reads such files.
-	if p.str("config-file") != "" {
-		return nil, errors.New("--config-file is not supported by keel yet; pass the settings as command-line flags or ETCD_* environment variables instead")
-	}
-	if v := env[FlagToEnv("config-file")]; v != "" {
-		return nil, fmt.Errorf("--config-file is not supported by keel yet (%s=%s); pass the settings as command-line flags or ETCD_* environment variables instead", FlagToEnv("config-file"), v)
+	// one is named (see file.go).
+	if path := p.configFilePath(env); path != "" {
+		return runFile(path)
 	}
 
 	if err := p.applyEnv(environ, env); err != nil {
@@ -416,7 +419,9 @@ func (p *parser) build() *Config {
 
 	// Listening on explicit client URLs while advertising the default
 	// localhost URL is almost always a mistake; etcd refuses it.
-	if p.isSet("listen-client-urls") && !p.isSet("advertise-client-urls") {
+	// etcd applies this rule to flags and variables, not to its file.
+	flagSet := func(name string) bool { return p.cmdline[name] || p.fromEnv[name] }
+	if flagSet("listen-client-urls") && !flagSet("advertise-client-urls") {
 		c.AdvertiseClientURLs = nil
 	}
 

@@ -15,6 +15,13 @@ const usageIntro = `Usage:
   keel -h | --help
     Print this help and exit.
 
+  keel --config-file <file>
+    Read the whole configuration from a YAML file in etcd's layout: the keys
+    of etcd's configuration file (etcd.conf.yml.sample), TLS settings under
+    client-transport-security and peer-transport-security, lists as YAML
+    sequences, durations as integer nanoseconds. Every other flag and ETCD_*
+    variable is then ignored.
+
 Keel takes etcd's server flags. Flags are written --flag value or --flag=value,
 with one dash or two; boolean flags stand alone (--auto-tls) or take =true or
 =false. When a flag is repeated, the last one counts.
@@ -62,7 +69,7 @@ func Usage() string {
 				help += " [keel always uses '" + s.keelDoes + "'; other values are ignored]"
 			case s.status == unsupported:
 				help += " [not supported by keel yet]"
-			case s.status == refused, s.name == "config-file":
+			case s.status == refused:
 				help += " [not supported by keel yet: an error when set]"
 			}
 			wrap(&b, help, "      ")

@@ -143,9 +143,11 @@ func (p *parser) validateLogging(c *Config) error {
 		return fmt.Errorf("multi logoutput for %q is not supported yet", "default")
 	}
 	if p.value("enable-log-rotation").(bool) {
-		if err := checkLogRotation(c.LogOutputs, p.str("log-rotation-config-json")); err != nil {
+		rot, err := checkLogRotation(c.LogOutputs, p.str("log-rotation-config-json"))
+		if err != nil {
 			return err
 		}
+		c.LogRotation = rot
 	}
 	if len(c.LogOutputs) > 1 && slices.Contains(c.LogOutputs, "systemd/journal") {
 		return fmt.Errorf("running with systemd/journal but other '--log-outputs' values (%q) are configured with 'default'; override 'default' value with something else", c.LogOutputs)
@@ -183,7 +185,7 @@ func canonicalLevel(s string) (string, error) {
 
 // checkLogRotation mirrors etcd: rotation needs exactly one file among the
 // outputs, and a rotation config that is valid JSON of the right shape.
-func checkLogRotation(outputs []string, configJSON string) error {
+func checkLogRotation(outputs []string, configJSON string) (*LogRotation, error) {
 	files := 0
 	for _, o := range outputs {
 		switch o {
@@ -194,29 +196,27 @@ func checkLogRotation(outputs []string, configJSON string) error {
 	}
 	errOutputs := errors.New("--log-outputs requires a single file path when --log-rotate-config-json is defined")
 	if (len(outputs) == 1 && files == 0) || files > 1 {
-		return errOutputs
+		return nil, errOutputs
 	}
+	// etcd reads the JSON into lumberjack's Logger, whose filename it then
+	// replaces by the output's path: a filename is accepted and ignored.
 	var rot struct {
-		Filename   string `json:"filename"`
-		MaxSize    int    `json:"maxsize"`
-		MaxAge     int    `json:"maxage"`
-		MaxBackups int    `json:"maxbackups"`
-		LocalTime  bool   `json:"localtime"`
-		Compress   bool   `json:"compress"`
+		LogRotation
+		Filename string `json:"filename"`
 	}
 	if err := json.Unmarshal([]byte(configJSON), &rot); err != nil {
 		var syntaxErr *json.SyntaxError
 		var typeErr *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &syntaxErr):
-			return fmt.Errorf("improperly formatted log rotation config: %w", err)
+			return nil, fmt.Errorf("improperly formatted log rotation config: %w", err)
 		case errors.As(err, &typeErr):
-			return fmt.Errorf("invalid log rotation config: %w", err)
+			return nil, fmt.Errorf("invalid log rotation config: %w", err)
 		default:
-			return fmt.Errorf("fail to unmarshal log rotation config: %w", err)
+			return nil, fmt.Errorf("fail to unmarshal log rotation config: %w", err)
 		}
 	}
-	return nil
+	return &rot.LogRotation, nil
 }
 
 func (p *parser) validateTLS() error {

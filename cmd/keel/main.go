@@ -50,6 +50,9 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	defer lg.Sync()
 	lg.Info("Running: ", zap.Strings("args", os.Args))
+	if cfg.ConfigFile != "" {
+		lg.Info(config.MsgConfigFileLoaded, zap.String("path", cfg.ConfigFile))
+	}
 	for _, n := range cfg.EnvUsed {
 		lg.Info(n.Msg, zap.String("variable-name", n.Key), zap.String("variable-value", n.Value))
 	}
@@ -68,21 +71,34 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		lg.Error("failed to start keel server; exiting", zap.Error(err))
 		return 1
 	}
-	select {
-	case sig := <-sigc:
-		lg.Info("received signal; shutting down", zap.String("signal", sig.String()))
-		srv.Stop()
-		return 0
-	case <-srv.Done():
-		err := srv.Err()
-		srv.Stop()
-		if errors.Is(err, member.ErrRemoved) {
-			// Not a failure: the operator removed this member. etcd exits
-			// with status 0 too, so a supervisor does not restart it.
-			lg.Info("member was removed from the cluster; exiting", zap.Error(err))
+	return waitForStop(srv, sigc, lg)
+}
+
+// waitForStop runs until the member stops, tells systemd once it serves,
+// and logs why it stopped: a signal, its removal from the cluster or an
+// unrecoverable error. It returns the exit status.
+func waitForStop(srv *server.Server, sigc <-chan os.Signal, lg *zap.Logger) int {
+	ready := srv.ReadyNotify()
+	for {
+		select {
+		case <-ready:
+			ready = nil
+			notifySystemd(lg)
+		case sig := <-sigc:
+			lg.Info("received signal; shutting down", zap.String("signal", sig.String()))
+			srv.Stop()
 			return 0
+		case <-srv.Done():
+			err := srv.Err()
+			srv.Stop()
+			if errors.Is(err, member.ErrRemoved) {
+				// Not a failure: the operator removed this member. etcd exits
+				// with status 0 too, so a supervisor does not restart it.
+				lg.Info("member was removed from the cluster; exiting", zap.Error(err))
+				return 0
+			}
+			lg.Error("member stopped after an unrecoverable error; exiting", zap.Error(err))
+			return 1
 		}
-		lg.Error("member stopped after an unrecoverable error; exiting", zap.Error(err))
-		return 1
 	}
 }
