@@ -85,6 +85,7 @@ func TestDefaultsMatchEtcd(t *testing.T) {
 		SelfSignedCertValidity:   1,
 		TLSMinVersion:            "TLS1.2",
 		CompactHashCheckTime:     time.Minute,
+		EnableGRPCGateway:        true,
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
@@ -168,6 +169,7 @@ func TestAllImplementedFlags(t *testing.T) {
 		"--feature-gates", "InitialCorruptCheck=true,CompactHashCheck=true",
 		"--corrupt-check-time", "3m",
 		"--compact-hash-check-time", "30s",
+		"--enable-grpc-gateway=false",
 	})
 	want := &Config{
 		Name:                     "n1",
