@@ -11,6 +11,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/keeldb/keel/pki"
 )
@@ -597,4 +600,56 @@ func (c *ctlTLS) clientConfigFor(t *testing.T, name string) *tls.Config {
 		t.Fatal(err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: c.ca.Pool()}
+}
+
+// wsStream opens path as a websocket, sends each of reqs as a message and
+// records the first n messages received, after has run once the first
+// answer arrived (when not nil).
+func (s *gwSide) wsStream(label, path string, reqs []string, after func(), n int) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	url := "ws" + strings.TrimPrefix(s.base, "http") + path
+	conn, resp, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+	if err != nil {
+		s.t.Fatalf("%s: %s: dial: %v", s.name, label, err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(opTimeout))
+	for _, r := range reqs {
+		if err := conn.WriteMessage(websocket.TextMessage, []byte(s.expand(r))); err != nil {
+			s.t.Fatalf("%s: %s: write: %v", s.name, label, err)
+		}
+	}
+	var out []string
+	for i := range n {
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
+			out = append(out, fmt.Sprintf("(websocket ended: %v)", err))
+			break
+		}
+		text, _ := s.normalise(msg, nil)
+		out = append(out, text)
+		if i == 0 && after != nil {
+			after()
+		}
+	}
+	s.record(gwReq{label: label, method: "WEBSOCKET", path: path, body: strings.Join(reqs, " ")},
+		fmt.Sprintf("-> %d\n%s", resp.StatusCode, strings.Join(out, "\n")))
+}
+
+// TestGatewayWebsocket covers the websocket form of the streams (a GET
+// upgraded; each message one request, each answer one message): a watch
+// seeing a put and a keepalive answering two requests. (A unary path
+// over a websocket waits for the request body to end, which only the
+// websocket's close does, in etcd as in keel: not a use anyone has.)
+func TestGatewayWebsocket(t *testing.T) {
+	etcd, keel := startGatewayTwins(t)
+	for _, s := range []*gwSide{etcd, keel} {
+		s.do(gwReq{label: "grant lease 1000", path: "/v3/lease/grant", body: `{"ID":"1000","TTL":"60"}`})
+		s.wsStream("watch foo over a websocket, then put it", "/v3/watch", []string{`{"create_request":{"key":"Zm9v"}}`},
+			func() { s.do(gwReq{label: "put foo", path: "/v3/kv/put", body: `{"key":"Zm9v","value":"YmFy"}`}) }, 2)
+		s.wsStream("keepalive twice over a websocket", "/v3/lease/keepalive", []string{`{"ID":"1000"}`, `{"ID":"1000"}`}, nil, 2)
+	}
+	compareGateway(t, etcd, keel)
 }
