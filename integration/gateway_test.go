@@ -233,3 +233,42 @@ func TestServerStopEndsGatewayWatch(t *testing.T) {
 	}
 	t.Fatal("the watch stream still runs after Stop")
 }
+
+// TestGatewayRefusesACertificateNamingAUserWhileAuthIsOn checks etcd's
+// rule: with --client-cert-auth and auth enabled, a gateway request whose
+// client certificate has a CN is refused (the gateway cannot act as that
+// user); before auth is enabled, and on other paths, it is served.
+func TestGatewayRefusesACertificateNamingAUserWhileAuthIsOn(t *testing.T) {
+	t.Parallel()
+	p := newTestPKI(t)
+	srv := p.server("server")
+	root := p.issue("root", pki.Request{CommonName: "root", Usage: pki.Client})
+	tlsCfg := p.clientTLS(&root)
+	m := keeltest.Start(t, keeltest.WithClientTLS(config.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile,
+		TrustedCAFile: p.CAFile, ClientCertAuth: true}, tlsCfg))
+	tr := &http.Transport{TLSClientConfig: tlsCfg.Clone()}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	if code, body := gwPost(t, hc, m, "/v3/kv/range", `{"key":"Zm9v"}`); code != http.StatusOK {
+		t.Fatalf("range before auth: %d %s", code, body)
+	}
+	if _, err := m.Client.UserAdd(ctx(t), "root", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Client.UserGrantRole(ctx(t), "root", "root"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Client.AuthEnable(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	const want = "CommonName of client sending a request against gateway will be ignored and not used as expected\n"
+	for _, path := range []string{"/v3/kv/range", "/v3beta/kv/range", "/v3/auth/authenticate"} {
+		if code, body := gwPost(t, hc, m, path, `{"key":"Zm9v"}`); code != http.StatusBadRequest || body != want {
+			t.Errorf("%s with auth on: %d %q, want 400 %q", path, code, body, want)
+		}
+	}
+	// gRPC still takes the CN as the user.
+	if _, err := m.Client.Get(ctx(t), "foo"); err != nil {
+		t.Errorf("gRPC get as root by certificate: %v", err)
+	}
+}
