@@ -272,3 +272,57 @@ func TestGatewayRefusesACertificateNamingAUserWhileAuthIsOn(t *testing.T) {
 		t.Errorf("gRPC get as root by certificate: %v", err)
 	}
 }
+
+// TestGatewaySnapshotStreamsTheWholeDatabase reads /v3/maintenance/snapshot
+// to its end: the chunks add up to what the first announced and to what
+// the gRPC Snapshot call sends, and the stream ends by itself.
+func TestGatewaySnapshotStreamsTheWholeDatabase(t *testing.T) {
+	t.Parallel()
+	m := keeltest.Start(t)
+	for i := range 50 {
+		if _, err := m.Client.Put(ctx(t), "k"+strings.Repeat("x", i), strings.Repeat("v", 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, _ := http.NewRequestWithContext(ctx(t), http.MethodPost, m.Endpoint+"/v3/maintenance/snapshot", strings.NewReader(`{}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	var total, announced int64
+	for chunks := 0; ; chunks++ {
+		var c struct {
+			Result *struct {
+				Blob           []byte `json:"blob"`
+				RemainingBytes int64  `json:"remaining_bytes,string"`
+			} `json:"result"`
+			Error any `json:"error"`
+		}
+		if err := dec.Decode(&c); err == io.EOF {
+			break
+		} else if err != nil || c.Result == nil {
+			t.Fatalf("chunk %d: %v, %+v", chunks, err, c)
+		}
+		if chunks == 0 {
+			announced = int64(len(c.Result.Blob)) + c.Result.RemainingBytes
+		}
+		total += int64(len(c.Result.Blob))
+		if c.Result.RemainingBytes != announced-total {
+			t.Fatalf("chunk %d: remaining %d after %d of %d bytes", chunks, c.Result.RemainingBytes, total, announced)
+		}
+	}
+	if total == 0 || total != announced {
+		t.Fatalf("streamed %d bytes, first chunk announced %d", total, announced)
+	}
+	rc, err := m.Client.Snapshot(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	n, err := io.Copy(io.Discard, rc)
+	if err != nil || n != total {
+		t.Fatalf("gRPC snapshot: %d bytes, %v; the gateway streamed %d", n, err, total)
+	}
+}
