@@ -79,6 +79,9 @@ type Config struct {
 	// EnablePprof serves Go runtime profiles under /debug/pprof/ on the
 	// client port (--enable-pprof).
 	EnablePprof bool
+	// EnableGRPCGateway serves etcd's JSON gateway under /v3/ on the client
+	// port (--enable-grpc-gateway, default true).
+	EnableGRPCGateway bool
 
 	// MaxTxnOps is the maximum number of operations in one txn (--max-txn-ops).
 	MaxTxnOps uint

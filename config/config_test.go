@@ -90,6 +90,7 @@ func TestDefaultsMatchEtcd(t *testing.T) {
 		TLSMinVersion:            "TLS1.2",
 		CompactHashCheckTime:     time.Minute,
 		Discovery:                etcdDiscoveryDefaults,
+		EnableGRPCGateway:        true,
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
@@ -173,6 +174,7 @@ func TestAllImplementedFlags(t *testing.T) {
 		"--feature-gates", "InitialCorruptCheck=true,CompactHashCheck=true",
 		"--corrupt-check-time", "3m",
 		"--compact-hash-check-time", "30s",
+		"--enable-grpc-gateway=false",
 	})
 	want := &Config{
 		Name:                     "n1",

@@ -176,7 +176,7 @@ var flagTable = []flagSpec{
 		help: "Set SO_REUSEPORT on listeners so another process can bind the same port."},
 	{name: "socket-reuse-address", kind: kindBool, def: "false", topic: topicMember, status: unsupported,
 		help: "Set SO_REUSEADDR on listeners so a port in TIME_WAIT can be bound again."},
-	{name: "enable-grpc-gateway", kind: kindBool, def: "true", topic: topicMember, status: unsupported, keelDoes: "true",
+	{name: "enable-grpc-gateway", kind: kindBool, def: "true", topic: topicMember, status: implemented,
 		help: "Serve the JSON gateway under /v3/ on the client port."},
 	{name: "raft-read-timeout", kind: kindDuration, def: "5s", topic: topicMember, status: unsupported,
 		help: "Read timeout on peer connections."},

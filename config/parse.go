@@ -412,6 +412,7 @@ func (p *parser) build() *Config {
 		CipherSuites:           p.value("cipher-suites").([]string),
 		TLSMinVersion:          p.str("tls-min-version"),
 		TLSMaxVersion:          p.str("tls-max-version"),
+		EnableGRPCGateway:      p.value("enable-grpc-gateway").(bool),
 	}
 	if c.DataDir == "" {
 		c.DataDir = c.Name + ".keel"

@@ -174,7 +174,6 @@ func TestUnsupportedFlagNotices(t *testing.T) {
 		"auto-compaction-mode": "revision",
 		"logger":               "zap",
 		"pre-vote":             "false",
-		"enable-grpc-gateway":  "false",
 	}
 	for _, s := range flagTable {
 		if s.status != unsupported {

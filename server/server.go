@@ -49,6 +49,7 @@ type Server struct {
 	member    *member.Member
 	grpc      *api.GRPCServer
 	http      *http.Server
+	gw        *gateway // nil with --enable-grpc-gateway=false
 
 	// resolver serves DNS SRV discovery; peerServerName, when set by it,
 	// is the name https peers are verified against (discovery.go).
@@ -128,6 +129,9 @@ func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err err
 		lg.Info("pprof is enabled", zap.String("path", "/debug/pprof"))
 	}
 	handler := api.NewHTTPHandler(s.member, api.HTTPConfig{EnablePprof: cfg.EnablePprof, Logger: lg})
+	if handler, err = s.withGateway(handler); err != nil {
+		return nil, err
+	}
 	s.http = &http.Server{Handler: api.WithGRPCFallback(handler, s.grpc.Server), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: zap.NewStdLog(lg)}
 	lg.Info("now serving peer/client/metrics",
@@ -354,6 +358,7 @@ func (s *Server) serveWhenReady() {
 		return
 	}
 	s.grpc.SetServing()
+	s.serveGateway()
 	for i, l := range s.clientLs {
 		grpcL, httpL := api.Split(l)
 		s.wg.Add(2)
@@ -432,6 +437,7 @@ func (s *Server) Stop() {
 
 // closeResources closes listeners, stops the member and closes the engine.
 func (s *Server) closeResources() {
+	s.closeGateway()
 	for _, l := range append(slices.Clone(s.clientLs), s.peerLs...) {
 		l.Close()
 	}
