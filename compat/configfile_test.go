@@ -70,7 +70,7 @@ peer-transport-security:
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range []string{filepath.Join("..", "config", "testdata", "etcd.conf.yml.sample"), rich} {
+	for _, path := range []string{filepath.Join("..", "config", "testdata", "etcd-sample-keys.yml"), rich} {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			e, err := embed.ConfigFromFile(path)
 			if err != nil {

@@ -19,9 +19,10 @@ func writeFile(t *testing.T, text string) string {
 	return path
 }
 
-// TestConfigFileEtcdSample reads etcd's own sample file.
+// TestConfigFileEtcdSample reads a file with every key and value of etcd's
+// sample configuration file.
 func TestConfigFileEtcdSample(t *testing.T) {
-	path := filepath.Join("testdata", "etcd.conf.yml.sample")
+	path := filepath.Join("testdata", "etcd-sample-keys.yml")
 	c := parseOK(t, []string{"--config-file", path})
 	if c.ConfigFile != path {
 		t.Errorf("ConfigFile %q", c.ConfigFile)
