@@ -70,6 +70,13 @@ type Config struct {
 	// EnablePprof serves Go runtime profiles under /debug/pprof/ on the
 	// client port (--enable-pprof).
 	EnablePprof bool
+	// Metrics is the detail of the exported metrics (--metrics): "basic",
+	// or "extensive" to add the gRPC latency histograms.
+	Metrics string
+	// ListenMetricsURLs are extra addresses serving only /metrics and the
+	// health endpoints (--listen-metrics-urls); https ones use the client
+	// certificates. A port of 0 binds a free port.
+	ListenMetricsURLs []url.URL
 
 	// MaxTxnOps is the maximum number of operations in one txn (--max-txn-ops).
 	MaxTxnOps uint

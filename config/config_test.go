@@ -85,6 +85,7 @@ func TestDefaultsMatchEtcd(t *testing.T) {
 		SelfSignedCertValidity:   1,
 		TLSMinVersion:            "TLS1.2",
 		CompactHashCheckTime:     time.Minute,
+		Metrics:                  "basic",
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
@@ -168,6 +169,8 @@ func TestAllImplementedFlags(t *testing.T) {
 		"--feature-gates", "InitialCorruptCheck=true,CompactHashCheck=true",
 		"--corrupt-check-time", "3m",
 		"--compact-hash-check-time", "30s",
+		"--metrics", "extensive",
+		"--listen-metrics-urls", "http://127.0.0.1:0",
 	})
 	want := &Config{
 		Name:                     "n1",
@@ -206,6 +209,8 @@ func TestAllImplementedFlags(t *testing.T) {
 		CorruptCheckTime:       3 * time.Minute,
 		CompactHashCheck:       true,
 		CompactHashCheckTime:   30 * time.Second,
+		Metrics:                "extensive",
+		ListenMetricsURLs:      urls(t, "http://127.0.0.1:0"),
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
@@ -566,9 +571,11 @@ func TestKubeadmStaticPodCommandLine(t *testing.T) {
 	for _, n := range c.Notices {
 		ignored = append(ignored, n.Key)
 	}
-	want := []string{"--listen-metrics-urls"}
-	if !reflect.DeepEqual(ignored, want) {
-		t.Errorf("notices for %q, want %q", ignored, want)
+	if len(ignored) != 0 {
+		t.Errorf("notices for %q, want none", ignored)
+	}
+	if urlsText(c.ListenMetricsURLs) != "http://127.0.0.1:2381" || c.Metrics != "basic" {
+		t.Errorf("metrics %q on %q, want basic on http://127.0.0.1:2381", c.Metrics, urlsText(c.ListenMetricsURLs))
 	}
 	if !c.InitialCorruptCheck {
 		t.Error("--feature-gates=InitialCorruptCheck=true did not turn the initial corruption check on")

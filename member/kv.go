@@ -12,6 +12,7 @@ import (
 	"github.com/keeldb/keel/apply"
 	"github.com/keeldb/keel/auth"
 	"github.com/keeldb/keel/membership"
+	"github.com/keeldb/keel/metrics"
 )
 
 // ReadCheck decides whether the caller may make a read, as of the moment it
@@ -64,6 +65,7 @@ func (m *Member) Range(ctx context.Context, r *pb.RangeRequest, check ReadCheck)
 	if err != nil {
 		return nil, err
 	}
+	m.cfg.Metrics.StoreOps(metrics.Ops{Ranges: 1})
 	return resp, nil
 }
 
@@ -189,6 +191,9 @@ func (m *Member) ReadTxn(ctx context.Context, r *pb.TxnRequest, check ReadCheck)
 	if err != nil {
 		return nil, err
 	}
+	var ops metrics.Ops
+	txnOps(&ops, r, resp)
+	m.cfg.Metrics.StoreOps(ops)
 	return resp, nil
 }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/keeldb/keel/compactor"
 	"github.com/keeldb/keel/lease"
 	"github.com/keeldb/keel/membership"
+	"github.com/keeldb/keel/metrics"
 	"github.com/keeldb/keel/mvcc"
 	"github.com/keeldb/keel/raftnode"
 	"github.com/keeldb/keel/storage"
@@ -103,7 +104,9 @@ type Config struct {
 	// check (--compact-hash-check-time with the CompactHashCheck feature
 	// gate; 0: off).
 	CompactHashCheckTime time.Duration
-	Logger               *zap.Logger
+	// Metrics records the member's metrics; may be nil.
+	Metrics *metrics.Metrics
+	Logger  *zap.Logger
 }
 
 // Member is a running member.
@@ -242,6 +245,7 @@ func Start(cfg Config) (*Member, error) {
 		TickInterval:  cfg.TickInterval,
 		ElectionTicks: cfg.ElectionTicks,
 		Transport:     cfg.Transport,
+		Metrics:       cfg.Metrics,
 		Logger:        lg,
 	})
 	if err != nil {
@@ -249,6 +253,7 @@ func Start(cfg Config) (*Member, error) {
 		m.kv.Close()
 		return nil, err
 	}
+	m.startMetrics()
 	m.wg.Add(5)
 	go m.quotaLoop()
 	go m.applyLoop()
@@ -415,7 +420,9 @@ func (m *Member) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply
 // proposeAndWait registers a waiter for request id, proposes with send and
 // waits until the entry is applied, the member's request timeout expires or
 // the member stops; it turns Raft's and the context's errors into etcd's.
-func (m *Member) proposeAndWait(ctx context.Context, id uint64, send func(context.Context) error) (*apply.Result, error) {
+func (m *Member) proposeAndWait(ctx context.Context, id uint64, send func(context.Context) error) (_ *apply.Result, err error) {
+	done := m.cfg.Metrics.ProposalStarted()
+	defer func() { done(err != nil) }()
 	ch := m.wait.register(id)
 	cctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
@@ -544,6 +551,7 @@ func (m *Member) applyEntries(ents []*raftpb.Entry) error {
 			}
 			done = append(done, outcome{id, res})
 			compacted = compacted || (res.Compaction && res.Err == nil)
+			m.cfg.Metrics.StoreOps(appliedOps(r, res))
 		case raftpb.EntryType_EntryConfChange:
 			cc := &raftpb.ConfChange{}
 			if err := proto.Unmarshal(e.Data, cc); err != nil {
@@ -581,9 +589,11 @@ func (m *Member) applyEntries(ents []*raftpb.Entry) error {
 	}
 	// No sync: the entries are in the synced Raft log, and replaying them
 	// after a crash recreates exactly this batch.
+	commitStart := time.Now()
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit apply batch: %w", err)
 	}
+	m.cfg.Metrics.BackendCommit(time.Since(commitStart))
 	m.kv.Committed(w)
 	m.quotaApplied(int64(b.Len()), compacted)
 	if evs := w.Events(); len(evs) > 0 {

@@ -24,6 +24,7 @@ import (
 	"github.com/keeldb/keel/config"
 	"github.com/keeldb/keel/member"
 	"github.com/keeldb/keel/membership"
+	"github.com/keeldb/keel/metrics"
 	"github.com/keeldb/keel/storage"
 	"github.com/keeldb/keel/tlsutil"
 	"github.com/keeldb/keel/transport"
@@ -48,6 +49,11 @@ type Server struct {
 	member    *member.Member
 	grpc      *api.GRPCServer
 	http      *http.Server
+
+	metrics      *metrics.Metrics
+	metricsLs    []net.Listener
+	metricsBound []string // the URLs the metrics listeners bound
+	metricsHTTP  *http.Server
 
 	readyc   chan struct{}
 	stopc    chan struct{}
@@ -107,18 +113,23 @@ func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err err
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
+	if err := s.listenMetrics(); err != nil {
+		return nil, err
+	}
+	s.newMetrics()
 	if err := s.openMember(); err != nil {
 		return nil, err
 	}
 	s.servePeers()
 	s.grpc = api.NewGRPCServer(s.member, api.GRPCConfig{MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps,
-		ClientCertAuth: cfg.ClientTLS.ClientCertAuth, Logger: lg})
+		ClientCertAuth: cfg.ClientTLS.ClientCertAuth, Metrics: s.metrics, Logger: lg})
 	if cfg.EnablePprof {
 		lg.Info("pprof is enabled", zap.String("path", "/debug/pprof"))
 	}
 	handler := api.NewHTTPHandler(s.member, api.HTTPConfig{EnablePprof: cfg.EnablePprof, Logger: lg})
-	s.http = &http.Server{Handler: api.WithGRPCFallback(handler, s.grpc.Server), ReadHeaderTimeout: 10 * time.Second,
+	s.http = &http.Server{Handler: api.WithGRPCFallback(s.withMetrics(handler), s.grpc.Server), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: zap.NewStdLog(lg)}
+	s.serveMetrics(handler)
 	lg.Info("now serving peer/client/metrics",
 		zap.String("local-member-id", fmt.Sprintf("%x", s.member.ID())),
 		zap.Strings("initial-advertise-peer-urls", urlStrings(cfg.InitialAdvertisePeerURLs)),
@@ -318,6 +329,7 @@ func (s *Server) openMember() error {
 		InitialCorruptCheck:  cfg.InitialCorruptCheck && initialised,
 		CorruptCheckTime:     cfg.CorruptCheckTime,
 		CompactHashCheckTime: compactHashCheckTime(cfg),
+		Metrics:              s.metrics,
 		Logger:               s.lg,
 	})
 	return err
@@ -412,6 +424,7 @@ func (s *Server) Stop() {
 			s.http.Shutdown(ctx)
 			cancel()
 		}
+		s.stopMetrics()
 		s.closeResources()
 		s.wg.Wait()
 		s.lg.Info("closed etcd server", zap.String("name", s.cfg.Name), zap.String("data-dir", s.cfg.DataDir),
@@ -421,7 +434,7 @@ func (s *Server) Stop() {
 
 // closeResources closes listeners, stops the member and closes the engine.
 func (s *Server) closeResources() {
-	for _, l := range append(slices.Clone(s.clientLs), s.peerLs...) {
+	for _, l := range slices.Concat(s.clientLs, s.peerLs, s.metricsLs) {
 		l.Close()
 	}
 	if s.member != nil {

@@ -43,6 +43,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keeldb/keel/internal/loglimit"
+	"github.com/keeldb/keel/metrics"
 	"github.com/keeldb/keel/tlsutil"
 )
 
@@ -125,7 +126,10 @@ type Config struct {
 	// ExplainDialError, when set, turns an error from dialling a peer URL
 	// into a sentence naming the cause (a TLS mistake), "" when it cannot.
 	ExplainDialError func(url string, err error) string
-	Logger           *zap.Logger
+	// Metrics counts the bytes and failures of the Raft streams and their
+	// round trips; may be nil.
+	Metrics *metrics.Metrics
+	Logger  *zap.Logger
 }
 
 const (

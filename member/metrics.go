@@ -1,0 +1,70 @@
+package member
+
+import (
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/keeldb/keel/apply"
+	"github.com/keeldb/keel/metrics"
+)
+
+// startMetrics points the member's scrape-time gauges at its state.
+func (m *Member) startMetrics() {
+	mt := m.cfg.Metrics
+	if mt == nil {
+		return
+	}
+	mt.SetMember(m.cfg.ID, m.quota.limit)
+	mt.SetState(metrics.State{
+		CommittedIndex: m.raft.CommittedIndex,
+		AppliedIndex:   m.applied.Load,
+		DBSize:         m.engine.Size,
+		Rev:            m.kv.Rev,
+		CompactRev:     m.kv.CompactRev,
+		Watch:          m.watch.Counts,
+	})
+}
+
+// appliedOps counts the store operations an applied request performed.
+func appliedOps(r *pb.InternalRaftRequest, res *apply.Result) metrics.Ops {
+	var o metrics.Ops
+	if res == nil || res.Err != nil {
+		return o
+	}
+	switch {
+	case r.Put != nil:
+		o.Puts, o.PutBytes = 1, int64(len(r.Put.Key)+len(r.Put.Value))
+	case r.DeleteRange != nil:
+		o.Deletes = 1
+	case r.Txn != nil:
+		if resp, ok := res.Resp.(*pb.TxnResponse); ok {
+			txnOps(&o, r.Txn, resp)
+		}
+	}
+	return o
+}
+
+// txnOps adds the operations of the branch of r that ran, as resp shows.
+func txnOps(o *metrics.Ops, r *pb.TxnRequest, resp *pb.TxnResponse) {
+	ops := r.Failure
+	if resp.Succeeded {
+		ops = r.Success
+	}
+	for i, op := range ops {
+		switch {
+		case op.GetRequestRange() != nil:
+			o.Ranges++
+		case op.GetRequestPut() != nil:
+			p := op.GetRequestPut()
+			o.Puts++
+			o.PutBytes += int64(len(p.Key) + len(p.Value))
+		case op.GetRequestDeleteRange() != nil:
+			o.Deletes++
+		case op.GetRequestTxn() != nil:
+			if i < len(resp.Responses) {
+				if sub := resp.Responses[i].GetResponseTxn(); sub != nil {
+					txnOps(o, op.GetRequestTxn(), sub)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,355 @@
+// Package metrics defines the Prometheus metrics of one keel member, with
+// etcd 3.7's names, types and labels so that dashboards and alerts written
+// for etcd (the etcd mixin) work unchanged. Metrics of keel's own use the
+// prefix keel_.
+//
+// Every member owns a Metrics with a registry of its own, so several
+// members in one process (tests) do not share or collide. The hooks are
+// nil-safe: a component started without metrics (a unit test) passes nil.
+package metrics
+
+import (
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/keeldb/keel/version"
+)
+
+// Options configure a member's metrics.
+type Options struct {
+	// Extensive adds the grpc_server_handling_seconds histograms
+	// (--metrics extensive).
+	Extensive bool
+}
+
+// State reads what the scrape-time gauges report from a running member.
+// Each function is called on every scrape, from the scraping goroutine, and
+// must be cheap and safe for concurrent use.
+type State struct {
+	CommittedIndex func() uint64
+	AppliedIndex   func() uint64
+	// DBSize returns the database's size on disk and the part of it live
+	// data takes.
+	DBSize     func() (total, inUse int64)
+	Rev        func() int64
+	CompactRev func() int64
+	// Watch returns the number of open watch streams, of watchers and of
+	// watchers that lag behind the store (unsynced).
+	Watch func() (streams, watchers, slow int)
+}
+
+// Metrics are one member's metrics. Create with New; register the member's
+// state with SetState once it runs.
+type Metrics struct {
+	reg   *prometheus.Registry
+	state atomic.Pointer[State]
+
+	hasLeader     prometheus.Gauge
+	isLeader      prometheus.Gauge
+	leaderChanges prometheus.Counter
+
+	proposalsPending prometheus.Gauge
+	proposalsFailed  prometheus.Counter
+
+	walFsync      prometheus.Histogram
+	backendCommit prometheus.Histogram
+	defrag        prometheus.Histogram
+	defragActive  prometheus.Gauge
+
+	quotaBytes prometheus.Gauge
+	serverID   *prometheus.GaugeVec
+
+	putTotal    prometheus.Counter
+	deleteTotal prometheus.Counter
+	txnTotal    prometheus.Counter
+	rangeTotal  prometheus.Counter
+	putSize     prometheus.Gauge
+
+	peerSent      *prometheus.CounterVec
+	peerReceived  *prometheus.CounterVec
+	peerSendFails *prometheus.CounterVec
+	peerRecvFails *prometheus.CounterVec
+	peerRTT       *prometheus.HistogramVec
+	activePeers   *prometheus.GaugeVec
+
+	clientSent     prometheus.Counter
+	clientReceived prometheus.Counter
+
+	grpc *grpcprom.ServerMetrics
+}
+
+// etcd's latency buckets: 1ms doubling to about 8s.
+var diskBuckets = prometheus.ExponentialBuckets(0.001, 2, 14)
+
+// New creates a member's metrics in a registry of their own, with the Go
+// runtime and process collectors.
+func New(opts Options) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	gauge := func(ns, sub, name, help string) prometheus.Gauge {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
+		m.reg.MustRegister(g)
+		return g
+	}
+	counter := func(ns, sub, name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
+		m.reg.MustRegister(c)
+		return c
+	}
+	gaugeFunc := func(ns, sub, name, help string, f func(*State) float64) {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help},
+			func() float64 {
+				if s := m.state.Load(); s != nil {
+					return f(s)
+				}
+				return 0
+			}))
+	}
+	histogram := func(ns, sub, name, help string, buckets []float64) prometheus.Histogram {
+		h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help, Buckets: buckets})
+		m.reg.MustRegister(h)
+		return h
+	}
+	counterVec := func(name, help, label string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "network", Name: name, Help: help}, []string{label})
+		m.reg.MustRegister(c)
+		return c
+	}
+
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Server and Raft.
+	m.hasLeader = gauge("etcd", "server", "has_leader", "1 while this member knows a leader, else 0.")
+	m.isLeader = gauge("etcd", "server", "is_leader", "1 while this member is the leader, else 0.")
+	m.leaderChanges = counter("etcd", "server", "leader_changes_seen_total", "Leader changes this member has seen.")
+	gaugeFunc("etcd", "server", "proposals_committed_total", "Index of the last Raft entry known to be committed.",
+		func(s *State) float64 { return float64(s.CommittedIndex()) })
+	gaugeFunc("etcd", "server", "proposals_applied_total", "Index of the last Raft entry applied.",
+		func(s *State) float64 { return float64(s.AppliedIndex()) })
+	m.proposalsPending = gauge("etcd", "server", "proposals_pending", "Proposals of this member waiting to be applied.")
+	m.proposalsFailed = counter("etcd", "server", "proposals_failed_total", "Proposals of this member that failed or timed out.")
+	m.quotaBytes = gauge("etcd", "server", "quota_backend_bytes", "The space quota of the member's state, in bytes.")
+	m.serverID = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "etcd", Subsystem: "server", Name: "id",
+		Help: "1, labelled with this member's ID in hexadecimal."}, []string{"server_id"})
+	ver := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "etcd", Subsystem: "server", Name: "version",
+		Help: "1, labelled with the etcd version this member speaks."}, []string{"server_version"})
+	ver.WithLabelValues(version.Etcd).Set(1)
+	gover := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "etcd", Subsystem: "server", Name: "go_version",
+		Help: "1, labelled with the Go version the member was built with."}, []string{"server_go_version"})
+	gover.WithLabelValues(runtime.Version()).Set(1)
+	keelVer := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "keel", Subsystem: "server", Name: "version",
+		Help: "1, labelled with keel's own version."}, []string{"keel_version"})
+	keelVer.WithLabelValues(version.Version).Set(1)
+	m.reg.MustRegister(m.serverID, ver, gover, keelVer)
+
+	// Disk.
+	m.walFsync = histogram("etcd", "disk", "wal_fsync_duration_seconds",
+		"Time to write and sync Raft log entries and state to disk.", diskBuckets)
+	m.backendCommit = histogram("etcd", "disk", "backend_commit_duration_seconds",
+		"Time to commit one batch of applied entries to the database.", diskBuckets)
+	m.defrag = histogram("etcd", "disk", "backend_defrag_duration_seconds",
+		"Time a defragmentation of the database took.", prometheus.ExponentialBuckets(.1, 2, 13))
+	m.defragActive = gauge("etcd", "disk", "defrag_inflight", "1 while the database is being defragmented, else 0.")
+
+	// MVCC.
+	gaugeFunc("etcd", "mvcc", "db_total_size_in_bytes", "Size of the database on disk, in bytes.",
+		func(s *State) float64 { t, _ := s.DBSize(); return float64(t) })
+	gaugeFunc("etcd", "mvcc", "db_total_size_in_use_in_bytes", "Bytes of the database on disk that hold live data.",
+		func(s *State) float64 { _, u := s.DBSize(); return float64(u) })
+	gaugeFunc("etcd_debugging", "mvcc", "current_revision", "The store's current revision.",
+		func(s *State) float64 { return float64(s.Rev()) })
+	gaugeFunc("etcd_debugging", "mvcc", "compact_revision", "The revision of the last compaction.",
+		func(s *State) float64 { return float64(s.CompactRev()) })
+	gaugeFunc("etcd_debugging", "mvcc", "watch_stream_total", "Open watch streams.",
+		func(s *State) float64 { n, _, _ := s.Watch(); return float64(n) })
+	gaugeFunc("etcd_debugging", "mvcc", "watcher_total", "Watchers on all streams.",
+		func(s *State) float64 { _, n, _ := s.Watch(); return float64(n) })
+	gaugeFunc("etcd_debugging", "mvcc", "slow_watcher_total", "Watchers that are behind the store's revision.",
+		func(s *State) float64 { _, _, n := s.Watch(); return float64(n) })
+	m.putTotal = counter("etcd", "mvcc", "put_total", "Put operations applied to the store.")
+	m.deleteTotal = counter("etcd", "mvcc", "delete_total", "Delete-range operations applied to the store.")
+	m.txnTotal = counter("etcd", "mvcc", "txn_total", "Transactions of more than one operation applied or read.")
+	m.rangeTotal = counter("etcd", "mvcc", "range_total", "Range operations served.")
+	m.putSize = gauge("etcd_debugging", "mvcc", "total_put_size_in_bytes", "Bytes of keys and values put since start.")
+
+	// Peers.
+	m.peerSent = counterVec("peer_sent_bytes_total", "Bytes sent to each peer.", "To")
+	m.peerReceived = counterVec("peer_received_bytes_total", "Bytes received from each peer.", "From")
+	m.peerSendFails = counterVec("peer_sent_failures_total", "Messages to each peer that could not be sent.", "To")
+	m.peerRecvFails = counterVec("peer_received_failures_total", "Streams from each peer that failed.", "From")
+	m.peerRTT = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "etcd", Subsystem: "network",
+		Name: "peer_round_trip_time_seconds", Help: "Time from sending a frame to a peer to its acknowledgement.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"To"})
+	m.activePeers = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "etcd", Subsystem: "network",
+		Name: "active_peers", Help: "1 while the stream to a peer is up."}, []string{"Local", "Remote"})
+	m.reg.MustRegister(m.peerRTT, m.activePeers)
+
+	// Clients.
+	m.clientSent = counter("etcd", "network", "client_grpc_sent_bytes_total", "Bytes of gRPC messages sent to clients.")
+	m.clientReceived = counter("etcd", "network", "client_grpc_received_bytes_total", "Bytes of gRPC messages received from clients.")
+	var gopts []grpcprom.ServerMetricsOption
+	if opts.Extensive {
+		gopts = append(gopts, grpcprom.WithServerHandlingTimeHistogram())
+	}
+	m.grpc = grpcprom.NewServerMetrics(gopts...)
+	m.reg.MustRegister(m.grpc)
+	return m
+}
+
+// Registry returns the member's registry, for /metrics.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// SetState sets what the scrape-time gauges read; until it is called they
+// read 0.
+func (m *Metrics) SetState(s State) {
+	if m != nil {
+		m.state.Store(&s)
+	}
+}
+
+// SetMember records this member's ID and space quota (etcd_server_id,
+// etcd_server_quota_backend_bytes).
+func (m *Metrics) SetMember(id uint64, quotaBytes int64) {
+	if m == nil {
+		return
+	}
+	m.serverID.Reset()
+	m.serverID.WithLabelValues(HexID(id)).Set(1)
+	m.quotaBytes.Set(float64(quotaBytes))
+}
+
+// HexID formats a member ID as etcd's metric labels do.
+func HexID(id uint64) string { return strconv.FormatUint(id, 16) }
+
+// LeaderChanged records the leader the Raft loop now knows (0: none), and
+// whether this member leads. changed says the leader differs from the one
+// known before.
+func (m *Metrics) LeaderChanged(lead uint64, isLeader, changed bool) {
+	if m == nil {
+		return
+	}
+	if changed && lead != 0 {
+		m.leaderChanges.Inc()
+	}
+	m.hasLeader.Set(b2f(lead != 0))
+	m.isLeader.Set(b2f(isLeader))
+}
+
+// WALFsync records how long persisting a synced Raft Ready took.
+func (m *Metrics) WALFsync(d time.Duration) {
+	if m != nil {
+		m.walFsync.Observe(d.Seconds())
+	}
+}
+
+// BackendCommit records how long committing an apply batch took.
+func (m *Metrics) BackendCommit(d time.Duration) {
+	if m != nil {
+		m.backendCommit.Observe(d.Seconds())
+	}
+}
+
+// DefragStarted marks a defragmentation running; the returned function
+// records its end and duration.
+func (m *Metrics) DefragStarted() (done func()) {
+	if m == nil {
+		return func() {}
+	}
+	start := time.Now()
+	m.defragActive.Set(1)
+	return func() {
+		m.defragActive.Set(0)
+		m.defrag.Observe(time.Since(start).Seconds())
+	}
+}
+
+// ProposalStarted counts a proposal pending; the returned function ends it,
+// counting a failure when failed.
+func (m *Metrics) ProposalStarted() (done func(failed bool)) {
+	if m == nil {
+		return func(bool) {}
+	}
+	m.proposalsPending.Inc()
+	return func(failed bool) {
+		m.proposalsPending.Dec()
+		if failed {
+			m.proposalsFailed.Inc()
+		}
+	}
+}
+
+// Ops counts store operations: one apply batch's or one read's ranges,
+// puts (with the bytes of their keys and values) and deletes. A request of
+// more than one operation counts as a txn, as in etcd.
+type Ops struct {
+	Ranges, Puts, Deletes int
+	PutBytes              int64
+}
+
+// StoreOps records ops.
+func (m *Metrics) StoreOps(o Ops) {
+	if m == nil {
+		return
+	}
+	if o.Ranges+o.Puts+o.Deletes > 1 {
+		m.txnTotal.Inc()
+	}
+	m.rangeTotal.Add(float64(o.Ranges))
+	m.putTotal.Add(float64(o.Puts))
+	m.deleteTotal.Add(float64(o.Deletes))
+	m.putSize.Add(float64(o.PutBytes))
+}
+
+// PeerSent counts bytes sent to peer to.
+func (m *Metrics) PeerSent(to uint64, n int) {
+	if m != nil {
+		m.peerSent.WithLabelValues(HexID(to)).Add(float64(n))
+	}
+}
+
+// PeerReceived counts bytes received from peer from.
+func (m *Metrics) PeerReceived(from uint64, n int) {
+	if m != nil {
+		m.peerReceived.WithLabelValues(HexID(from)).Add(float64(n))
+	}
+}
+
+// PeerSendFailed counts n messages to peer to that were dropped.
+func (m *Metrics) PeerSendFailed(to uint64, n int) {
+	if m != nil {
+		m.peerSendFails.WithLabelValues(HexID(to)).Add(float64(n))
+	}
+}
+
+// PeerReceiveFailed counts a failed stream from peer from.
+func (m *Metrics) PeerReceiveFailed(from uint64) {
+	if m != nil {
+		m.peerRecvFails.WithLabelValues(HexID(from)).Inc()
+	}
+}
+
+// PeerRTT records a round trip to peer to.
+func (m *Metrics) PeerRTT(to uint64, d time.Duration) {
+	if m != nil {
+		m.peerRTT.WithLabelValues(HexID(to)).Observe(d.Seconds())
+	}
+}
+
+// PeerActive records whether the stream from local to remote is up.
+func (m *Metrics) PeerActive(local, remote uint64, up bool) {
+	if m != nil {
+		m.activePeers.WithLabelValues(HexID(local), HexID(remote)).Set(b2f(up))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
