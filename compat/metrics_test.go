@@ -39,6 +39,14 @@ var metricsFamilies = []string{
 	"process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds", "process_max_fds",
 	"process_start_time_seconds", "process_virtual_memory_bytes",
 	"go_goroutines", "go_threads", "go_memstats_alloc_bytes", "go_gc_duration_seconds", "go_info",
+	"etcd_server_is_learner", "etcd_cluster_version", "etcd_server_apply_duration_seconds",
+	"etcd_server_slow_apply_total", "etcd_server_snapshot_apply_in_progress_total",
+	"etcd_server_heartbeat_send_failures_total", "etcd_server_read_indexes_failed_total",
+	"etcd_server_slow_read_indexes_total", "etcd_disk_wal_write_duration_seconds", "etcd_disk_wal_write_bytes_total",
+	"etcd_mvcc_hash_duration_seconds", "etcd_mvcc_hash_rev_duration_seconds",
+	"etcd_debugging_lease_granted_total", "etcd_debugging_lease_revoked_total", "etcd_debugging_lease_renewed_total",
+	"etcd_debugging_lease_ttl_total", "etcd_debugging_server_lease_expired_total",
+	"etcd_network_known_peers", "etcd_network_disconnected_peers_total", "os_fd_used", "os_fd_limit",
 }
 
 // lateInEtcd are the shapes, from etcd 3.7.3's source, of families etcd

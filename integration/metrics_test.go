@@ -80,6 +80,26 @@ var etcdFamilies = map[string]metricFamily{
 	"process_open_fds":                              {gauge, nil},
 	"go_goroutines":                                 {gauge, nil},
 	"go_memstats_alloc_bytes":                       {gauge, nil},
+	"etcd_server_is_learner":                        {gauge, nil},
+	"etcd_cluster_version":                          {gauge, []string{"cluster_version"}},
+	"etcd_server_apply_duration_seconds":            {histogram, []string{"op", "success", "version"}},
+	"etcd_server_slow_apply_total":                  {counter, nil},
+	"etcd_server_snapshot_apply_in_progress_total":  {gauge, nil},
+	"etcd_server_heartbeat_send_failures_total":     {counter, nil},
+	"etcd_server_read_indexes_failed_total":         {counter, nil},
+	"etcd_server_slow_read_indexes_total":           {counter, nil},
+	"etcd_disk_wal_write_duration_seconds":          {histogram, nil},
+	"etcd_disk_wal_write_bytes_total":               {gauge, nil},
+	"etcd_mvcc_hash_duration_seconds":               {histogram, nil},
+	"etcd_mvcc_hash_rev_duration_seconds":           {histogram, nil},
+	"etcd_debugging_lease_granted_total":            {counter, nil},
+	"etcd_debugging_lease_revoked_total":            {counter, nil},
+	"etcd_debugging_lease_renewed_total":            {counter, nil},
+	"etcd_debugging_lease_ttl_total":                {histogram, nil},
+	"etcd_debugging_server_lease_expired_total":     {counter, nil},
+	"etcd_network_known_peers":                      {gauge, []string{"Local", "Remote"}},
+	"os_fd_used":                                    {gauge, nil},
+	"os_fd_limit":                                   {gauge, nil},
 }
 
 // scrape fetches and parses the metrics at base+"/metrics".
@@ -224,6 +244,7 @@ func TestMetricsDuringLoad(t *testing.T) {
 			"etcd_disk_wal_fsync_duration_seconds", "etcd_disk_backend_commit_duration_seconds",
 			"etcd_network_peer_sent_bytes_total", "etcd_network_peer_received_bytes_total",
 			"etcd_mvcc_put_total", "etcd_debugging_mvcc_current_revision",
+			"etcd_disk_wal_write_duration_seconds", "etcd_disk_wal_write_bytes_total", "etcd_server_apply_duration_seconds",
 		} {
 			if b, a := value(before[i], name, nil), value(after, name, nil); a <= b {
 				t.Errorf("%s: %s did not grow under load: %v then %v", who, name, b, a)
@@ -234,6 +255,12 @@ func TestMetricsDuringLoad(t *testing.T) {
 		}
 		if v := value(after, "etcd_mvcc_delete_total", nil); v < 2 {
 			t.Errorf("%s: etcd_mvcc_delete_total = %v, want at least 2", who, v)
+		}
+		if v := value(after, "etcd_server_apply_duration_seconds", map[string]string{"op": "Put", "success": "true", "version": "v3"}); v < 50 {
+			t.Errorf("%s: etcd_server_apply_duration_seconds{op=Put} counted %v puts, want at least 50", who, v)
+		}
+		if v := value(after, "etcd_network_known_peers", nil); v != 2 {
+			t.Errorf("%s: etcd_network_known_peers = %v, want 2", who, v)
 		}
 		if v := value(after, "etcd_network_peer_round_trip_time_seconds", nil); v == 0 {
 			t.Errorf("%s: no peer round trip observed", who)

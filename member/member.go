@@ -476,7 +476,9 @@ func (m *Member) applyLoop() {
 		select {
 		case ap := <-m.raft.Applies():
 			if ap.Snapshot != nil {
+				applying := m.cfg.Metrics.SnapshotApplying()
 				err := m.applySnapshot(ap.Snapshot)
+				applying()
 				ap.Done <- err
 				if err != nil {
 					m.fail(fmt.Errorf("apply snapshot: %w", err))
@@ -541,17 +543,18 @@ func (m *Member) applyEntries(ents []*raftpb.Entry) error {
 			if err := proto.Unmarshal(e.Data, r); err != nil {
 				return fmt.Errorf("entry %d is not a request: %w", idx, err)
 			}
+			applyStart := time.Now()
 			res, err := m.applier.Apply(apply.WithIndex(ctx, idx), w, b, r)
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", idx, err)
 			}
+			m.appliedMetrics(r, res, time.Since(applyStart))
 			id := r.ID
 			if id == 0 {
 				id = r.Header.GetID()
 			}
 			done = append(done, outcome{id, res})
 			compacted = compacted || (res.Compaction && res.Err == nil)
-			m.cfg.Metrics.StoreOps(appliedOps(r, res))
 		case raftpb.EntryType_EntryConfChange:
 			cc := &raftpb.ConfChange{}
 			if err := proto.Unmarshal(e.Data, cc); err != nil {

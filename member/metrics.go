@@ -1,7 +1,11 @@
 package member
 
 import (
+	"strings"
+	"time"
+
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/keeldb/keel/apply"
 	"github.com/keeldb/keel/metrics"
@@ -21,7 +25,49 @@ func (m *Member) startMetrics() {
 		Rev:            m.kv.Rev,
 		CompactRev:     m.kv.CompactRev,
 		Watch:          m.watch.Counts,
+		IsLearner: func() bool {
+			self := m.cluster.Member(m.cfg.ID)
+			return self != nil && self.IsLearner
+		},
 	})
+}
+
+// appliedMetrics records the application of r, which took d.
+func (m *Member) appliedMetrics(r *pb.InternalRaftRequest, res *apply.Result, d time.Duration) {
+	mt := m.cfg.Metrics
+	if mt == nil {
+		return
+	}
+	mt.Applied(opName(r), res.Err == nil, d)
+	mt.StoreOps(appliedOps(r, res))
+	if res.Err == nil {
+		switch {
+		case r.LeaseGrant != nil:
+			mt.LeaseGranted(r.LeaseGrant.TTL)
+		case r.LeaseRevoke != nil:
+			mt.LeaseRevoked()
+		}
+	}
+}
+
+// opName names the kind of r as etcd's apply metrics do: its request
+// field in CamelCase ("Put", "LeaseGrant", "AuthUserAdd", ...).
+func opName(r *pb.InternalRaftRequest) string {
+	name := "unknown"
+	r.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind || fd.Name() == "header" {
+			return true
+		}
+		var b strings.Builder
+		for _, part := range strings.Split(string(fd.Name()), "_") {
+			if part != "" {
+				b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+			}
+		}
+		name = b.String()
+		return false
+	})
+	return name
 }
 
 // appliedOps counts the store operations an applied request performed.

@@ -42,6 +42,8 @@ type State struct {
 	// Watch returns the number of open watch streams, of watchers and of
 	// watchers that lag behind the store (unsynced).
 	Watch func() (streams, watchers, slow int)
+	// IsLearner reports whether the member is a learner.
+	IsLearner func() bool
 }
 
 // Metrics are one member's metrics. Create with New; register the member's
@@ -64,6 +66,26 @@ type Metrics struct {
 
 	quotaBytes prometheus.Gauge
 	serverID   *prometheus.GaugeVec
+
+	applyDuration     *prometheus.HistogramVec
+	slowApplies       prometheus.Counter
+	snapshotApplying  prometheus.Gauge
+	heartbeatFailures prometheus.Counter
+	readIndexFailed   prometheus.Counter
+	slowReadIndex     prometheus.Counter
+	walWrite          prometheus.Histogram
+	walWriteBytes     prometheus.Gauge
+	hashDuration      prometheus.Histogram
+	hashRevDuration   prometheus.Histogram
+
+	leaseGranted prometheus.Counter
+	leaseRevoked prometheus.Counter
+	leaseRenewed prometheus.Counter
+	leaseExpired prometheus.Counter
+	leaseTTL     prometheus.Histogram
+
+	knownPeers       *prometheus.GaugeVec
+	disconnectedPeer *prometheus.CounterVec
 
 	putTotal    prometheus.Counter
 	deleteTotal prometheus.Counter
@@ -145,7 +167,27 @@ func New(opts Options) *Metrics {
 	keelVer := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "keel", Subsystem: "server", Name: "version",
 		Help: "1, labelled with keel's own version."}, []string{"keel_version"})
 	keelVer.WithLabelValues(version.Version).Set(1)
-	m.reg.MustRegister(m.serverID, ver, gover, keelVer)
+	clusterVer := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "etcd", Subsystem: "cluster", Name: "version",
+		Help: "1, labelled with the cluster version."}, []string{"cluster_version"})
+	clusterVer.WithLabelValues(version.Cluster).Set(1)
+	m.reg.MustRegister(m.serverID, ver, gover, keelVer, clusterVer)
+	gaugeFunc("etcd", "server", "is_learner", "1 while this member is a learner, else 0.",
+		func(s *State) float64 { return b2f(s.IsLearner()) })
+	m.applyDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "etcd", Subsystem: "server",
+		Name: "apply_duration_seconds", Help: "Time to apply one committed request, by request kind and outcome.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 20)}, []string{"version", "op", "success"})
+	m.reg.MustRegister(m.applyDuration)
+	m.slowApplies = counter("etcd", "server", "slow_apply_total", "Committed requests that took longer than 100ms to apply.")
+	m.snapshotApplying = gauge("etcd", "server", "snapshot_apply_in_progress_total", "1 while a snapshot from the leader is being installed.")
+	m.heartbeatFailures = counter("etcd", "server", "heartbeat_send_failures_total", "Leader heartbeats that could not be queued for a peer.")
+	m.readIndexFailed = counter("etcd", "server", "read_indexes_failed_total", "ReadIndex rounds for linearizable reads that failed.")
+	m.slowReadIndex = counter("etcd", "server", "slow_read_indexes_total", "ReadIndex rounds that had to be asked again.")
+	m.leaseGranted = counter("etcd_debugging", "lease", "granted_total", "Leases granted.")
+	m.leaseRevoked = counter("etcd_debugging", "lease", "revoked_total", "Leases revoked.")
+	m.leaseRenewed = counter("etcd_debugging", "lease", "renewed_total", "Lease renewals served by this member as leader.")
+	m.leaseExpired = counter("etcd_debugging", "server", "lease_expired_total", "Expired leases this member proposed to revoke.")
+	m.leaseTTL = histogram("etcd_debugging", "lease", "ttl_total", "TTLs of granted leases, in seconds.", prometheus.ExponentialBuckets(1, 2, 24))
+	m.reg.MustRegister(newFDCollector())
 
 	// Disk.
 	m.walFsync = histogram("etcd", "disk", "wal_fsync_duration_seconds",
@@ -155,6 +197,11 @@ func New(opts Options) *Metrics {
 	m.defrag = histogram("etcd", "disk", "backend_defrag_duration_seconds",
 		"Time a defragmentation of the database took.", prometheus.ExponentialBuckets(.1, 2, 13))
 	m.defragActive = gauge("etcd", "disk", "defrag_inflight", "1 while the database is being defragmented, else 0.")
+	m.walWrite = histogram("etcd", "disk", "wal_write_duration_seconds",
+		"Time to write Raft log entries and state, synced or not.", diskBuckets)
+	m.walWriteBytes = gauge("etcd", "disk", "wal_write_bytes_total", "Bytes of Raft log entries written since start.")
+	m.hashDuration = histogram("etcd", "mvcc", "hash_duration_seconds", "Time to hash the whole store.", prometheus.ExponentialBuckets(.01, 2, 15))
+	m.hashRevDuration = histogram("etcd", "mvcc", "hash_rev_duration_seconds", "Time to hash the key space at a revision.", prometheus.ExponentialBuckets(.01, 2, 15))
 
 	// MVCC.
 	gaugeFunc("etcd", "mvcc", "db_total_size_in_bytes", "Size of the database on disk, in bytes.",
@@ -187,7 +234,11 @@ func New(opts Options) *Metrics {
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"To"})
 	m.activePeers = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "etcd", Subsystem: "network",
 		Name: "active_peers", Help: "1 while the stream to a peer is up."}, []string{"Local", "Remote"})
-	m.reg.MustRegister(m.peerRTT, m.activePeers)
+	m.knownPeers = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "etcd", Subsystem: "network",
+		Name: "known_peers", Help: "1 for each peer this member knows."}, []string{"Local", "Remote"})
+	m.disconnectedPeer = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "network",
+		Name: "disconnected_peers_total", Help: "Times the stream to a peer went down."}, []string{"Local", "Remote"})
+	m.reg.MustRegister(m.peerRTT, m.activePeers, m.knownPeers, m.disconnectedPeer)
 
 	// Clients.
 	m.clientSent = counter("etcd", "network", "client_grpc_sent_bytes_total", "Bytes of gRPC messages sent to clients.")
@@ -240,10 +291,118 @@ func (m *Metrics) LeaderChanged(lead uint64, isLeader, changed bool) {
 	m.isLeader.Set(b2f(isLeader))
 }
 
-// WALFsync records how long persisting a synced Raft Ready took.
-func (m *Metrics) WALFsync(d time.Duration) {
-	if m != nil {
+// WALSaved records how long persisting a Raft Ready took, whether it was
+// synced (then it also counts as an fsync), and the bytes of its entries.
+func (m *Metrics) WALSaved(d time.Duration, synced bool, bytes int) {
+	if m == nil {
+		return
+	}
+	m.walWrite.Observe(d.Seconds())
+	if synced {
 		m.walFsync.Observe(d.Seconds())
+	}
+	m.walWriteBytes.Add(float64(bytes))
+}
+
+// slowApply is etcd's threshold of a slow apply.
+const slowApply = 100 * time.Millisecond
+
+// Applied records the application of one committed request of kind op
+// (etcd's names: "Put", "LeaseGrant", ...).
+func (m *Metrics) Applied(op string, success bool, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.applyDuration.WithLabelValues("v3", op, strconv.FormatBool(success)).Observe(d.Seconds())
+	if d > slowApply {
+		m.slowApplies.Inc()
+	}
+}
+
+// SnapshotApplying marks a snapshot install running; call the result when
+// it ends.
+func (m *Metrics) SnapshotApplying() (done func()) {
+	if m == nil {
+		return func() {}
+	}
+	m.snapshotApplying.Set(1)
+	return func() { m.snapshotApplying.Set(0) }
+}
+
+// HeartbeatSendFailed counts a leader heartbeat that was dropped.
+func (m *Metrics) HeartbeatSendFailed() {
+	if m != nil {
+		m.heartbeatFailures.Inc()
+	}
+}
+
+// ReadIndexFailed counts a failed ReadIndex round; ReadIndexSlow one that
+// had to be asked again.
+func (m *Metrics) ReadIndexFailed() {
+	if m != nil {
+		m.readIndexFailed.Inc()
+	}
+}
+
+// ReadIndexSlow: see ReadIndexFailed.
+func (m *Metrics) ReadIndexSlow() {
+	if m != nil {
+		m.slowReadIndex.Inc()
+	}
+}
+
+// Hashed records how long a hash of the store took; atRev says it was a
+// HashKV at a revision (etcd_mvcc_hash_rev_duration_seconds) rather than
+// a hash of everything.
+func (m *Metrics) Hashed(atRev bool, d time.Duration) {
+	if m == nil {
+		return
+	}
+	if atRev {
+		m.hashRevDuration.Observe(d.Seconds())
+	} else {
+		m.hashDuration.Observe(d.Seconds())
+	}
+}
+
+// LeaseGranted counts an applied lease grant of ttl seconds.
+func (m *Metrics) LeaseGranted(ttl int64) {
+	if m != nil {
+		m.leaseGranted.Inc()
+		m.leaseTTL.Observe(float64(ttl))
+	}
+}
+
+// LeaseRevoked counts an applied lease revocation.
+func (m *Metrics) LeaseRevoked() {
+	if m != nil {
+		m.leaseRevoked.Inc()
+	}
+}
+
+// LeaseRenewed counts a renewal served as leader.
+func (m *Metrics) LeaseRenewed() {
+	if m != nil {
+		m.leaseRenewed.Inc()
+	}
+}
+
+// LeaseExpired counts an expired lease whose revocation was proposed.
+func (m *Metrics) LeaseExpired() {
+	if m != nil {
+		m.leaseExpired.Inc()
+	}
+}
+
+// PeerKnown records that local knows peer remote (or no longer does).
+func (m *Metrics) PeerKnown(local, remote uint64, known bool) {
+	if m == nil {
+		return
+	}
+	if known {
+		m.knownPeers.WithLabelValues(HexID(local), HexID(remote)).Set(1)
+	} else {
+		m.knownPeers.DeleteLabelValues(HexID(local), HexID(remote))
 	}
 }
 
@@ -340,10 +499,15 @@ func (m *Metrics) PeerRTT(to uint64, d time.Duration) {
 	}
 }
 
-// PeerActive records whether the stream from local to remote is up.
+// PeerActive records whether the stream from local to remote is up; a
+// stream that goes down counts as a disconnection.
 func (m *Metrics) PeerActive(local, remote uint64, up bool) {
-	if m != nil {
-		m.activePeers.WithLabelValues(HexID(local), HexID(remote)).Set(b2f(up))
+	if m == nil {
+		return
+	}
+	m.activePeers.WithLabelValues(HexID(local), HexID(remote)).Set(b2f(up))
+	if !up {
+		m.disconnectedPeer.WithLabelValues(HexID(local), HexID(remote)).Inc()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -30,7 +31,18 @@ func TestTwoMembersInOneProcessDoNotShare(t *testing.T) {
 func TestNilMetricsHooksDoNothing(t *testing.T) {
 	var m *Metrics
 	m.LeaderChanged(1, false, true)
-	m.WALFsync(time.Millisecond)
+	m.WALSaved(time.Millisecond, true, 10)
+	m.Applied("Put", true, time.Millisecond)
+	m.SnapshotApplying()()
+	m.HeartbeatSendFailed()
+	m.ReadIndexFailed()
+	m.ReadIndexSlow()
+	m.Hashed(true, time.Millisecond)
+	m.LeaseGranted(5)
+	m.LeaseRevoked()
+	m.LeaseRenewed()
+	m.LeaseExpired()
+	m.PeerKnown(1, 2, true)
 	m.BackendCommit(time.Millisecond)
 	m.DefragStarted()()
 	m.ProposalStarted()(true)
@@ -104,5 +116,42 @@ func TestExtensiveAddsHandlingHistogram(t *testing.T) {
 		if got := strings.Contains(body, "# TYPE grpc_server_handling_seconds histogram"); got != ext {
 			t.Errorf("extensive=%v: handling histogram shown: %v", ext, got)
 		}
+	}
+}
+
+func TestWALSavedCountsFsyncOnlyWhenSynced(t *testing.T) {
+	m := New(Options{})
+	m.WALSaved(time.Millisecond, false, 10)
+	m.WALSaved(time.Millisecond, true, 5)
+	if got := testutil.CollectAndCount(m.walFsync); got != 1 {
+		t.Fatalf("fsync histogram has %d series", got)
+	}
+	if got := testutil.ToFloat64(m.walWriteBytes); got != 15 {
+		t.Errorf("wal_write_bytes_total %v, want 15", got)
+	}
+	var n uint64
+	for _, h := range []interface{ Write(*dto.Metric) error }{m.walFsync, m.walWrite} {
+		var d dto.Metric
+		if err := h.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		n = n*10 + d.GetHistogram().GetSampleCount()
+	}
+	if n != 12 {
+		t.Errorf("fsync and write sample counts %d, want 1 and 2", n)
+	}
+}
+
+func TestPeerGoingDownCountsADisconnection(t *testing.T) {
+	m := New(Options{})
+	m.PeerKnown(1, 2, true)
+	m.PeerActive(1, 2, true)
+	m.PeerActive(1, 2, false)
+	if got := testutil.ToFloat64(m.disconnectedPeer.WithLabelValues("1", "2")); got != 1 {
+		t.Errorf("disconnected_peers_total %v, want 1", got)
+	}
+	m.PeerKnown(1, 2, false)
+	if got := testutil.CollectAndCount(m.knownPeers); got != 0 {
+		t.Errorf("known_peers keeps %d series for a removed peer", got)
 	}
 }

@@ -243,9 +243,7 @@ func (n *Node) handle(rd raft.Ready) error {
 	if err := n.log.Save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
 		return fmt.Errorf("failed to persist raft state: %w", err)
 	}
-	if rd.MustSync {
-		n.cfg.Metrics.WALFsync(time.Since(saveStart))
-	}
+	n.cfg.Metrics.WALSaved(time.Since(saveStart), rd.MustSync, entriesBytes(rd.Entries))
 	if !raft.IsEmptyHardState(rd.HardState) {
 		n.term.Store(rd.HardState.GetTerm())
 		n.commit.Store(rd.HardState.GetCommit())
@@ -370,3 +368,12 @@ func (n *Node) TransferLeadership(ctx context.Context, lead, transferee uint64) 
 // Status returns Raft's view of this node; on the leader it includes the
 // replication progress of every follower and learner.
 func (n *Node) Status() raft.Status { return n.rn.Status() }
+
+// entriesBytes is the size of the data of ents, for the metrics.
+func entriesBytes(ents []*raftpb.Entry) int {
+	n := 0
+	for _, e := range ents {
+		n += len(e.Data)
+	}
+	return n
+}

@@ -53,6 +53,9 @@ func (p *peer) enqueue(m *raftpb.Message) {
 	default:
 		p.dropped.Add(1)
 		p.t.cfg.Metrics.PeerSendFailed(p.id, 1)
+		if m.GetType() == raftpb.MessageType_MsgHeartbeat {
+			p.t.cfg.Metrics.HeartbeatSendFailed()
+		}
 		if p.t.limiter.Allow(fmt.Sprintf("queue-full/%x", p.id)) {
 			p.t.lg.Warn("dropped internal Raft message since sending buffer is full (overloaded network)",
 				p.t.localField(), idField("remote-peer-id", p.id), zap.Stringer("message-type", m.GetType()),

@@ -251,6 +251,7 @@ func (t *Transport) AddPeer(id uint64, urls []string) {
 	}
 	p := newPeer(t, id, urls)
 	t.peers[id] = p
+	t.cfg.Metrics.PeerKnown(t.cfg.ID, id, true)
 	t.wg.Add(1)
 	go p.run()
 	t.lg.Info("added remote peer", t.localField(), idField("remote-peer-id", id), zap.Strings("remote-peer-urls", urls))
@@ -276,6 +277,7 @@ func (t *Transport) RemovePeer(id uint64) {
 	t.mu.Unlock()
 	if ok {
 		p.close()
+		t.cfg.Metrics.PeerKnown(t.cfg.ID, id, false)
 		t.lg.Info("removed remote peer", t.localField(), idField("remote-peer-id", id))
 	}
 }
