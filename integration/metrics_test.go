@@ -357,3 +357,40 @@ func findSample(fams map[string]*dto.MetricFamily, name string, match map[string
 	}
 	return nil, false
 }
+
+// TestMetricsPortServesTLSWithTheClientCertificates starts a member whose
+// client port is plain http and whose --listen-metrics-urls is https: the
+// metrics port does TLS with --cert-file/--key-file, as etcd's does.
+func TestMetricsPortServesTLSWithTheClientCertificates(t *testing.T) {
+	p := newTestPKI(t)
+	srv := p.server("server")
+	m := keeltest.Start(t, keeltest.WithConfig(func(cfg *config.Config) {
+		cfg.ClientTLS.CertFile, cfg.ClientTLS.KeyFile = srv.CertFile, srv.KeyFile
+		cfg.ListenMetricsURLs = []url.URL{{Scheme: "https", Host: "127.0.0.1:0"}}
+	}))
+	urls := m.Server.MetricsURLs()
+	if len(urls) != 1 || !strings.HasPrefix(urls[0], "https://") {
+		t.Fatalf("metrics URLs %v", urls)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: p.clientTLS(nil)}, Timeout: 10 * time.Second}
+	resp, err := hc.Get(urls[0] + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape over TLS: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "etcd_server_has_leader 1") {
+		t.Errorf("scrape over TLS: %s\n%.300s", resp.Status, body)
+	}
+	plain := &http.Client{Timeout: 10 * time.Second}
+	if resp, err := plain.Get("http://" + strings.TrimPrefix(urls[0], "https://") + "/metrics"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("the https metrics port answered plain http")
+		}
+	}
+	// The client port stays plain and serves /metrics too.
+	if fams := scrape(t, m.Endpoint); value(fams, "etcd_server_has_leader", nil) != 1 {
+		t.Error("etcd_server_has_leader is not 1 on the client port")
+	}
+}
