@@ -47,6 +47,8 @@ var metricsFamilies = []string{
 	"etcd_debugging_lease_granted_total", "etcd_debugging_lease_revoked_total", "etcd_debugging_lease_renewed_total",
 	"etcd_debugging_lease_ttl_total", "etcd_debugging_server_lease_expired_total",
 	"etcd_network_known_peers", "etcd_network_disconnected_peers_total", "os_fd_used", "os_fd_limit",
+	"etcd_server_client_requests_total", "etcd_server_request_duration_seconds",
+	"etcd_server_range_duration_seconds", "etcd_server_health_success", "etcd_server_health_failures",
 }
 
 // lateInEtcd are the shapes, from etcd 3.7.3's source, of families etcd

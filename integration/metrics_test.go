@@ -100,6 +100,11 @@ var etcdFamilies = map[string]metricFamily{
 	"etcd_network_known_peers":                      {gauge, []string{"Local", "Remote"}},
 	"os_fd_used":                                    {gauge, nil},
 	"os_fd_limit":                                   {gauge, nil},
+	"etcd_server_client_requests_total":             {counter, []string{"client_api_version", "type"}},
+	"etcd_server_request_duration_seconds":          {histogram, []string{"success", "type"}},
+	"etcd_server_range_duration_seconds":            {histogram, []string{"success"}},
+	"etcd_server_health_success":                    {counter, nil},
+	"etcd_server_health_failures":                   {counter, nil},
 }
 
 // scrape fetches and parses the metrics at base+"/metrics".
@@ -280,7 +285,12 @@ func TestMetricsDuringLoad(t *testing.T) {
 		if b, a := value(before[i], "grpc_server_handled_total", put), value(after, "grpc_server_handled_total", put); a <= b {
 			t.Errorf("%s: grpc_server_handled_total{Put,OK} did not grow: %v then %v", who, b, a)
 		}
-		for _, name := range []string{"etcd_network_client_grpc_received_bytes_total", "etcd_network_client_grpc_sent_bytes_total"} {
+		putReq := map[string]string{"type": "Put", "success": "true"}
+		if b, a := value(before[i], "etcd_server_request_duration_seconds", putReq), value(after, "etcd_server_request_duration_seconds", putReq); a <= b {
+			t.Errorf("%s: etcd_server_request_duration_seconds{type=Put} did not grow: %v then %v", who, b, a)
+		}
+		for _, name := range []string{"etcd_network_client_grpc_received_bytes_total", "etcd_network_client_grpc_sent_bytes_total",
+			"etcd_server_client_requests_total"} {
 			if b, a := value(before[i], name, nil), value(after, name, nil); a <= b {
 				t.Errorf("%s: %s did not grow: %v then %v", who, name, b, a)
 			}
@@ -311,6 +321,9 @@ func TestMetricsDuringLoad(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"health":"true"`) {
 			t.Errorf("%s: /health on the metrics port: %s %s", m.Config.Name, resp.Status, body)
+		}
+		if v := value(scrape(t, urls[0]), "etcd_server_health_success", nil); v < 1 {
+			t.Errorf("%s: etcd_server_health_success = %v after a healthy /health", m.Config.Name, v)
 		}
 		resp, err = http.Get(urls[0] + "/v3/kv/range")
 		if err != nil {

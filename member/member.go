@@ -401,7 +401,10 @@ func idString(id uint64) string { return fmt.Sprintf("%x", id) }
 
 // propose hands r to Raft and waits until it is applied. The returned
 // Result carries the request's own error, if any.
-func (m *Member) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply.Result, error) {
+func (m *Member) propose(ctx context.Context, r *pb.InternalRaftRequest) (_ *apply.Result, err error) {
+	if m.cfg.Metrics != nil {
+		defer m.requestMetrics(opName(r), time.Now(), &err)
+	}
 	id := m.reqIDs.next()
 	if r.Header == nil {
 		r.Header = &pb.RequestHeader{}

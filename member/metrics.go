@@ -32,6 +32,12 @@ func (m *Member) startMetrics() {
 	})
 }
 
+// requestMetrics records a request of kind typ started at start, failed
+// when *err is set (etcd_server_request_duration_seconds).
+func (m *Member) requestMetrics(typ string, start time.Time, err *error) {
+	m.cfg.Metrics.Request(typ, *err == nil, time.Since(start))
+}
+
 // appliedMetrics records the application of r, which took d.
 func (m *Member) appliedMetrics(r *pb.InternalRaftRequest, res *apply.Result, d time.Duration) {
 	mt := m.cfg.Metrics
@@ -53,6 +59,18 @@ func (m *Member) appliedMetrics(r *pb.InternalRaftRequest, res *apply.Result, d 
 // opName names the kind of r as etcd's apply metrics do: its request
 // field in CamelCase ("Put", "LeaseGrant", "AuthUserAdd", ...).
 func opName(r *pb.InternalRaftRequest) string {
+	switch { // the common ones without reflection
+	case r.Put != nil:
+		return "Put"
+	case r.DeleteRange != nil:
+		return "DeleteRange"
+	case r.Txn != nil:
+		return "Txn"
+	case r.LeaseGrant != nil:
+		return "LeaseGrant"
+	case r.LeaseRevoke != nil:
+		return "LeaseRevoke"
+	}
 	name := "unknown"
 	r.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
 		if fd.Kind() != protoreflect.MessageKind || fd.Name() == "header" {

@@ -84,6 +84,12 @@ type Metrics struct {
 	leaseExpired prometheus.Counter
 	leaseTTL     prometheus.Histogram
 
+	requestDuration *prometheus.HistogramVec
+	rangeDuration   *prometheus.HistogramVec
+	clientRequests  *prometheus.CounterVec
+	healthSuccess   prometheus.Counter
+	healthFailed    prometheus.Counter
+
 	knownPeers       *prometheus.GaugeVec
 	disconnectedPeer *prometheus.CounterVec
 
@@ -188,6 +194,18 @@ func New(opts Options) *Metrics {
 	m.leaseExpired = counter("etcd_debugging", "server", "lease_expired_total", "Expired leases this member proposed to revoke.")
 	m.leaseTTL = histogram("etcd_debugging", "lease", "ttl_total", "TTLs of granted leases, in seconds.", prometheus.ExponentialBuckets(1, 2, 24))
 	m.reg.MustRegister(newFDCollector())
+	m.requestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "etcd", Subsystem: "server",
+		Name: "request_duration_seconds", Help: "Time from receiving a request to answering it, by request kind and outcome.",
+		Buckets: diskBuckets}, []string{"type", "success"})
+	m.rangeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "etcd", Subsystem: "server",
+		Name: "range_duration_seconds", Help: "Time to read the store for one range, by outcome.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 20)}, []string{"success"})
+	m.clientRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "server",
+		Name: "client_requests_total", Help: "Client gRPC calls, by call type and the client's API version."},
+		[]string{"type", "client_api_version"})
+	m.reg.MustRegister(m.requestDuration, m.rangeDuration, m.clientRequests)
+	m.healthSuccess = counter("etcd", "server", "health_success", "/health checks that found the member healthy.")
+	m.healthFailed = counter("etcd", "server", "health_failures", "/health checks that found the member unhealthy.")
 
 	// Disk.
 	m.walFsync = histogram("etcd", "disk", "wal_fsync_duration_seconds",
@@ -302,6 +320,33 @@ func (m *Metrics) WALSaved(d time.Duration, synced bool, bytes int) {
 		m.walFsync.Observe(d.Seconds())
 	}
 	m.walWriteBytes.Add(float64(bytes))
+}
+
+// Request records a client request of kind typ ("Range", "ReadonlyTxn",
+// "Put", ...) answered after d.
+func (m *Metrics) Request(typ string, success bool, d time.Duration) {
+	if m != nil {
+		m.requestDuration.WithLabelValues(typ, strconv.FormatBool(success)).Observe(d.Seconds())
+	}
+}
+
+// RangeRead records how long reading the store for a range took.
+func (m *Metrics) RangeRead(success bool, d time.Duration) {
+	if m != nil {
+		m.rangeDuration.WithLabelValues(strconv.FormatBool(success)).Observe(d.Seconds())
+	}
+}
+
+// Health counts a /health check and its outcome.
+func (m *Metrics) Health(healthy bool) {
+	if m == nil {
+		return
+	}
+	if healthy {
+		m.healthSuccess.Inc()
+	} else {
+		m.healthFailed.Inc()
+	}
 }
 
 // slowApply is etcd's threshold of a slow apply.

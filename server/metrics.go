@@ -29,6 +29,7 @@ func (s *Server) newMetrics() {
 func (s *Server) withMetrics(h http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.metrics.Handler())
+	mux.Handle("/health", s.countHealth(h))
 	mux.Handle("/", h)
 	return mux
 }
@@ -74,7 +75,8 @@ func (s *Server) serveMetrics(client http.Handler) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.metrics.Handler())
-	for _, p := range []string{"/health", "/livez", "/livez/", "/readyz", "/readyz/"} {
+	mux.Handle("/health", s.countHealth(client))
+	for _, p := range []string{"/livez", "/livez/", "/readyz", "/readyz/"} {
 		mux.Handle(p, client)
 	}
 	s.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(s.lg)}
@@ -88,6 +90,33 @@ func (s *Server) serveMetrics(client http.Handler) {
 			}
 		}()
 	}
+}
+
+// countHealth counts the outcome of the /health checks h answers
+// (etcd_server_health_success and _failures): 200 healthy, 503 not; other
+// answers (a wrong method) are not checks, as in etcd.
+func (s *Server) countHealth(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		switch rec.status {
+		case http.StatusOK:
+			s.metrics.Health(true)
+		case http.StatusServiceUnavailable:
+			s.metrics.Health(false)
+		}
+	})
+}
+
+// statusRecorder remembers the status code written through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
 }
 
 // stopMetrics stops serving the metrics listeners.
