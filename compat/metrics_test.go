@@ -49,6 +49,7 @@ var metricsFamilies = []string{
 	"etcd_network_known_peers", "etcd_network_disconnected_peers_total", "os_fd_used", "os_fd_limit",
 	"etcd_server_client_requests_total", "etcd_server_request_duration_seconds",
 	"etcd_server_range_duration_seconds", "etcd_server_health_success", "etcd_server_health_failures",
+	"etcd_debugging_mvcc_events_total",
 }
 
 // lateInEtcd are the shapes, from etcd 3.7.3's source, of families etcd

@@ -105,6 +105,7 @@ var etcdFamilies = map[string]metricFamily{
 	"etcd_server_range_duration_seconds":            {histogram, []string{"success"}},
 	"etcd_server_health_success":                    {counter, nil},
 	"etcd_server_health_failures":                   {counter, nil},
+	"etcd_debugging_mvcc_events_total":              {counter, nil},
 }
 
 // scrape fetches and parses the metrics at base+"/metrics".
@@ -295,6 +296,15 @@ func TestMetricsDuringLoad(t *testing.T) {
 				t.Errorf("%s: %s did not grow: %v then %v", who, name, b, a)
 			}
 		}
+	}
+	events, watchers := 0.0, 0.0
+	for _, m := range members {
+		fams := scrape(t, m.Endpoint)
+		events += value(fams, "etcd_debugging_mvcc_events_total", nil)
+		watchers += value(fams, "etcd_debugging_mvcc_watcher_total", nil)
+	}
+	if events < 1 || watchers != 1 {
+		t.Errorf("with one watcher that got one event: events_total %v, watcher_total %v over the members", events, watchers)
 	}
 	if leaders != 1 {
 		t.Errorf("etcd_server_is_leader sums to %v over the members, want 1", leaders)

@@ -221,6 +221,7 @@ func Start(cfg Config) (*Member, error) {
 		ProgressInterval: cfg.WatchProgressInterval,
 		// etcd fragments at the request limit plus its gRPC overhead allowance.
 		MaxRequestBytes: int(cfg.MaxRequestBytes) + 512*1024,
+		Metrics:         cfg.Metrics,
 		Logger:          lg,
 	})
 	if m.autoCompactor, err = m.newAutoCompactor(); err != nil {

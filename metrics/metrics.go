@@ -98,6 +98,7 @@ type Metrics struct {
 	txnTotal    prometheus.Counter
 	rangeTotal  prometheus.Counter
 	putSize     prometheus.Gauge
+	events      prometheus.Counter
 
 	peerSent      *prometheus.CounterVec
 	peerReceived  *prometheus.CounterVec
@@ -241,6 +242,7 @@ func New(opts Options) *Metrics {
 	m.txnTotal = counter("etcd", "mvcc", "txn_total", "Transactions of more than one operation applied or read.")
 	m.rangeTotal = counter("etcd", "mvcc", "range_total", "Range operations served.")
 	m.putSize = gauge("etcd_debugging", "mvcc", "total_put_size_in_bytes", "Bytes of keys and values put since start.")
+	m.events = counter("etcd_debugging", "mvcc", "events_total", "Events sent to watchers.")
 
 	// Peers.
 	m.peerSent = counterVec("peer_sent_bytes_total", "Bytes sent to each peer.", "To")
@@ -507,6 +509,13 @@ func (m *Metrics) StoreOps(o Ops) {
 	m.putTotal.Add(float64(o.Puts))
 	m.deleteTotal.Add(float64(o.Deletes))
 	m.putSize.Add(float64(o.PutBytes))
+}
+
+// WatchEvents counts n events sent to a watcher.
+func (m *Metrics) WatchEvents(n int) {
+	if m != nil {
+		m.events.Add(float64(n))
+	}
 }
 
 // PeerSent counts bytes sent to peer to.
