@@ -108,6 +108,22 @@ var etcdFamilies = map[string]metricFamily{
 	"etcd_debugging_mvcc_events_total":              {counter, nil},
 }
 
+// keelFamilies are keel's own families (keel_*).
+var keelFamilies = map[string]metricFamily{
+	"keel_server_version":                   {gauge, []string{"keel_version"}},
+	"keel_storage_read_amplification":       {gauge, nil},
+	"keel_storage_compaction_debt_bytes":    {gauge, nil},
+	"keel_storage_compactions_in_progress":  {gauge, nil},
+	"keel_storage_compactions_total":        {counter, nil},
+	"keel_storage_flushes_total":            {counter, nil},
+	"keel_storage_memtable_bytes":           {gauge, nil},
+	"keel_storage_tables_bytes":             {gauge, nil},
+	"keel_storage_wal_bytes":                {gauge, nil},
+	"keel_storage_block_cache_bytes":        {gauge, nil},
+	"keel_storage_block_cache_hits_total":   {counter, nil},
+	"keel_storage_block_cache_misses_total": {counter, nil},
+}
+
 // scrape fetches and parses the metrics at base+"/metrics".
 func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
 	t.Helper()
@@ -237,6 +253,12 @@ func TestMetricsDuringLoad(t *testing.T) {
 		after := scrape(t, m.Endpoint)
 		for name, want := range families {
 			checkFamily(t, who, after, name, want)
+		}
+		for name, want := range keelFamilies {
+			checkFamily(t, who, after, name, want)
+		}
+		if v := value(after, "keel_storage_memtable_bytes", nil); v <= 0 {
+			t.Errorf("%s: keel_storage_memtable_bytes = %v", who, v)
 		}
 		if v := value(after, "etcd_server_has_leader", nil); v != 1 {
 			t.Errorf("%s: etcd_server_has_leader = %v, want 1", who, v)

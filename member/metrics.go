@@ -25,6 +25,7 @@ func (m *Member) startMetrics() {
 		Rev:            m.kv.Rev,
 		CompactRev:     m.kv.CompactRev,
 		Watch:          m.watch.Counts,
+		Storage:        m.engine.DB().Metrics,
 		IsLearner: func() bool {
 			self := m.cluster.Member(m.cfg.ID)
 			return self != nil && self.IsLearner

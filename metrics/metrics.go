@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -44,6 +45,8 @@ type State struct {
 	Watch func() (streams, watchers, slow int)
 	// IsLearner reports whether the member is a learner.
 	IsLearner func() bool
+	// Storage returns the storage engine's metrics (keel_storage_*).
+	Storage func() *pebble.Metrics
 }
 
 // Metrics are one member's metrics. Create with New; register the member's
@@ -194,7 +197,7 @@ func New(opts Options) *Metrics {
 	m.leaseRenewed = counter("etcd_debugging", "lease", "renewed_total", "Lease renewals served by this member as leader.")
 	m.leaseExpired = counter("etcd_debugging", "server", "lease_expired_total", "Expired leases this member proposed to revoke.")
 	m.leaseTTL = histogram("etcd_debugging", "lease", "ttl_total", "TTLs of granted leases, in seconds.", prometheus.ExponentialBuckets(1, 2, 24))
-	m.reg.MustRegister(newFDCollector())
+	m.reg.MustRegister(newFDCollector(), newStorageCollector(m))
 	m.requestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "etcd", Subsystem: "server",
 		Name: "request_duration_seconds", Help: "Time from receiving a request to answering it, by request kind and outcome.",
 		Buckets: diskBuckets}, []string{"type", "success"})
