@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/keeldb/keel/member"
+	"github.com/keeldb/keel/metrics"
 	"github.com/keeldb/keel/tlsutil"
 )
 
@@ -27,7 +28,10 @@ type GRPCConfig struct {
 	// ClientCertAuth is --client-cert-auth: a request without a token is
 	// then made by the user its client certificate's CN names.
 	ClientCertAuth bool
-	Logger         *zap.Logger
+	// Metrics counts the calls, messages and bytes of the server (the
+	// grpc_server_* and etcd_network_client_grpc_* families); may be nil.
+	Metrics *metrics.Metrics
+	Logger  *zap.Logger
 }
 
 // streamWorkers is the number of goroutines that serve gRPC requests.
@@ -43,7 +47,16 @@ type GRPCServer struct {
 // service for m. Health reports NOT_SERVING until SetServing is called.
 func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
 	ids := &identitySource{store: m.Auth(), certAuth: cfg.ClientCertAuth}
-	gs := grpc.NewServer(
+	unary := []grpc.UnaryServerInterceptor{learnerUnaryInterceptor(m)}
+	stream := []grpc.StreamServerInterceptor{learnerStreamInterceptor(m)}
+	var extra []grpc.ServerOption
+	if mt := cfg.Metrics; mt != nil {
+		// First, so that refused requests count too, as in etcd.
+		unary = append([]grpc.UnaryServerInterceptor{mt.GRPCUnary()}, unary...)
+		stream = append([]grpc.StreamServerInterceptor{mt.GRPCStream()}, stream...)
+		extra = append(extra, grpc.StatsHandler(mt.GRPCStatsHandler()))
+	}
+	gs := grpc.NewServer(append(extra,
 		// TLS, where a port has it, is done by the listener
 		// (tlsutil.NewListener); these credentials pass the client
 		// certificate on to the services.
@@ -59,9 +72,9 @@ func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
-		grpc.UnaryInterceptor(learnerUnaryInterceptor(m)),
-		grpc.StreamInterceptor(learnerStreamInterceptor(m)),
-	)
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	)...)
 	pb.RegisterKVServer(gs, &kvServer{m: m, ids: ids, maxTxnOps: int(cfg.MaxTxnOps)})
 	pb.RegisterMaintenanceServer(gs, &maintenanceServer{m: m, ids: ids})
 	pb.RegisterClusterServer(gs, &clusterServer{m: m, ids: ids})
@@ -71,6 +84,7 @@ func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
+	cfg.Metrics.InitGRPC(gs)
 	return &GRPCServer{Server: gs, health: hs}
 }
 

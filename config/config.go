@@ -82,6 +82,13 @@ type Config struct {
 	// EnableGRPCGateway serves etcd's JSON gateway under /v3/ on the client
 	// port (--enable-grpc-gateway, default true).
 	EnableGRPCGateway bool
+	// Metrics is the detail of the exported metrics (--metrics): "basic",
+	// or "extensive" to add the gRPC latency histograms.
+	Metrics string
+	// ListenMetricsURLs are extra addresses serving only /metrics and the
+	// health endpoints (--listen-metrics-urls); https ones use the client
+	// certificates. A port of 0 binds a free port.
+	ListenMetricsURLs []url.URL
 
 	// MaxTxnOps is the maximum number of operations in one txn (--max-txn-ops).
 	MaxTxnOps uint

@@ -91,6 +91,7 @@ func TestDefaultsMatchEtcd(t *testing.T) {
 		CompactHashCheckTime:     time.Minute,
 		Discovery:                etcdDiscoveryDefaults,
 		EnableGRPCGateway:        true,
+		Metrics:                  "basic",
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
@@ -175,6 +176,8 @@ func TestAllImplementedFlags(t *testing.T) {
 		"--corrupt-check-time", "3m",
 		"--compact-hash-check-time", "30s",
 		"--enable-grpc-gateway=false",
+		"--metrics", "extensive",
+		"--listen-metrics-urls", "http://127.0.0.1:0",
 	})
 	want := &Config{
 		Name:                     "n1",
@@ -214,6 +217,8 @@ func TestAllImplementedFlags(t *testing.T) {
 		CompactHashCheck:       true,
 		CompactHashCheckTime:   30 * time.Second,
 		Discovery:              etcdDiscoveryDefaults,
+		Metrics:                "extensive",
+		ListenMetricsURLs:      urls(t, "http://127.0.0.1:0"),
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
@@ -574,9 +579,11 @@ func TestKubeadmStaticPodCommandLine(t *testing.T) {
 	for _, n := range c.Notices {
 		ignored = append(ignored, n.Key)
 	}
-	want := []string{"--listen-metrics-urls"}
-	if !reflect.DeepEqual(ignored, want) {
-		t.Errorf("notices for %q, want %q", ignored, want)
+	if len(ignored) != 0 {
+		t.Errorf("notices for %q, want none", ignored)
+	}
+	if urlsText(c.ListenMetricsURLs) != "http://127.0.0.1:2381" || c.Metrics != "basic" {
+		t.Errorf("metrics %q on %q, want basic on http://127.0.0.1:2381", c.Metrics, urlsText(c.ListenMetricsURLs))
 	}
 	if !c.InitialCorruptCheck {
 		t.Error("--feature-gates=InitialCorruptCheck=true did not turn the initial corruption check on")

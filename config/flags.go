@@ -305,9 +305,9 @@ var flagTable = []flagSpec{
 	// Profiling and monitoring.
 	{name: "enable-pprof", kind: kindBool, def: "false", topic: topicMonitoring, status: implemented,
 		help: "Serve Go runtime profiles under /debug/pprof/ on the client port."},
-	{name: "metrics", kind: kindString, def: "basic", topic: topicMonitoring, status: unsupported,
+	{name: "metrics", kind: kindString, def: "basic", topic: topicMonitoring, status: implemented,
 		help: "Detail of the exported metrics: 'basic', or 'extensive' to add gRPC latency histograms."},
-	{name: "listen-metrics-urls", kind: kindURLs, def: "", topic: topicMonitoring, status: unsupported, keep: urlKeep,
+	{name: "listen-metrics-urls", kind: kindURLs, def: "", topic: topicMonitoring, status: implemented, keep: urlKeep,
 		help: "Comma-separated URLs of an extra port serving only /metrics and the health endpoints."},
 
 	// Logging.

@@ -377,6 +377,8 @@ func (p *parser) build() *Config {
 		},
 		SnapshotCount:          p.value("snapshot-count").(uint64),
 		EnablePprof:            p.value("enable-pprof").(bool),
+		Metrics:                p.str("metrics"),
+		ListenMetricsURLs:      p.urls("listen-metrics-urls"),
 		SnapshotCatchUpEntries: p.value("snapshot-catchup-entries").(uint64),
 		MaxTxnOps:              p.value("max-txn-ops").(uint),
 		MaxRequestBytes:        p.value("max-request-bytes").(uint),

@@ -17,7 +17,9 @@ import (
 // member that stops meanwhile answers ErrGRPCStopped.
 func (m *Member) Defragment(ctx context.Context) error {
 	m.lg.Info("starting defragment")
+	done := m.cfg.Metrics.DefragStarted()
 	err := m.engine.Defragment(ctx)
+	done()
 	if errors.Is(err, storage.ErrEngineClosed) {
 		err = rpctypes.ErrGRPCStopped
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
@@ -12,6 +13,7 @@ import (
 	"github.com/keeldb/keel/apply"
 	"github.com/keeldb/keel/auth"
 	"github.com/keeldb/keel/membership"
+	"github.com/keeldb/keel/metrics"
 )
 
 // ReadCheck decides whether the caller may make a read, as of the moment it
@@ -52,18 +54,22 @@ func (m *Member) readNotify(ctx context.Context, serializable bool) error {
 
 // Range serves a range, checked by check (see ReadCheck); a linearizable one
 // waits for a ReadIndex round first.
-func (m *Member) Range(ctx context.Context, r *pb.RangeRequest, check ReadCheck) (*pb.RangeResponse, error) {
+func (m *Member) Range(ctx context.Context, r *pb.RangeRequest, check ReadCheck) (_ *pb.RangeResponse, err error) {
+	defer m.requestMetrics("Range", time.Now(), &err)
 	if err := m.readNotify(ctx, r.Serializable); err != nil {
 		return nil, err
 	}
 	var resp *pb.RangeResponse
-	err := serveRead(check, func() (err error) {
+	err = serveRead(check, func() (err error) {
+		start := time.Now()
 		resp, err = apply.Range(ctx, m.kv.Read(), r, true)
+		m.cfg.Metrics.RangeRead(err == nil, time.Since(start))
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	m.cfg.Metrics.StoreOps(metrics.Ops{Ranges: 1})
 	return resp, nil
 }
 
@@ -177,18 +183,22 @@ func (m *Member) DeleteRange(ctx context.Context, ai *auth.AuthInfo, r *pb.Delet
 // ReadTxn serves a read-only txn (apply.IsTxnReadOnly) locally, checked by
 // check (see ReadCheck), after a ReadIndex round unless every range is
 // serializable.
-func (m *Member) ReadTxn(ctx context.Context, r *pb.TxnRequest, check ReadCheck) (*pb.TxnResponse, error) {
+func (m *Member) ReadTxn(ctx context.Context, r *pb.TxnRequest, check ReadCheck) (_ *pb.TxnResponse, err error) {
+	defer m.requestMetrics("ReadonlyTxn", time.Now(), &err)
 	if err := m.readNotify(ctx, apply.IsTxnSerializable(r)); err != nil {
 		return nil, err
 	}
 	var resp *pb.TxnResponse
-	err := serveRead(check, func() (err error) {
+	err = serveRead(check, func() (err error) {
 		resp, err = apply.ReadTxn(ctx, m.kv.Read(), r)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	var ops metrics.Ops
+	txnOps(&ops, r, resp)
+	m.cfg.Metrics.StoreOps(ops)
 	return resp, nil
 }
 

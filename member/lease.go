@@ -175,6 +175,7 @@ func (m *Member) leaseRenewLocal(ctx context.Context, id int64) (int64, error) {
 		ttl, err := m.lessor.Renew(cctx, id)
 		switch {
 		case err == nil:
+			m.cfg.Metrics.LeaseRenewed()
 			return ttl, nil
 		case errors.Is(err, lease.ErrNotFound):
 			return -1, rpctypes.ErrGRPCLeaseNotFound
@@ -428,6 +429,7 @@ func (p leaseProposer) Revoke(ctx context.Context, ids []int64) {
 			// An expired lease is revoked as root, as etcd does, so that
 			// the keys' permissions do not hold it back.
 			hdr := requestHeaderOf(m.auth.RootInfo())
+			m.cfg.Metrics.LeaseExpired()
 			if _, err := m.write(ctx, &pb.InternalRaftRequest{Header: hdr, LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}); err != nil && ctx.Err() == nil {
 				m.lg.Warn("failed to revoke lease", zap.String("lease-id", fmt.Sprintf("%016x", id)), zap.Error(err))
 			}

@@ -18,7 +18,11 @@ import (
 // HashKV hashes the key space at rev (0: now), for comparing members.
 func (m *Member) HashKV(ctx context.Context, rev int64) (mvcc.KVHash, int64, error) {
 	cur := m.kv.Rev()
+	start := time.Now()
 	h, err := m.kv.HashKV(ctx, rev)
+	if err == nil {
+		m.cfg.Metrics.Hashed(true, time.Since(start))
+	}
 	return h, cur, err
 }
 
@@ -28,7 +32,13 @@ func (m *Member) HashKV(ctx context.Context, rev int64) (mvcc.KVHash, int64, err
 // and old versions that physical compaction has not removed yet, so it is
 // only comparable between members that are idle and fully compacted (as in
 // etcd, where it is meant for tests).
-func (m *Member) Hash(ctx context.Context) (uint32, int64, error) {
+func (m *Member) Hash(ctx context.Context) (_ uint32, _ int64, err error) {
+	start := time.Now()
+	defer func() {
+		if err == nil {
+			m.cfg.Metrics.Hashed(false, time.Since(start))
+		}
+	}()
 	snap := m.engine.DB().NewSnapshot()
 	defer snap.Close()
 	rev := m.kv.Rev()

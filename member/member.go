@@ -34,6 +34,7 @@ import (
 	"github.com/keeldb/keel/compactor"
 	"github.com/keeldb/keel/lease"
 	"github.com/keeldb/keel/membership"
+	"github.com/keeldb/keel/metrics"
 	"github.com/keeldb/keel/mvcc"
 	"github.com/keeldb/keel/raftnode"
 	"github.com/keeldb/keel/storage"
@@ -103,7 +104,9 @@ type Config struct {
 	// check (--compact-hash-check-time with the CompactHashCheck feature
 	// gate; 0: off).
 	CompactHashCheckTime time.Duration
-	Logger               *zap.Logger
+	// Metrics records the member's metrics; may be nil.
+	Metrics *metrics.Metrics
+	Logger  *zap.Logger
 }
 
 // Member is a running member.
@@ -218,6 +221,7 @@ func Start(cfg Config) (*Member, error) {
 		ProgressInterval: cfg.WatchProgressInterval,
 		// etcd fragments at the request limit plus its gRPC overhead allowance.
 		MaxRequestBytes: int(cfg.MaxRequestBytes) + 512*1024,
+		Metrics:         cfg.Metrics,
 		Logger:          lg,
 	})
 	if m.autoCompactor, err = m.newAutoCompactor(); err != nil {
@@ -242,6 +246,7 @@ func Start(cfg Config) (*Member, error) {
 		TickInterval:  cfg.TickInterval,
 		ElectionTicks: cfg.ElectionTicks,
 		Transport:     cfg.Transport,
+		Metrics:       cfg.Metrics,
 		Logger:        lg,
 	})
 	if err != nil {
@@ -249,6 +254,7 @@ func Start(cfg Config) (*Member, error) {
 		m.kv.Close()
 		return nil, err
 	}
+	m.startMetrics()
 	m.wg.Add(5)
 	go m.quotaLoop()
 	go m.applyLoop()
@@ -396,7 +402,10 @@ func idString(id uint64) string { return fmt.Sprintf("%x", id) }
 
 // propose hands r to Raft and waits until it is applied. The returned
 // Result carries the request's own error, if any.
-func (m *Member) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply.Result, error) {
+func (m *Member) propose(ctx context.Context, r *pb.InternalRaftRequest) (_ *apply.Result, err error) {
+	if m.cfg.Metrics != nil {
+		defer m.requestMetrics(opName(r), time.Now(), &err)
+	}
 	id := m.reqIDs.next()
 	if r.Header == nil {
 		r.Header = &pb.RequestHeader{}
@@ -415,7 +424,9 @@ func (m *Member) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply
 // proposeAndWait registers a waiter for request id, proposes with send and
 // waits until the entry is applied, the member's request timeout expires or
 // the member stops; it turns Raft's and the context's errors into etcd's.
-func (m *Member) proposeAndWait(ctx context.Context, id uint64, send func(context.Context) error) (*apply.Result, error) {
+func (m *Member) proposeAndWait(ctx context.Context, id uint64, send func(context.Context) error) (_ *apply.Result, err error) {
+	done := m.cfg.Metrics.ProposalStarted()
+	defer func() { done(err != nil) }()
 	ch := m.wait.register(id)
 	cctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
@@ -469,7 +480,9 @@ func (m *Member) applyLoop() {
 		select {
 		case ap := <-m.raft.Applies():
 			if ap.Snapshot != nil {
+				applying := m.cfg.Metrics.SnapshotApplying()
 				err := m.applySnapshot(ap.Snapshot)
+				applying()
 				ap.Done <- err
 				if err != nil {
 					m.fail(fmt.Errorf("apply snapshot: %w", err))
@@ -534,10 +547,12 @@ func (m *Member) applyEntries(ents []*raftpb.Entry) error {
 			if err := proto.Unmarshal(e.Data, r); err != nil {
 				return fmt.Errorf("entry %d is not a request: %w", idx, err)
 			}
+			applyStart := time.Now()
 			res, err := m.applier.Apply(apply.WithIndex(ctx, idx), w, b, r)
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", idx, err)
 			}
+			m.appliedMetrics(r, res, time.Since(applyStart))
 			id := r.ID
 			if id == 0 {
 				id = r.Header.GetID()
@@ -581,9 +596,11 @@ func (m *Member) applyEntries(ents []*raftpb.Entry) error {
 	}
 	// No sync: the entries are in the synced Raft log, and replaying them
 	// after a crash recreates exactly this batch.
+	commitStart := time.Now()
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit apply batch: %w", err)
 	}
+	m.cfg.Metrics.BackendCommit(time.Since(commitStart))
 	m.kv.Committed(w)
 	m.quotaApplied(int64(b.Len()), compacted)
 	if evs := w.Events(); len(evs) > 0 {

@@ -106,6 +106,7 @@ func (m *Member) readIndex(seq uint64) (uint64, error) {
 		err := m.raft.ReadIndex(ctx, rctx)
 		cancel()
 		if err != nil {
+			m.cfg.Metrics.ReadIndexFailed()
 			m.lg.Warn("failed to get read index from Raft", zap.Error(err))
 		}
 		retry := time.NewTimer(readIndexRetry)
@@ -119,6 +120,7 @@ func (m *Member) readIndex(seq uint64) (uint64, error) {
 				}
 				// An answer to an older round that timed out: keep waiting.
 			case <-retry.C:
+				m.cfg.Metrics.ReadIndexSlow()
 				break wait
 			case <-leaderChanged:
 				retry.Stop()

@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 
+	"github.com/keeldb/keel/metrics"
 	"github.com/keeldb/keel/storage"
 )
 
@@ -47,7 +48,9 @@ type Config struct {
 	ElectionTicks int
 	// Transport may be nil for a one-member cluster.
 	Transport Transport
-	Logger    *zap.Logger
+	// Metrics records leader changes and Raft log sync times; may be nil.
+	Metrics *metrics.Metrics
+	Logger  *zap.Logger
 }
 
 // Apply is what the apply loop must do next, in log order: either apply a
@@ -205,7 +208,9 @@ func (n *Node) run() {
 // nothing is acknowledged before it is durable.
 func (n *Node) handle(rd raft.Ready) error {
 	if rd.SoftState != nil {
-		if old := n.lead.Swap(rd.SoftState.Lead); old != rd.SoftState.Lead {
+		old := n.lead.Swap(rd.SoftState.Lead)
+		n.cfg.Metrics.LeaderChanged(rd.SoftState.Lead, rd.SoftState.RaftState == raft.StateLeader, old != rd.SoftState.Lead)
+		if old != rd.SoftState.Lead {
 			n.leaderMu.Lock()
 			close(n.leaderChanged)
 			n.leaderChanged = make(chan struct{})
@@ -234,9 +239,11 @@ func (n *Node) handle(rd raft.Ready) error {
 	if leading && n.cfg.Transport != nil && len(rd.Messages) > 0 {
 		n.cfg.Transport.Send(rd.Messages)
 	}
+	saveStart := time.Now()
 	if err := n.log.Save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
 		return fmt.Errorf("failed to persist raft state: %w", err)
 	}
+	n.cfg.Metrics.WALSaved(time.Since(saveStart), rd.MustSync, entriesBytes(rd.Entries))
 	if !raft.IsEmptyHardState(rd.HardState) {
 		n.term.Store(rd.HardState.GetTerm())
 		n.commit.Store(rd.HardState.GetCommit())
@@ -361,3 +368,12 @@ func (n *Node) TransferLeadership(ctx context.Context, lead, transferee uint64) 
 // Status returns Raft's view of this node; on the leader it includes the
 // replication progress of every follower and learner.
 func (n *Node) Status() raft.Status { return n.rn.Status() }
+
+// entriesBytes is the size of the data of ents, for the metrics.
+func entriesBytes(ents []*raftpb.Entry) int {
+	n := 0
+	for _, e := range ents {
+		n += len(e.Data)
+	}
+	return n
+}

@@ -27,7 +27,8 @@ func (s *Server) newTransport(ident storage.Identity) *transport.Transport {
 			}
 			return s.peerTLS.ExplainDial(url, err)
 		},
-		Logger: s.lg,
+		Metrics: s.metrics,
+		Logger:  s.lg,
 	})
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/keeldb/keel/discovery"
 	"github.com/keeldb/keel/member"
 	"github.com/keeldb/keel/membership"
+	"github.com/keeldb/keel/metrics"
 	"github.com/keeldb/keel/storage"
 	"github.com/keeldb/keel/tlsutil"
 	"github.com/keeldb/keel/transport"
@@ -55,6 +56,11 @@ type Server struct {
 	// is the name https peers are verified against (discovery.go).
 	resolver       *net.Resolver
 	peerServerName string
+
+	metrics      *metrics.Metrics
+	metricsLs    []net.Listener
+	metricsBound []string // the URLs the metrics listeners bound
+	metricsHTTP  *http.Server
 
 	readyc   chan struct{}
 	stopc    chan struct{}
@@ -119,12 +125,16 @@ func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err err
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
+	if err := s.listenMetrics(); err != nil {
+		return nil, err
+	}
+	s.newMetrics()
 	if err := s.openMember(); err != nil {
 		return nil, err
 	}
 	s.servePeers()
 	s.grpc = api.NewGRPCServer(s.member, api.GRPCConfig{MaxRequestBytes: cfg.MaxRequestBytes, MaxTxnOps: cfg.MaxTxnOps,
-		ClientCertAuth: cfg.ClientTLS.ClientCertAuth, Logger: lg})
+		ClientCertAuth: cfg.ClientTLS.ClientCertAuth, Metrics: s.metrics, Logger: lg})
 	if cfg.EnablePprof {
 		lg.Info("pprof is enabled", zap.String("path", "/debug/pprof"))
 	}
@@ -132,8 +142,9 @@ func New(cfg *config.Config, lg *zap.Logger, opts ...Option) (_ *Server, err err
 	if handler, err = s.withGateway(handler); err != nil {
 		return nil, err
 	}
-	s.http = &http.Server{Handler: api.WithGRPCFallback(handler, s.grpc.Server), ReadHeaderTimeout: 10 * time.Second,
+	s.http = &http.Server{Handler: api.WithGRPCFallback(s.withMetrics(handler), s.grpc.Server), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: zap.NewStdLog(lg)}
+	s.serveMetrics(handler)
 	lg.Info("now serving peer/client/metrics",
 		zap.String("local-member-id", fmt.Sprintf("%x", s.member.ID())),
 		zap.Strings("initial-advertise-peer-urls", urlStrings(cfg.InitialAdvertisePeerURLs)),
@@ -333,6 +344,7 @@ func (s *Server) openMember() error {
 		InitialCorruptCheck:  cfg.InitialCorruptCheck && initialised,
 		CorruptCheckTime:     cfg.CorruptCheckTime,
 		CompactHashCheckTime: compactHashCheckTime(cfg),
+		Metrics:              s.metrics,
 		Logger:               s.lg,
 	})
 	return err
@@ -428,6 +440,7 @@ func (s *Server) Stop() {
 			s.http.Shutdown(ctx)
 			cancel()
 		}
+		s.stopMetrics()
 		s.closeResources()
 		s.wg.Wait()
 		s.lg.Info("closed etcd server", zap.String("name", s.cfg.Name), zap.String("data-dir", s.cfg.DataDir),
@@ -438,7 +451,7 @@ func (s *Server) Stop() {
 // closeResources closes listeners, stops the member and closes the engine.
 func (s *Server) closeResources() {
 	s.closeGateway()
-	for _, l := range append(slices.Clone(s.clientLs), s.peerLs...) {
+	for _, l := range slices.Concat(s.clientLs, s.peerLs, s.metricsLs) {
 		l.Close()
 	}
 	if s.member != nil {

@@ -52,6 +52,10 @@ func (p *peer) enqueue(m *raftpb.Message) {
 	case p.queue <- m:
 	default:
 		p.dropped.Add(1)
+		p.t.cfg.Metrics.PeerSendFailed(p.id, 1)
+		if m.GetType() == raftpb.MessageType_MsgHeartbeat {
+			p.t.cfg.Metrics.HeartbeatSendFailed()
+		}
 		if p.t.limiter.Allow(fmt.Sprintf("queue-full/%x", p.id)) {
 			p.t.lg.Warn("dropped internal Raft message since sending buffer is full (overloaded network)",
 				p.t.localField(), idField("remote-peer-id", p.id), zap.Stringer("message-type", m.GetType()),
@@ -240,6 +244,7 @@ func (p *peer) dropQueued(d time.Duration) bool {
 		case <-timer.C:
 			return true
 		case <-p.queue:
+			p.t.cfg.Metrics.PeerSendFailed(p.id, 1)
 			if !reported {
 				p.reportUnreachable()
 				reported = true
@@ -300,6 +305,9 @@ func (p *peer) stream(lg *zap.Logger) (wasActive bool, err error) {
 		}
 	}()
 	defer func() {
+		if wasActive {
+			p.t.cfg.Metrics.PeerActive(p.t.cfg.ID, p.id, false)
+		}
 		p.active.Store(0)
 		cancel()
 		if ended != nil {
@@ -312,6 +320,7 @@ func (p *peer) stream(lg *zap.Logger) (wasActive bool, err error) {
 		if !wasActive {
 			wasActive = true
 			p.active.Store(time.Now().UnixNano())
+			p.t.cfg.Metrics.PeerActive(p.t.cfg.ID, p.id, true)
 			lg.Info("established TCP streaming connection with remote peer", zap.String("remote-peer-url", u))
 		}
 	}
@@ -337,6 +346,12 @@ func (p *peer) stream(lg *zap.Logger) (wasActive bool, err error) {
 		case <-acceptTimer.C:
 			markActive()
 		case <-acked:
+			if unacked > 0 {
+				// The oldest frame written since the last acknowledgement
+				// has made the round trip (acknowledgements are coalesced,
+				// so this may overstate it, never understate it).
+				p.t.cfg.Metrics.PeerRTT(p.id, time.Since(unackedSince))
+			}
 			unacked = 0
 			markActive()
 		case <-ackCheck.C:
@@ -359,9 +374,14 @@ func (p *peer) stream(lg *zap.Logger) (wasActive bool, err error) {
 			writeTimer.Reset(writeTimeout)
 			err = cs.SendMsg(frame)
 			if !writeTimer.Stop() {
+				p.t.cfg.Metrics.PeerSendFailed(p.id, 1)
 				return wasActive, fmt.Errorf("peer took no frame for %v", writeTimeout)
 			}
+			if err == nil {
+				p.t.cfg.Metrics.PeerSent(p.id, len(frame))
+			}
 			if err != nil {
+				p.t.cfg.Metrics.PeerSendFailed(p.id, 1)
 				if errors.Is(err, io.EOF) { // the stream ended; its status tells why
 					err = <-ended
 					ended = nil

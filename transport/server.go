@@ -195,10 +195,12 @@ func (t *Transport) serveStream(ss grpc.ServerStream) error {
 				return ss.SendMsg([]byte{})
 			}
 			if ctx.Err() == nil {
+				t.cfg.Metrics.PeerReceiveFailed(from)
 				lg.Warn("lost Raft message stream from remote peer", zap.Error(err))
 			}
 			return err
 		}
+		t.cfg.Metrics.PeerReceived(from, len(frame))
 		if t.h().IsRemoved(from) {
 			return ErrMemberRemoved
 		}

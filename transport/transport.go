@@ -43,6 +43,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keeldb/keel/internal/loglimit"
+	"github.com/keeldb/keel/metrics"
 	"github.com/keeldb/keel/tlsutil"
 )
 
@@ -125,7 +126,10 @@ type Config struct {
 	// ExplainDialError, when set, turns an error from dialling a peer URL
 	// into a sentence naming the cause (a TLS mistake), "" when it cannot.
 	ExplainDialError func(url string, err error) string
-	Logger           *zap.Logger
+	// Metrics counts the bytes and failures of the Raft streams and their
+	// round trips; may be nil.
+	Metrics *metrics.Metrics
+	Logger  *zap.Logger
 }
 
 const (
@@ -247,6 +251,7 @@ func (t *Transport) AddPeer(id uint64, urls []string) {
 	}
 	p := newPeer(t, id, urls)
 	t.peers[id] = p
+	t.cfg.Metrics.PeerKnown(t.cfg.ID, id, true)
 	t.wg.Add(1)
 	go p.run()
 	t.lg.Info("added remote peer", t.localField(), idField("remote-peer-id", id), zap.Strings("remote-peer-urls", urls))
@@ -272,6 +277,7 @@ func (t *Transport) RemovePeer(id uint64) {
 	t.mu.Unlock()
 	if ok {
 		p.close()
+		t.cfg.Metrics.PeerKnown(t.cfg.ID, id, false)
 		t.lg.Info("removed remote peer", t.localField(), idField("remote-peer-id", id))
 	}
 }

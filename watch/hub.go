@@ -25,6 +25,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
 
+	"github.com/keeldb/keel/metrics"
 	"github.com/keeldb/keel/mvcc"
 )
 
@@ -56,7 +57,9 @@ type Config struct {
 	// MaxRequestBytes is the size above which the responses of watchers
 	// created with fragment are split.
 	MaxRequestBytes int
-	Logger          *zap.Logger
+	// Metrics counts the events sent to watchers; may be nil.
+	Metrics *metrics.Metrics
+	Logger  *zap.Logger
 }
 
 // Hub fans committed changes out to watchers.

@@ -364,6 +364,7 @@ func (s *Stream) respond(ctx context.Context, p *pending, send func(*pb.WatchRes
 	if n == 0 {
 		return send(wr)
 	}
+	s.hub.cfg.Metrics.WatchEvents(n)
 	wr.Events = make([]*mvccpb.Event, 0, n)
 	for _, seg := range p.events {
 		for _, e := range seg {

@@ -1,0 +1,160 @@
+package metrics
+
+import (
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+func TestTwoMembersInOneProcessDoNotShare(t *testing.T) {
+	a, b := New(Options{}), New(Options{})
+	a.LeaderChanged(1, true, true)
+	a.SetMember(0xabc, 100)
+	if got := testutil.ToFloat64(a.leaderChanges); got != 1 {
+		t.Errorf("a: leader changes %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(b.leaderChanges); got != 0 {
+		t.Errorf("b counted a's leader change: %v", got)
+	}
+	if got := testutil.ToFloat64(a.serverID.WithLabelValues("abc")); got != 1 {
+		t.Errorf("etcd_server_id{server_id=abc} = %v", got)
+	}
+}
+
+func TestNilMetricsHooksDoNothing(t *testing.T) {
+	var m *Metrics
+	m.LeaderChanged(1, false, true)
+	m.WALSaved(time.Millisecond, true, 10)
+	m.Applied("Put", true, time.Millisecond)
+	m.SnapshotApplying()()
+	m.HeartbeatSendFailed()
+	m.ReadIndexFailed()
+	m.ReadIndexSlow()
+	m.Hashed(true, time.Millisecond)
+	m.LeaseGranted(5)
+	m.LeaseRevoked()
+	m.LeaseRenewed()
+	m.LeaseExpired()
+	m.PeerKnown(1, 2, true)
+	m.Request("Put", true, time.Millisecond)
+	m.RangeRead(true, time.Millisecond)
+	m.Health(false)
+	m.BackendCommit(time.Millisecond)
+	m.DefragStarted()()
+	m.ProposalStarted()(true)
+	m.StoreOps(Ops{Puts: 1})
+	m.PeerSent(1, 10)
+	m.PeerReceived(1, 10)
+	m.PeerSendFailed(1, 1)
+	m.PeerReceiveFailed(1)
+	m.PeerRTT(1, time.Millisecond)
+	m.PeerActive(1, 2, true)
+	m.SetState(State{})
+	m.SetMember(1, 1)
+	m.InitGRPC(nil)
+	if m.GRPCUnary() != nil || m.GRPCStream() != nil || m.GRPCStatsHandler() != nil {
+		t.Error("nil metrics returned interceptors")
+	}
+}
+
+func TestLeaderChangesCountOnlyNewLeaders(t *testing.T) {
+	m := New(Options{})
+	m.LeaderChanged(1, false, true) // a leader appears
+	m.LeaderChanged(0, false, true) // lost: not a change to count
+	m.LeaderChanged(2, true, true)  // a new one
+	m.LeaderChanged(2, true, false) // state change, same leader
+	if got := testutil.ToFloat64(m.leaderChanges); got != 2 {
+		t.Errorf("leader changes %v, want 2", got)
+	}
+	if testutil.ToFloat64(m.hasLeader) != 1 || testutil.ToFloat64(m.isLeader) != 1 {
+		t.Error("has_leader and is_leader should be 1")
+	}
+}
+
+func TestProposalsPendingAndFailed(t *testing.T) {
+	m := New(Options{})
+	ok, bad := m.ProposalStarted(), m.ProposalStarted()
+	if got := testutil.ToFloat64(m.proposalsPending); got != 2 {
+		t.Errorf("pending %v, want 2", got)
+	}
+	ok(false)
+	bad(true)
+	if testutil.ToFloat64(m.proposalsPending) != 0 || testutil.ToFloat64(m.proposalsFailed) != 1 {
+		t.Errorf("pending %v failed %v, want 0 and 1", testutil.ToFloat64(m.proposalsPending), testutil.ToFloat64(m.proposalsFailed))
+	}
+}
+
+func TestStoreOpsCountsTxnsAsEtcd(t *testing.T) {
+	m := New(Options{})
+	m.StoreOps(Ops{Puts: 1, PutBytes: 5})
+	m.StoreOps(Ops{Ranges: 1, Puts: 1, Deletes: 1})
+	if got := testutil.ToFloat64(m.txnTotal); got != 1 {
+		t.Errorf("txn_total %v, want 1 (only requests of several operations)", got)
+	}
+	if testutil.ToFloat64(m.putTotal) != 2 || testutil.ToFloat64(m.putSize) != 5 {
+		t.Errorf("put_total %v, put size %v", testutil.ToFloat64(m.putTotal), testutil.ToFloat64(m.putSize))
+	}
+}
+
+func TestExtensiveAddsHandlingHistogram(t *testing.T) {
+	for _, ext := range []bool{false, true} {
+		m := New(Options{Extensive: ext})
+		gs := grpc.NewServer()
+		healthpb.RegisterHealthServer(gs, health.NewServer())
+		m.InitGRPC(gs)
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		body := rec.Body.String()
+		if !strings.Contains(body, "# TYPE etcd_server_has_leader gauge") ||
+			!strings.Contains(body, `grpc_server_started_total{grpc_method="Check",grpc_service="grpc.health.v1.Health",grpc_type="unary"} 0`) {
+			t.Fatalf("etcd_server_has_leader or the initialised gRPC series missing:\n%s", body)
+		}
+		if got := strings.Contains(body, "# TYPE grpc_server_handling_seconds histogram"); got != ext {
+			t.Errorf("extensive=%v: handling histogram shown: %v", ext, got)
+		}
+	}
+}
+
+func TestWALSavedCountsFsyncOnlyWhenSynced(t *testing.T) {
+	m := New(Options{})
+	m.WALSaved(time.Millisecond, false, 10)
+	m.WALSaved(time.Millisecond, true, 5)
+	if got := testutil.CollectAndCount(m.walFsync); got != 1 {
+		t.Fatalf("fsync histogram has %d series", got)
+	}
+	if got := testutil.ToFloat64(m.walWriteBytes); got != 15 {
+		t.Errorf("wal_write_bytes_total %v, want 15", got)
+	}
+	var n uint64
+	for _, h := range []interface{ Write(*dto.Metric) error }{m.walFsync, m.walWrite} {
+		var d dto.Metric
+		if err := h.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		n = n*10 + d.GetHistogram().GetSampleCount()
+	}
+	if n != 12 {
+		t.Errorf("fsync and write sample counts %d, want 1 and 2", n)
+	}
+}
+
+func TestPeerGoingDownCountsADisconnection(t *testing.T) {
+	m := New(Options{})
+	m.PeerKnown(1, 2, true)
+	m.PeerActive(1, 2, true)
+	m.PeerActive(1, 2, false)
+	if got := testutil.ToFloat64(m.disconnectedPeer.WithLabelValues("1", "2")); got != 1 {
+		t.Errorf("disconnected_peers_total %v, want 1", got)
+	}
+	m.PeerKnown(1, 2, false)
+	if got := testutil.CollectAndCount(m.knownPeers); got != 0 {
+		t.Errorf("known_peers keeps %d series for a removed peer", got)
+	}
+}
