@@ -92,12 +92,7 @@ func TestStaticPodManifest(t *testing.T) {
 	}
 	cfg := parseFlags(t, c.Command[1:])
 	for _, n := range cfg.Notices {
-		// --listen-metrics-urls is the metrics work's (issue 9, item 1):
-		// the probes need its listener to serve /livez and /readyz, as
-		// etcd's does.
-		if n.Key != "--listen-metrics-urls" {
-			t.Errorf("the manifest uses a flag keel only warns about: %+v", n)
-		}
+		t.Errorf("the manifest uses a flag keel only warns about: %+v", n)
 	}
 	var metricsURLs []string
 	for _, a := range c.Command[1:] {

@@ -357,6 +357,18 @@ func TestMetricsDuringLoad(t *testing.T) {
 		if v := value(scrape(t, urls[0]), "etcd_server_health_success", nil); v < 1 {
 			t.Errorf("%s: etcd_server_health_success = %v after a healthy /health", m.Config.Name, v)
 		}
+		// The probes too: a static pod points kubelet at this port.
+		for _, path := range []string{"/livez", "/readyz", "/readyz/linearizable_read"} {
+			resp, err := http.Get(urls[0] + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || string(body) != "ok\n" {
+				t.Errorf("%s: %s on the metrics port: %s %q", m.Config.Name, path, resp.Status, body)
+			}
+		}
 		resp, err = http.Get(urls[0] + "/v3/kv/range")
 		if err != nil {
 			t.Fatal(err)
