@@ -268,3 +268,59 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestSerializableReadsComeFromTheCache: a serializable read is answered
+// by the proxy's cache (a write made directly to the member is not seen,
+// as serializable reads may be stale) until a write through the proxy
+// invalidates it; linearizable reads always go to the cluster.
+func TestSerializableReadsComeFromTheCache(t *testing.T) {
+	m := keeltest.Start(t)
+	tp := startProxy(t, m)
+	ctx := testCtx(t)
+	cli := tp.client(t)
+	value := func(opts ...clientv3.OpOption) string {
+		t.Helper()
+		r, err := cli.Get(ctx, "c", opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Kvs) == 0 {
+			return ""
+		}
+		return string(r.Kvs[0].Value)
+	}
+	if _, err := cli.Put(ctx, "c", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if v := value(clientv3.WithSerializable()); v != "1" {
+		t.Fatalf("serializable read %q, want 1", v)
+	}
+	if _, err := m.Client.Put(ctx, "c", "2"); err != nil { // behind the proxy's back
+		t.Fatal(err)
+	}
+	if v := value(clientv3.WithSerializable()); v != "1" {
+		t.Fatalf("serializable read %q, want the cached 1", v)
+	}
+	if v := value(); v != "2" {
+		t.Fatalf("linearizable read %q, want 2", v)
+	}
+	// The linearizable answer refreshed the cache.
+	if v := value(clientv3.WithSerializable()); v != "2" {
+		t.Fatalf("serializable read %q after a linearizable one, want 2", v)
+	}
+	if _, err := m.Client.Put(ctx, "c", "3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "other", "x"); err != nil { // unrelated write
+		t.Fatal(err)
+	}
+	if v := value(clientv3.WithSerializable()); v != "2" {
+		t.Fatalf("serializable read %q after an unrelated write, want the cached 2", v)
+	}
+	if _, err := cli.Delete(ctx, "b", clientv3.WithRange("d")); err != nil { // covers c
+		t.Fatal(err)
+	}
+	if v := value(clientv3.WithSerializable()); v != "" {
+		t.Fatalf("serializable read %q after a delete through the proxy, want none", v)
+	}
+}
