@@ -12,7 +12,8 @@ import (
 // The Cluster, Maintenance and Auth services pass through to the cluster
 // unchanged (the client's token travels with each call), except MemberList
 // when the proxy advertises a client URL: it then names the proxy, as
-// etcd's proxy does, so that clients syncing their endpoints stay on it.
+// etcd's proxy does, so that clients syncing their endpoints stay on it;
+// with a resolver prefix, it names every proxy registered there.
 
 type clusterProxy struct {
 	pb.UnimplementedClusterServer
@@ -22,6 +23,12 @@ type clusterProxy struct {
 
 func (x *clusterProxy) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
 	if adv := x.p.cfg.AdvertiseClientURL; adv != "" {
+		if prefix := x.p.cfg.ResolverPrefix; prefix != "" {
+			if ms, err := registeredMembers(ctx, x.p.cfg.Client, prefix); err == nil && len(ms) > 0 {
+				return &pb.MemberListResponse{Members: ms}, nil
+			}
+			// None registered yet: the proxy itself.
+		}
 		return &pb.MemberListResponse{Members: []*pb.Member{{Name: hostname(), ClientURLs: []string{adv}}}}, nil
 	}
 	return x.c.MemberList(upstream(ctx), r)

@@ -58,7 +58,10 @@ type Config struct {
 	// (--advertise-client-url), as etcd's proxy does; empty passes
 	// MemberList through to the cluster.
 	AdvertiseClientURL string
-	Logger             *zap.Logger
+	// ResolverPrefix: MemberList answers the proxies registered under
+	// it (see Register) when AdvertiseClientURL is set too.
+	ResolverPrefix string
+	Logger         *zap.Logger
 }
 
 // Proxy implements the etcd v3 gRPC services by forwarding to a cluster.
