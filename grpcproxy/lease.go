@@ -204,8 +204,15 @@ func (k *keepAliver) signal() {
 	}
 }
 
-// run owns the upstream stream until the proxy closes.
+// run owns the upstream stream until the proxy closes. The stream is
+// opened when the first keep-alive comes, not before.
 func (k *keepAliver) run() {
+	select {
+	case <-k.kick:
+		k.signal() // for serve
+	case <-k.p.ctx.Done():
+		return
+	}
 	backoff := 50 * time.Millisecond
 	for k.p.ctx.Err() == nil {
 		if err := k.serve(); err != nil && k.p.ctx.Err() == nil {
