@@ -69,21 +69,29 @@ type testProxy struct {
 	*grpcproxy.Proxy
 	Endpoint string
 	Counter  *upstreamCounter
+	// Upstream is the proxy's client of the cluster.
+	Upstream *clientv3.Client
 }
 
 // startProxy starts a proxy in front of m; everything it starts is stopped
 // by t's cleanup.
 func startProxy(t *testing.T, m *keeltest.Member, edit ...func(*grpcproxy.Config)) *testProxy {
 	t.Helper()
+	return startProxyFor(t, []string{m.Endpoint}, edit...)
+}
+
+// startProxyFor starts a proxy in front of the cluster at endpoints.
+func startProxyFor(t *testing.T, endpoints []string, edit ...func(*grpcproxy.Config)) *testProxy {
+	t.Helper()
 	uc := &upstreamCounter{}
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{m.Endpoint},
+		Endpoints:   endpoints,
 		DialTimeout: keeltest.DialTimeout,
 		Logger:      zap.NewNop(),
 		DialOptions: []grpc.DialOption{grpc.WithChainStreamInterceptor(uc.streamInterceptor)},
 	})
 	if err != nil {
-		t.Fatalf("connect proxy to %s: %v", m.Endpoint, err)
+		t.Fatalf("connect proxy to %s: %v", endpoints, err)
 	}
 	cfg := grpcproxy.Config{Client: cli}
 	for _, f := range edit {
@@ -107,7 +115,7 @@ func startProxy(t *testing.T, m *keeltest.Member, edit ...func(*grpcproxy.Config
 		p.Close()
 		cli.Close()
 	})
-	return &testProxy{Proxy: p, Endpoint: l.Addr().String(), Counter: uc}
+	return &testProxy{Proxy: p, Endpoint: l.Addr().String(), Counter: uc, Upstream: cli}
 }
 
 // client returns a client of the proxy, closed by t's cleanup.

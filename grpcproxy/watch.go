@@ -439,6 +439,9 @@ func (g *group) handle(wr *clientv3.WatchResponse) (string, bool) {
 		}
 		return reason, true
 	case wr.Created:
+		if g.created {
+			return "", false // the client module resumed the watcher
+		}
 		g.created = true
 		if g.start > 0 {
 			g.rev = g.start - 1
