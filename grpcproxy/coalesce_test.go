@@ -59,6 +59,24 @@ func TestThousandWatchersShareOneUpstreamWatch(t *testing.T) {
 	if st.Upstream != 1 || st.Downstream != watchers {
 		t.Fatalf("proxy stats %+v, want 1 upstream watcher serving %d", st, watchers)
 	}
+	// The same figures on /proxy/metrics.
+	wantMetrics := map[string]float64{"etcd_grpc_proxy_watchers_coalescing_total": watchers - 1,
+		"keel_grpc_proxy_watchers": watchers, "keel_grpc_proxy_upstream_watchers": 1}
+	mfs, err := tp.Metrics().Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if want, ok := wantMetrics[mf.GetName()]; ok {
+			if got := mf.GetMetric()[0].GetGauge().GetValue(); got != want {
+				t.Errorf("%s = %v, want %v", mf.GetName(), got, want)
+			}
+			delete(wantMetrics, mf.GetName())
+		}
+	}
+	if len(wantMetrics) > 0 {
+		t.Errorf("metrics missing: %v", wantMetrics)
+	}
 
 	// The write sequence: puts and deletes of the key.
 	var want []string

@@ -106,6 +106,7 @@ func New(cfg Config) *Proxy {
 	p.cache = newCache(cfg.CacheEntries)
 	p.watch = newWatchProxy(p)
 	p.lease = newLeaseProxy(p)
+	p.metrics.registerProxy(p)
 	return p
 }
 

@@ -559,7 +559,6 @@ func (g *group) joinLocked(m *member) {
 	s.mu.Unlock()
 	m.g = g
 	g.members[m] = struct{}{}
-	g.wp.p.metrics.watchersCoalescing.Inc()
 	s.send(&pb.WatchResponse{Header: withRev(g.header, createdRev), WatchId: m.id, Created: true})
 	m.resc <- joinResult{joined: true}
 }
@@ -589,7 +588,6 @@ func (g *group) leaveLocked(m *member) {
 		return
 	}
 	delete(g.members, m)
-	g.wp.p.metrics.watchersCoalescing.Dec()
 	g.stopIfIdleLocked()
 }
 
@@ -599,7 +597,6 @@ func (s *wstream) markGone(m *member) {
 	s.mu.Lock()
 	m.gone = true
 	s.mu.Unlock()
-	s.wp.p.metrics.watchersCoalescing.Dec()
 }
 
 // cancelWatch serves a cancel request: like a member, nothing for an
