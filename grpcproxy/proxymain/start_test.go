@@ -239,3 +239,27 @@ func TestMainChecksTheFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestExperimentalLayersServe: with the client module's ordering and
+// leasing layers (--experimental-serializable-ordering,
+// --experimental-leasing-prefix), reads and writes still pass.
+func TestExperimentalLayersServe(t *testing.T) {
+	m := keeltest.Start(t)
+	s := startFor(t, m, func(f *Flags) { f.SerializableOrdering = true; f.LeasingPrefix = "leasing/" })
+	ctx := ctxFor(t)
+	cli := proxyClient(t, s, nil)
+	if _, err := cli.Put(ctx, "k", "1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range [][]clientv3.OpOption{nil, {clientv3.WithSerializable()}} {
+		r, err := cli.Get(ctx, "k", opts...)
+		if err != nil || len(r.Kvs) != 1 || string(r.Kvs[0].Value) != "1" {
+			t.Fatalf("get k: %v %v", r, err)
+		}
+	}
+	// The leasing layer keeps leases on the keys it read under its prefix.
+	r, err := m.Client.Get(ctx, "leasing/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || r.Count == 0 {
+		t.Fatalf("no leasing keys: %v %v", r, err)
+	}
+}
