@@ -5,19 +5,25 @@ import (
 	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // kvProxy serves KV: serializable ranges from the cache when it can,
 // everything else from the cluster. Every range response refreshes the
 // cache (a linearizable answer is a valid serializable one); every write
 // invalidates the ranges it touches.
+//
+// Requests go to the cluster unchanged (raw) unless a namespace or a KV
+// layer is configured; then they are rebuilt as client operations, which
+// cannot carry every malformed request the same way (an empty request op
+// is refused by the proxy itself).
 type kvProxy struct {
 	pb.UnimplementedKVServer
-	p *Proxy
+	p   *Proxy
+	raw pb.KVClient
 }
 
 func (k *kvProxy) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
@@ -25,72 +31,119 @@ func (k *kvProxy) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespo
 	if hasToken(ctx) {
 		// The cache does not know who may read what: a client with a
 		// token always asks the cluster, which checks its permissions.
-		op, err := rangeOp(r)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := k.p.kv.Do(upstream(ctx), op)
-		if err != nil {
-			return nil, toGRPC(err)
-		}
-		return (*pb.RangeResponse)(resp.Get()), nil
+		return k.fetch(ctx, r)
 	}
 	if r.Serializable {
-		resp, ok, compacted := c.get(r)
-		if compacted {
-			return nil, rpctypes.ErrGRPCCompacted
-		}
+		// A read below a compaction goes to the cluster, which answers
+		// with the right error (a malformed request's before the
+		// compaction's).
+		resp, ok, _ := c.get(r)
 		if ok {
 			k.p.metrics.cacheHits.Inc()
-			return resp, nil
+			return k.current(resp), nil
 		}
 		k.p.metrics.cacheMisses.Inc()
 	}
 	since := c.begin()
-	op, err := rangeOp(r)
+	resp, err := k.fetch(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := k.p.kv.Do(upstream(ctx), op)
-	if err != nil {
-		return nil, toGRPC(err)
-	}
-	gr := (*pb.RangeResponse)(resp.Get())
-	c.add(since, r, gr)
+	c.add(since, r, resp)
 	k.p.metrics.cacheKeys.Set(float64(c.size()))
-	return gr, nil
+	return resp, nil
+}
+
+// current returns a cached response with the newest revision the proxy
+// knows in its header: no write through the proxy touched the range
+// since it was read, so it is still the answer at that revision.
+func (k *kvProxy) current(r *pb.RangeResponse) *pb.RangeResponse {
+	rev := k.p.lastRev.Load()
+	if r.Header == nil || r.Header.Revision >= rev {
+		return r
+	}
+	h := proto.Clone(r.Header).(*pb.ResponseHeader)
+	h.Revision = rev
+	return &pb.RangeResponse{Header: h, Kvs: r.Kvs, More: r.More, Count: r.Count}
+}
+
+// fetch sends r to the cluster.
+func (k *kvProxy) fetch(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	var resp *pb.RangeResponse
+	if k.raw != nil {
+		var err error
+		if resp, err = k.raw.Range(upstream(ctx), r); err != nil {
+			return nil, err
+		}
+	} else {
+		op, err := rangeOp(r)
+		if err != nil {
+			return nil, err
+		}
+		or, err := k.p.kv.Do(upstream(ctx), op)
+		if err != nil {
+			return nil, toGRPC(err)
+		}
+		resp = (*pb.RangeResponse)(or.Get())
+	}
+	k.p.noteRev(resp.Header)
+	return resp, nil
 }
 
 func (k *kvProxy) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	defer k.p.cache.invalidate(r.Key, nil)
+	if k.raw != nil {
+		resp, err := k.raw.Put(upstream(ctx), r)
+		if err == nil {
+			k.p.noteRev(resp.Header)
+		}
+		return resp, err
+	}
 	resp, err := k.p.kv.Do(upstream(ctx), putOp(r))
-	k.p.cache.invalidate(r.Key, nil)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
+	k.p.noteRev(resp.Put().Header)
 	return (*pb.PutResponse)(resp.Put()), nil
 }
 
 func (k *kvProxy) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	defer k.p.cache.invalidate(r.Key, r.RangeEnd)
+	if k.raw != nil {
+		resp, err := k.raw.DeleteRange(upstream(ctx), r)
+		if err == nil {
+			k.p.noteRev(resp.Header)
+		}
+		return resp, err
+	}
 	resp, err := k.p.kv.Do(upstream(ctx), deleteOp(r))
-	k.p.cache.invalidate(r.Key, r.RangeEnd)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
+	k.p.noteRev(resp.Del().Header)
 	return (*pb.DeleteRangeResponse)(resp.Del()), nil
 }
 
 func (k *kvProxy) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	// Both branches: which one ran is unknown when the call failed.
+	defer k.invalidateOps(r.Failure)
+	defer k.invalidateOps(r.Success)
+	if k.raw != nil {
+		resp, err := k.raw.Txn(upstream(ctx), r)
+		if err == nil {
+			k.p.noteRev(resp.Header)
+		}
+		return resp, err
+	}
 	op, err := txnOp(r)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := k.p.kv.Do(upstream(ctx), op)
-	// Both branches: which one ran is unknown when the call failed.
-	k.invalidateOps(r.Success)
-	k.invalidateOps(r.Failure)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
+	k.p.noteRev(resp.Txn().Header)
 	return (*pb.TxnResponse)(resp.Txn()), nil
 }
 
@@ -110,16 +163,24 @@ func (k *kvProxy) invalidateOps(ops []*pb.RequestOp) {
 }
 
 func (k *kvProxy) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	var opts []clientv3.CompactOption
-	if r.Physical {
-		opts = append(opts, clientv3.WithCompactPhysical())
+	var resp *pb.CompactionResponse
+	var err error
+	if k.raw != nil {
+		resp, err = k.raw.Compact(upstream(ctx), r)
+	} else {
+		var opts []clientv3.CompactOption
+		if r.Physical {
+			opts = append(opts, clientv3.WithCompactPhysical())
+		}
+		var cr *clientv3.CompactResponse
+		cr, err = k.p.kv.Compact(upstream(ctx), r.Revision, opts...)
+		resp, err = (*pb.CompactionResponse)(cr), toGRPC(err)
 	}
-	resp, err := k.p.kv.Compact(upstream(ctx), r.Revision, opts...)
 	if err != nil {
-		return nil, toGRPC(err)
+		return nil, err
 	}
 	k.p.cache.compact(r.Revision)
-	return (*pb.CompactionResponse)(resp), nil
+	return resp, nil
 }
 
 // rangeOp is the client operation that sends r unchanged.

@@ -35,13 +35,20 @@ func newLeaseProxy(p *Proxy) *leaseProxy {
 }
 
 func (l *leaseProxy) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
-	return l.c.LeaseGrant(upstream(ctx), r)
+	resp, err := l.c.LeaseGrant(upstream(ctx), r)
+	if err == nil {
+		l.p.noteRev(resp.Header)
+	}
+	return resp, err
 }
 
 func (l *leaseProxy) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
 	resp, err := l.c.LeaseRevoke(upstream(ctx), r)
 	// The lease's keys are gone; which ones is not known here.
 	l.p.cache.clear()
+	if err == nil {
+		l.p.noteRev(resp.Header)
+	}
 	return resp, err
 }
 

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -67,9 +68,12 @@ type Config struct {
 // Proxy implements the etcd v3 gRPC services by forwarding to a cluster.
 // Register it on a grpc.Server; Close stops its background work.
 type Proxy struct {
-	cfg     Config
-	lg      *zap.Logger
-	kv      clientv3.KV
+	cfg Config
+	lg  *zap.Logger
+	kv  clientv3.KV
+	// plainKV is the client's KV in the namespace, without the ordering
+	// or leasing layers: for the proxy's own checks.
+	plainKV clientv3.KV
 	watcher clientv3.Watcher
 	cache   *cache
 	metrics *Metrics
@@ -79,6 +83,23 @@ type Proxy struct {
 
 	watch *watchProxy
 	lease *leaseProxy
+
+	// lastRev is the newest revision of the cluster the proxy has seen in
+	// a response.
+	lastRev atomic.Int64
+}
+
+// noteRev records the revision of a response header from the cluster.
+func (p *Proxy) noteRev(h *pb.ResponseHeader) {
+	if h == nil {
+		return
+	}
+	for {
+		cur := p.lastRev.Load()
+		if h.Revision <= cur || p.lastRev.CompareAndSwap(cur, h.Revision) {
+			return
+		}
+	}
 }
 
 // New builds a proxy over cfg.Client.
@@ -99,8 +120,10 @@ func New(cfg Config) *Proxy {
 		p.kv = cfg.Client.KV
 	}
 	p.watcher = cfg.Client.Watcher
+	p.plainKV = cfg.Client.KV
 	if cfg.Namespace != "" {
 		p.kv = namespace.NewKV(p.kv, cfg.Namespace)
+		p.plainKV = namespace.NewKV(p.plainKV, cfg.Namespace)
 		p.watcher = namespace.NewWatcher(p.watcher, cfg.Namespace)
 	}
 	p.cache = newCache(cfg.CacheEntries)
@@ -112,7 +135,11 @@ func New(cfg Config) *Proxy {
 
 // Register registers the proxy's services on s.
 func (p *Proxy) Register(s *grpc.Server) {
-	pb.RegisterKVServer(s, &kvProxy{p: p})
+	kp := &kvProxy{p: p}
+	if p.cfg.Namespace == "" && p.cfg.KV == nil {
+		kp.raw = pb.NewKVClient(p.cfg.Client.ActiveConnection())
+	}
+	pb.RegisterKVServer(s, kp)
 	pb.RegisterWatchServer(s, p.watch)
 	pb.RegisterLeaseServer(s, p.lease)
 	pb.RegisterClusterServer(s, &clusterProxy{p: p, c: pb.NewClusterClient(p.cfg.Client.ActiveConnection())})

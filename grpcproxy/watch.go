@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -89,9 +90,11 @@ type group struct {
 	done    bool
 	// rev is the revision up to which every event was handed to the
 	// members.
-	rev     int64
-	header  *pb.ResponseHeader
-	members map[*member]struct{}
+	rev int64
+	// eventRev is the revision of the last event handed to the members.
+	eventRev int64
+	header   *pb.ResponseHeader
+	members  map[*member]struct{}
 	// pending are the watchers waiting for the upstream watcher to be
 	// created: they join when it is, atomically, before any event.
 	pending []*member
@@ -114,6 +117,9 @@ type member struct {
 	progress bool
 	gone     bool // cancelled by the cluster (compaction); the ID stays taken
 	creator  bool // started the group
+	// nowRev is the cluster's revision when the create came (0 if
+	// unknown): a member's created response carries it.
+	nowRev int64
 	// resc receives the outcome of the create.
 	resc chan joinResult
 }
@@ -198,7 +204,7 @@ func (s *wstream) recvLoop(gs pb.Watch_WatchServer) error {
 			}
 		case *pb.WatchRequest_CancelRequest:
 			if u.CancelRequest != nil {
-				s.cancelWatch(u.CancelRequest.WatchId)
+				s.cancelWatch(gs.Context(), u.CancelRequest.WatchId)
 			}
 		case *pb.WatchRequest_ProgressRequest:
 			if u.ProgressRequest != nil {
@@ -218,16 +224,31 @@ func (s *wstream) send(r *pb.WatchResponse) bool {
 	}
 }
 
-func (s *wstream) refuse(rev int64, hdr *pb.ResponseHeader, reason string) {
-	h := withRev(hdr, rev)
-	s.send(&pb.WatchResponse{Header: h, WatchId: clientv3.InvalidWatchID, Created: true, Canceled: true, CancelReason: reason})
+// refuse answers a create with a refusal, as a member does: created and
+// canceled, watch ID -1, the reason, and the cluster's current header.
+func (s *wstream) refuse(streamCtx context.Context, reason string) {
+	s.send(&pb.WatchResponse{Header: s.wp.nowHeader(streamCtx), WatchId: clientv3.InvalidWatchID, Created: true, Canceled: true,
+		CancelReason: reason})
+}
+
+// nowHeader is the cluster's current response header, read with a
+// serializable range (with the client's token); without an answer, the
+// newest revision the proxy has seen.
+func (wp *watchProxy) nowHeader(streamCtx context.Context) *pb.ResponseHeader {
+	ctx, cancel := context.WithTimeout(upstream(streamCtx), 5*time.Second)
+	defer cancel()
+	resp, err := wp.p.plainKV.Get(ctx, "\x00", clientv3.WithSerializable(), clientv3.WithCountOnly(), clientv3.WithLimit(1))
+	if err == nil && resp.Header != nil {
+		return resp.Header
+	}
+	return &pb.ResponseHeader{Revision: wp.p.lastRev.Load()}
 }
 
 // create serves a create request: join a compatible group or start one.
 func (s *wstream) create(streamCtx context.Context, cr *pb.WatchCreateRequest) {
 	wp := s.wp
 	if cr.StartRevision < 0 {
-		s.refuse(0, nil, rpctypes.ErrCompacted.Error())
+		s.refuse(streamCtx, rpctypes.ErrCompacted.Error())
 		return
 	}
 	if cr.WatchId != 0 {
@@ -235,7 +256,7 @@ func (s *wstream) create(streamCtx context.Context, cr *pb.WatchCreateRequest) {
 		_, dup := s.members[cr.WatchId]
 		s.mu.Unlock()
 		if dup {
-			s.refuse(0, nil, watch.ErrDuplicateID.Error())
+			s.refuse(streamCtx, watch.ErrDuplicateID.Error())
 			return
 		}
 	}
@@ -258,11 +279,13 @@ func (s *wstream) create(streamCtx context.Context, cr *pb.WatchCreateRequest) {
 			if !checked {
 				// The group's upstream watcher was created with another
 				// client's token: check this one's read permission.
-				if reason := wp.permission(streamCtx, cr); reason != "" {
+				reason, rev := wp.permission(streamCtx, cr)
+				if reason != "" {
 					g.unwait()
-					s.refuse(0, nil, reason)
+					s.refuse(streamCtx, reason)
 					return
 				}
+				m.nowRev = rev
 				checked = true
 			}
 			g.attach(m)
@@ -279,17 +302,19 @@ func (s *wstream) create(streamCtx context.Context, cr *pb.WatchCreateRequest) {
 		case res.retry:
 			continue
 		default:
-			s.refuse(0, nil, res.refusal)
+			s.refuse(streamCtx, res.refusal)
 			return
 		}
 	}
-	s.refuse(0, nil, "etcdserver: watch proxy could not start the watcher; retry")
+	s.refuse(streamCtx, "etcdserver: watch proxy could not start the watcher; retry")
 }
 
 // permission checks that the client of ctx may read the watched range, by
 // a serializable keys-only range with its token; it returns the reason a
-// member would give for refusing the watch, "" if allowed.
-func (wp *watchProxy) permission(ctx context.Context, cr *pb.WatchCreateRequest) string {
+// member would give for refusing the watch ("" if allowed) and the
+// revision the read saw (0 if unknown), which is where a watcher from
+// "now" starts.
+func (wp *watchProxy) permission(ctx context.Context, cr *pb.WatchCreateRequest) (string, int64) {
 	key := string(cr.Key)
 	opts := []clientv3.OpOption{clientv3.WithSerializable(), clientv3.WithKeysOnly(), clientv3.WithLimit(1)}
 	if len(cr.RangeEnd) > 0 {
@@ -298,17 +323,17 @@ func (wp *watchProxy) permission(ctx context.Context, cr *pb.WatchCreateRequest)
 	if key == "" {
 		key = "\x00"
 	}
-	_, err := wp.p.kv.Get(upstream(ctx), key, opts...)
+	resp, err := wp.p.plainKV.Get(upstream(ctx), key, opts...)
 	if err == nil {
-		return ""
+		return "", resp.Header.Revision
 	}
 	switch {
 	case errors.Is(err, rpctypes.ErrInvalidAuthToken), errors.Is(err, rpctypes.ErrAuthOldRevision),
 		errors.Is(err, rpctypes.ErrUserEmpty), errors.Is(err, rpctypes.ErrPermissionDenied):
-		return err.Error()
+		return err.Error(), 0
 	}
 	// The cluster cannot answer now: let the upstream watcher decide.
-	return ""
+	return "", 0
 }
 
 // pick returns a group that m may join, registered as a waiter (m then
@@ -354,7 +379,24 @@ func (g *group) fitsLocked(m *member) bool {
 	if !g.created {
 		return m.start == g.start
 	}
-	return m.start == 0 || m.start > g.rev
+	if m.start != 0 {
+		return m.start > g.rev
+	}
+	// A watcher from "now" needs every event after the cluster's current
+	// revision: a group that starts in the future lacks some.
+	return g.rev <= g.nowLocked(m)
+}
+
+// nowLocked is the cluster's revision as m's create saw it, or the newest
+// g has seen. Called with g.mu held.
+func (g *group) nowLocked(m *member) int64 {
+	if m.nowRev != 0 {
+		return m.nowRev
+	}
+	if g.header != nil {
+		return g.header.Revision
+	}
+	return g.rev
 }
 
 // attach joins m to g now if g is created, or queues it to join when g
@@ -370,7 +412,15 @@ func (g *group) attach(m *member) {
 	case !g.created:
 		g.pending = append(g.pending, m)
 	default:
-		g.joinLocked(m)
+		// The created response carries the cluster's revision when the
+		// create came, as from a member; a watcher from "now" starts
+		// after it.
+		now := g.nowLocked(m)
+		if m.start == 0 {
+			now = max(now, g.rev)
+			m.start = now + 1
+		}
+		g.joinLocked(m, now)
 	}
 }
 
@@ -421,6 +471,7 @@ func (g *group) handle(wr *clientv3.WatchResponse) (string, bool) {
 	defer g.mu.Unlock()
 	if wr.Header != nil && (wr.Header.ClusterId != 0 || wr.Header.Revision != 0) {
 		g.header = proto.Clone(wr.Header).(*pb.ResponseHeader)
+		g.wp.p.noteRev(wr.Header)
 	}
 	switch {
 	case wr.CompactRevision != 0:
@@ -449,7 +500,10 @@ func (g *group) handle(wr *clientv3.WatchResponse) (string, bool) {
 			g.rev = wr.Header.Revision
 		}
 		for _, m := range g.pending {
-			g.joinLocked(m)
+			if m.start == 0 {
+				m.start = wr.Header.Revision + 1
+			}
+			g.joinLocked(m, wr.Header.Revision)
 		}
 		g.pending = nil
 		return "", false
@@ -482,9 +536,9 @@ func (g *group) handle(wr *clientv3.WatchResponse) (string, bool) {
 		}
 	}
 	if n := len(wr.Events); n > 0 {
-		if last := wr.Events[n-1].Kv.ModRevision; last > g.rev {
-			g.rev = last
-		}
+		last := wr.Events[n-1].Kv.ModRevision
+		g.rev = max(g.rev, last)
+		g.eventRev = max(g.eventRev, last)
 	}
 	return "", false
 }
@@ -528,18 +582,10 @@ func (g *group) finish(reason string) {
 	g.stop()
 }
 
-// joinLocked adds m to g and queues m's created response before any
-// event of g. Called with g.mu held, g created.
-func (g *group) joinLocked(m *member) {
-	// The created response carries the revision the watcher starts
-	// after: what the group delivered up to for a watcher from "now",
-	// the newest revision seen for one with a start revision.
-	createdRev := g.rev
-	if m.start == 0 {
-		m.start = g.rev + 1
-	} else if g.header != nil && g.header.Revision > createdRev {
-		createdRev = g.header.Revision
-	}
+// joinLocked adds m (its start revision set) to g and queues m's created
+// response, at revision createdRev, before any event of g. Called with
+// g.mu held, g created.
+func (g *group) joinLocked(m *member, createdRev int64) {
 	s := m.s
 	s.mu.Lock()
 	if s.closed {
@@ -601,20 +647,27 @@ func (s *wstream) markGone(m *member) {
 
 // cancelWatch serves a cancel request: like a member, nothing for an
 // unknown ID.
-func (s *wstream) cancelWatch(id int64) {
+func (s *wstream) cancelWatch(streamCtx context.Context, id int64) {
 	s.mu.Lock()
 	m := s.members[id]
 	s.mu.Unlock()
 	if m == nil {
 		return
 	}
+	// The canceled response carries the cluster's current revision, as
+	// from a member (and at least that of the last event sent).
+	now := s.wp.nowHeader(streamCtx)
 	g := m.g
 	g.mu.Lock()
 	s.mu.Lock()
 	delete(s.members, id)
 	s.mu.Unlock()
 	g.leaveLocked(m)
-	s.send(&pb.WatchResponse{Header: withRev(g.header, g.rev), WatchId: id, Canceled: true})
+	h := now
+	if g.header != nil {
+		h = withRev(g.header, max(now.Revision, g.eventRev))
+	}
+	s.send(&pb.WatchResponse{Header: h, WatchId: id, Canceled: true})
 	g.mu.Unlock()
 }
 
