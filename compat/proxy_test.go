@@ -16,6 +16,8 @@ import (
 // answers are compared with the proxy's:
 //
 //	KEEL_COMPAT_VIA_PROXY=1 go test -run 'TestDifferential(KV|Watch|Lease)$' .
+//
+// TestDifferential*ThroughProxy do the same without the variable.
 func viaProxy() bool { return envBool("KEEL_COMPAT_VIA_PROXY") }
 
 // startKeelBehindProxy starts a keel member and keel's gRPC proxy in front
@@ -47,4 +49,21 @@ func startKeelBehindProxy(t *testing.T, name string) *target {
 		_ = up.Close()
 	})
 	return newTarget(t, name+"-proxy", l.Addr().String())
+}
+
+// The differential tests with keel behind its gRPC proxy: every response
+// of the proxy must equal etcd's.
+func TestDifferentialKVThroughProxy(t *testing.T) {
+	t.Setenv("KEEL_COMPAT_VIA_PROXY", "1")
+	TestDifferentialKV(t)
+}
+
+func TestDifferentialWatchThroughProxy(t *testing.T) {
+	t.Setenv("KEEL_COMPAT_VIA_PROXY", "1")
+	TestDifferentialWatch(t)
+}
+
+func TestDifferentialLeaseThroughProxy(t *testing.T) {
+	t.Setenv("KEEL_COMPAT_VIA_PROXY", "1")
+	TestDifferentialLease(t)
 }
