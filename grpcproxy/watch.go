@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"sync"
 	"time"
 
@@ -41,7 +42,13 @@ type watchProxy struct {
 	groups map[groupKey][]*group
 	// upstreamCreated counts the upstream watchers ever created.
 	upstreamCreated int64
+	// seq numbers the upstream streams of their own (see pick).
+	seq uint64
 }
+
+// streamKey is the metadata that gives a group an upstream stream of its
+// own: the client module keeps one stream per distinct metadata.
+const streamKey = "keel-proxy-watch-stream"
 
 type groupKey struct {
 	key, end string
@@ -357,6 +364,15 @@ func (wp *watchProxy) pick(gk groupKey, m *member, streamCtx context.Context) (*
 		if ts := md.Get(rpctypes.TokenFieldNameGRPC); len(ts) > 0 {
 			ctx = metadata.AppendToOutgoingContext(ctx, rpctypes.TokenFieldNameGRPC, ts[0])
 		}
+	}
+	if m.start > 0 {
+		// An upstream stream of its own: a member answers a progress
+		// request only when every watcher of the stream is synced, and
+		// a watcher catching up on history or waiting for a future
+		// revision is not; on the shared stream it would hold back the
+		// progress of every other group.
+		wp.seq++
+		ctx = metadata.AppendToOutgoingContext(ctx, streamKey, strconv.FormatUint(wp.seq, 10))
 	}
 	ctx, stop := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	m.creator = true
