@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -40,8 +41,8 @@ type watchProxy struct {
 
 	mu     sync.Mutex
 	groups map[groupKey][]*group
-	// upstreamCreated counts the upstream watchers ever created.
-	upstreamCreated int64
+	// The figures of WatchStats.
+	nUpstream, nDownstream, nCreated atomic.Int64
 	// seq numbers the upstream streams of their own (see pick).
 	seq uint64
 }
@@ -67,21 +68,12 @@ type WatchStats struct {
 	UpstreamCreated      int64
 }
 
-// WatchStats returns the current coalescing figures.
+// WatchStats returns the current coalescing figures. It reads counters
+// only, so that a scrape never waits for a group busy with a slow client.
 func (p *Proxy) WatchStats() WatchStats {
 	wp := p.watch
-	wp.mu.Lock()
-	defer wp.mu.Unlock()
-	st := WatchStats{UpstreamCreated: wp.upstreamCreated}
-	for _, gs := range wp.groups {
-		for _, g := range gs {
-			st.Upstream++
-			g.mu.Lock()
-			st.Downstream += len(g.members)
-			g.mu.Unlock()
-		}
-	}
-	return st
+	return WatchStats{Upstream: int(wp.nUpstream.Load()), Downstream: int(wp.nDownstream.Load()),
+		UpstreamCreated: wp.nCreated.Load()}
 }
 
 // group is one upstream watcher and the client watchers it feeds.
@@ -379,7 +371,8 @@ func (wp *watchProxy) pick(gk groupKey, m *member, streamCtx context.Context) (*
 	g := &group{wp: wp, key: gk, start: m.start, ctx: ctx, stop: stop,
 		members: make(map[*member]struct{}), pending: []*member{m}, progressc: make(chan struct{})}
 	wp.groups[gk] = append(wp.groups[gk], g)
-	wp.upstreamCreated++
+	wp.nCreated.Add(1)
+	wp.nUpstream.Add(1)
 	wp.p.wg.Add(1)
 	go g.run()
 	return g, true
@@ -447,6 +440,7 @@ func (wp *watchProxy) remove(g *group) {
 	for i, x := range gs {
 		if x == g {
 			gs = append(gs[:i:i], gs[i+1:]...)
+			wp.nUpstream.Add(-1)
 			break
 		}
 	}
@@ -497,6 +491,7 @@ func (g *group) handle(wr *clientv3.WatchResponse) (string, bool) {
 			m.s.markGone(m)
 			m.s.send(&pb.WatchResponse{Header: withRev(g.header, wr.Header.Revision), WatchId: m.id, Canceled: true, CompactRevision: wr.CompactRevision})
 		}
+		g.wp.nDownstream.Add(-int64(len(g.members)))
 		g.members = map[*member]struct{}{}
 		return "", true
 	case wr.Canceled || wr.Err() != nil:
@@ -594,6 +589,7 @@ func (g *group) finish(reason string) {
 		m.s.markGone(m)
 		m.s.send(&pb.WatchResponse{Header: withRev(g.header, g.rev), WatchId: m.id, Canceled: true, CancelReason: reason})
 	}
+	g.wp.nDownstream.Add(-int64(len(g.members)))
 	g.members = map[*member]struct{}{}
 	g.stop()
 }
@@ -621,6 +617,7 @@ func (g *group) joinLocked(m *member, createdRev int64) {
 	s.mu.Unlock()
 	m.g = g
 	g.members[m] = struct{}{}
+	g.wp.nDownstream.Add(1)
 	s.send(&pb.WatchResponse{Header: withRev(g.header, createdRev), WatchId: m.id, Created: true})
 	m.resc <- joinResult{joined: true}
 }
@@ -650,6 +647,7 @@ func (g *group) leaveLocked(m *member) {
 		return
 	}
 	delete(g.members, m)
+	g.wp.nDownstream.Add(-1)
 	g.stopIfIdleLocked()
 }
 
