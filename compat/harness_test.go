@@ -88,6 +88,9 @@ func startPair(t *testing.T) (ref, sut *target) {
 		t.Log("self-check: comparing etcd with a second etcd")
 		return ref, startEtcd(t, "etcd2")
 	}
+	if viaProxy() {
+		return ref, startKeelBehindProxy(t, "keel")
+	}
 	return ref, startKeel(t, "keel")
 }
 

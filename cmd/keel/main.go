@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keeldb/keel/config"
+	"github.com/keeldb/keel/grpcproxy/proxymain"
 	"github.com/keeldb/keel/member"
 	"github.com/keeldb/keel/server"
 	"github.com/keeldb/keel/version"
@@ -24,6 +25,10 @@ func main() {
 }
 
 func run(args, environ []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "grpc-proxy" {
+		// etcd's "etcd grpc-proxy start": its own flags, no ETCD_* variables.
+		return proxymain.Main(args[1:], stdout, stderr)
+	}
 	cfg, action, err := config.Parse(args, environ)
 	if err != nil {
 		fmt.Fprintf(stderr, "keel: %v\n", err)
