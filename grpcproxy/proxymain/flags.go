@@ -66,10 +66,10 @@ func newFlagSet(f *Flags) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("keel grpc-proxy start", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.StringVar(&f.ListenAddr, "listen-addr", "127.0.0.1:23790", "Address the proxy serves clients on (gRPC and HTTP on one port).")
-	fs.StringVar(&f.DiscoverySRV, "discovery-srv", "", "Domain whose DNS SRV records list the cluster's client endpoints (not supported by keel yet).")
-	fs.StringVar(&f.DiscoverySRVName, "discovery-srv-name", "", "Service name suffix of the SRV records (not supported by keel yet).")
+	fs.StringVar(&f.DiscoverySRV, "discovery-srv", "", "Domain whose DNS SRV records (_etcd-client-ssl._tcp, _etcd-client._tcp) list the cluster's client endpoints; they replace --endpoints.")
+	fs.StringVar(&f.DiscoverySRVName, "discovery-srv-name", "", "Suffix of the SRV service names: _etcd-client-ssl-<name>._tcp and _etcd-client-<name>._tcp.")
 	fs.StringVar(&f.MetricsAddr, "metrics-addr", "", "Extra URL (http://host:port) that serves /metrics and /health only.")
-	fs.BoolVar(&f.InsecureDiscovery, "insecure-discovery", false, "Accept SRV records of plain-text endpoints (not supported by keel yet).")
+	fs.BoolVar(&f.InsecureDiscovery, "insecure-discovery", false, "Keep plain-text (http) endpoints found by --discovery-srv; without it only https endpoints that accept a connection are used.")
 	fs.StringSliceVar(&f.Endpoints, "endpoints", []string{"127.0.0.1:2379"}, "Comma-separated client endpoints of the cluster.")
 	fs.DurationVar(&f.EndpointsAutoSyncInterval, "endpoints-auto-sync-interval", 0, "How often to refresh the endpoints from the cluster's member list (0 never).")
 	fs.DurationVar(&f.DialKeepAliveTime, "dial-keepalive-time", 0, "Interval of keepalive pings on the connections to the cluster (0 off).")

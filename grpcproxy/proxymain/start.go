@@ -129,7 +129,9 @@ func Start(f Flags, lg *zap.Logger) (_ *Server, err error) {
 		}
 	}()
 	if f.DiscoverySRV != "" {
-		return nil, fmt.Errorf("--discovery-srv is not supported by keel grpc-proxy yet; give the cluster with --endpoints")
+		if err := s.discoverEndpoints(); err != nil {
+			return nil, err
+		}
 	}
 	listenTLS, err := s.listenTLS()
 	if err != nil {
@@ -197,7 +199,7 @@ func Start(f Flags, lg *zap.Logger) (_ *Server, err error) {
 			grpcproxy.Register(ctx, lg, s.client, f.ResolverPrefix, f.AdvertiseClientURL, f.ResolverTTL)
 		}()
 	}
-	lg.Info("started gRPC proxy", zap.String("address", s.addr), zap.Strings("endpoints", f.Endpoints))
+	lg.Info("started gRPC proxy", zap.String("address", s.addr), zap.Strings("endpoints", s.f.Endpoints))
 	return s, nil
 }
 
@@ -296,6 +298,13 @@ func (s *Server) upstreamClient() (*clientv3.Client, error) {
 	}
 	if f.DialKeepAliveTimeout > 0 {
 		cc.DialKeepAliveTimeout = f.DialKeepAliveTimeout
+	}
+	if f.DiscoverySRV != "" {
+		// The SRV targets are resolved as the records were.
+		d := &net.Dialer{Resolver: srvResolver()}
+		cc.DialOptions = append(cc.DialOptions, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		}))
 	}
 	if f.MaxSendBytes > 0 {
 		cc.MaxCallSendMsgSize = f.MaxSendBytes
