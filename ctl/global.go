@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -361,50 +358,30 @@ func authConfig(user, password, token, prompt string, out io.Writer) (*clientv3.
 	return cred, nil
 }
 
-// lookupSRV resolves DNS SRV records, with the resolver of DNS discovery
-// (the system's unless discovery.TestDNSServerEnv is set); a variable for
-// tests.
-var lookupSRV = func(service, proto, name string) (string, []*net.SRV, error) {
-	return discovery.Resolver().LookupSRV(context.Background(), service, proto, name)
-}
+// srvResolver is the resolver of --discovery-srv: the system's, or the test
+// DNS server discovery.TestDNSServerEnv names; a variable for tests.
+var srvResolver = discovery.Resolver
 
 // discoveredEndpoints are the client endpoints named by the SRV records of
-// the --discovery-srv domain, none without it: https ones from the service
-// etcd-client-ssl, then http ones from etcd-client, each service name
-// followed by -<--discovery-srv-name> when given. With
-// --insecure-discovery=false the http ones are left out, each with a line
-// on standard error. It fails only when both lookups fail.
+// the --discovery-srv domain, none without it (discovery.ClientEndpoints:
+// https ones, then http ones). With --insecure-discovery=false the http
+// ones are left out, each with a line on standard error. It fails only
+// when both lookups fail.
 func (g *globals) discoveredEndpoints() ([]string, error) {
 	if g.discoverySRV == "" {
 		return nil, nil
 	}
+	found, err := discovery.ClientEndpoints(context.Background(), srvResolver(), g.discoverySRV, g.discoverySRVName)
+	if err != nil {
+		return nil, err
+	}
 	var eps []string
-	var lookupErrs []error
-	for _, scheme := range []string{"https", "http"} {
-		service := "etcd-client"
-		if scheme == "https" {
-			service += "-ssl"
-		}
-		if g.discoverySRVName != "" {
-			service += "-" + g.discoverySRVName
-		}
-		_, records, err := lookupSRV(service, "tcp", g.discoverySRV)
-		if err != nil {
-			lookupErrs = append(lookupErrs, err)
+	for _, ep := range found {
+		if strings.HasPrefix(ep, "http://") && !g.insecureDiscovery {
+			fmt.Fprintf(g.stdio.Err, "ignoring discovered insecure endpoint %q\n", ep)
 			continue
 		}
-		for _, r := range records {
-			// The target keeps its final dot, as in etcdctl.
-			ep := (&url.URL{Scheme: scheme, Host: net.JoinHostPort(r.Target, strconv.Itoa(int(r.Port)))}).String()
-			if scheme == "http" && !g.insecureDiscovery {
-				fmt.Fprintf(g.stdio.Err, "ignoring discovered insecure endpoint %q\n", ep)
-				continue
-			}
-			eps = append(eps, ep)
-		}
-	}
-	if len(lookupErrs) == 2 {
-		return nil, fmt.Errorf("dns lookup errors: %w and %w", lookupErrs[0], lookupErrs[1])
+		eps = append(eps, ep)
 	}
 	return eps, nil
 }
