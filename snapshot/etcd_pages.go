@@ -77,7 +77,7 @@ func checkBoltPages(f *os.File, fileSize int64) error {
 		return fmt.Errorf("%w: truncated: the etcd database needs %d pages of %d bytes, the file has %d bytes",
 			ErrCorrupt, m.highWater, pageSize, fileSize)
 	}
-	w := &boltWalk{f: f, pageSize: pageSize, high: m.highWater, seen: make(map[uint64]struct{})}
+	w := &boltWalk{f: f, pageSize: pageSize, high: m.highWater, seen: make([]uint64, (m.highWater+63)/64)}
 	if err := w.tree(m.root, 0); err != nil {
 		return err
 	}
@@ -131,7 +131,9 @@ type boltWalk struct {
 	f        io.ReaderAt
 	pageSize int64
 	high     uint64
-	seen     map[uint64]struct{}
+	// seen has a bit for each page of the database, set once the walk
+	// has reached it.
+	seen []uint64
 }
 
 // page reads page id (with its overflow) after checking that it lies in
@@ -157,10 +159,10 @@ func (w *boltWalk) page(id uint64, types ...uint16) ([]byte, error) {
 		return nil, fmt.Errorf("%w: bbolt page %d overflows the database", ErrCorrupt, id)
 	}
 	for p := id; p <= id+overflow; p++ {
-		if _, ok := w.seen[p]; ok {
+		if w.seen[p/64]&(1<<(p%64)) != 0 {
 			return nil, fmt.Errorf("%w: bbolt page %d is reached twice", ErrCorrupt, p)
 		}
-		w.seen[p] = struct{}{}
+		w.seen[p/64] |= 1 << (p % 64)
 	}
 	b := make([]byte, int64(overflow+1)*w.pageSize)
 	if _, err := w.f.ReadAt(b, int64(id)*w.pageSize); err != nil {
