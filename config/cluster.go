@@ -65,7 +65,7 @@ func (c *Config) VerifyBootstrap() error {
 			return err
 		}
 	}
-	if hasDuplicateURL(m) {
+	if HasDuplicateURL(m) {
 		return fmt.Errorf("initial cluster %s has duplicate url", clusterString(m))
 	}
 	return nil
@@ -143,7 +143,9 @@ func normalizeHost(hostport string) string {
 	return h
 }
 
-func hasDuplicateURL(m map[string][]url.URL) bool {
+// HasDuplicateURL reports whether two members of the initial cluster m
+// share a peer URL.
+func HasDuplicateURL(m map[string][]url.URL) bool {
 	seen := make(map[string]bool)
 	for _, us := range m {
 		for _, u := range us {

@@ -5,13 +5,13 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/keeldb/keel/config"
 	"github.com/keeldb/keel/discovery"
 	"github.com/keeldb/keel/membership"
 	"github.com/keeldb/keel/transport"
@@ -103,7 +103,7 @@ func (s *Server) joinDiscovery(self *membership.Member) ([]*membership.Member, e
 	if err != nil {
 		return nil, err
 	}
-	if duplicateURL(initial) {
+	if config.HasDuplicateURL(initial) {
 		return nil, fmt.Errorf("discovery cluster %s has duplicate url", found)
 	}
 	members, me, err := bootstrapMembers(initial, c.InitialClusterToken, c.Name)
@@ -116,19 +116,6 @@ func (s *Server) joinDiscovery(self *membership.Member) ([]*membership.Member, e
 	}
 	s.cfg = &c
 	return members, nil
-}
-
-func duplicateURL(m map[string][]url.URL) bool {
-	seen := map[string]bool{}
-	for _, us := range m {
-		for _, u := range us {
-			if seen[u.String()] {
-				return true
-			}
-			seen[u.String()] = true
-		}
-	}
-	return false
 }
 
 // srvPeerTLS verifies https peers found by DNS SRV discovery against the
