@@ -116,30 +116,7 @@ func OpenReadOnly(dir string, opts Options) (*Engine, error) {
 func (e *Engine) EachState(fn func(key, value []byte) error) error {
 	snap := e.db.NewSnapshot()
 	defer snap.Close()
-	for _, sp := range stateSpans() {
-		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: sp[0], UpperBound: sp[1]})
-		if err != nil {
-			return err
-		}
-		for ok := it.First(); ok; ok = it.Next() {
-			v, err := it.ValueAndErr()
-			if err == nil {
-				err = fn(it.Key(), v)
-			}
-			if err != nil {
-				it.Close()
-				return err
-			}
-		}
-		if err := it.Error(); err != nil {
-			it.Close()
-			return err
-		}
-		if err := it.Close(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return eachState(snap, fn)
 }
 
 // SyncDir makes the entries of directory dir (on the real filesystem)

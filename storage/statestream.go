@@ -237,6 +237,15 @@ func WriteState(r pebble.Reader, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := eachState(r, sw.Add); err != nil {
+		return err
+	}
+	return sw.Close()
+}
+
+// eachState calls fn for every state key of r and its value, in key
+// order, and returns fn's first error. fn must not keep key or value.
+func eachState(r pebble.Reader, fn func(key, value []byte) error) error {
 	for _, sp := range stateSpans() {
 		it, err := r.NewIter(&pebble.IterOptions{LowerBound: sp[0], UpperBound: sp[1]})
 		if err != nil {
@@ -244,11 +253,10 @@ func WriteState(r pebble.Reader, w io.Writer) error {
 		}
 		for ok := it.First(); ok; ok = it.Next() {
 			v, err := it.ValueAndErr()
-			if err != nil {
-				it.Close()
-				return err
+			if err == nil {
+				err = fn(it.Key(), v)
 			}
-			if err := sw.Add(it.Key(), v); err != nil {
+			if err != nil {
 				it.Close()
 				return err
 			}
@@ -261,7 +269,7 @@ func WriteState(r pebble.Reader, w io.Writer) error {
 			return err
 		}
 	}
-	return sw.Close()
+	return nil
 }
 
 // OpenState returns the member's state, as a state stream, at this moment:
