@@ -28,10 +28,10 @@ func TestProbesLikeEtcd(t *testing.T) {
 		"/readyz/data_corruption", "/readyz/data_corruption?verbose", "/readyz/linearizable_read?verbose",
 		"/readyz/serializable_read", "/readyz/non_learner?verbose",
 	}
-	compare := func(stage string) {
+	compare := func(stage string, normalise func(path, answer string) string) {
 		t.Helper()
 		for _, p := range paths {
-			r, k := probeGet(t, ref.endpoint, p), probeGet(t, sut.endpoint, p)
+			r, k := normalise(p, probeGet(t, ref.endpoint, p)), normalise(p, probeGet(t, sut.endpoint, p))
 			t.Logf("%s: GET %s: %s", stage, p, r)
 			if r != k {
 				t.Errorf("%s: GET %s\netcd: %s\nkeel: %s", stage, p, r, k)
@@ -44,7 +44,8 @@ func TestProbesLikeEtcd(t *testing.T) {
 			}
 		}
 	}
-	compare("healthy")
+	same := func(_, answer string) string { return answer }
+	compare("healthy", same)
 	raise := func(tg *target, a pb.AlarmType) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -59,10 +60,21 @@ func TestProbesLikeEtcd(t *testing.T) {
 	}
 	raise(ref, pb.AlarmType_NOSPACE)
 	raise(sut, pb.AlarmType_NOSPACE)
-	compare("NOSPACE")
+	compare("NOSPACE", same)
 	raise(ref, pb.AlarmType_CORRUPT)
 	raise(sut, pb.AlarmType_CORRUPT)
-	compare("NOSPACE+CORRUPT")
+	// With both alarms raised, etcd's /health names whichever its alarm
+	// store (a Go map) yields first, which changes from call to call; the
+	// reason must still be one of the two. With one excluded the other is
+	// named, and compared as it is.
+	either := strings.NewReplacer(`"reason":"ALARM NOSPACE"`, `"reason":"ALARM NOSPACE or CORRUPT"`,
+		`"reason":"ALARM CORRUPT"`, `"reason":"ALARM NOSPACE or CORRUPT"`)
+	compare("NOSPACE+CORRUPT", func(path, answer string) string {
+		if strings.Contains(path, "exclude=") {
+			return answer
+		}
+		return either.Replace(answer)
+	})
 }
 
 func probeGet(t *testing.T, hostPort, path string) string {
