@@ -98,6 +98,9 @@ func (tw *ctlTwins) execUntil(side int, st bgStep) twinRun {
 			done = st.Done(stdout.String())
 		}
 	}
+	if done {
+		settle(&stdout, deadline)
+	}
 	if !done && !exitedEarly && side == 0 {
 		tw.t.Fatalf("%s %s: output not complete within %v\nstdout:\n%s\nstderr:\n%s", filepath.Base(bin), strings.Join(args, " "), timeout, stdout.String(), stderr.String())
 	}
@@ -119,6 +122,20 @@ func (tw *ctlTwins) execUntil(side int, st bgStep) twinRun {
 	r.stdout = tw.normalise(side, st.twinStep, stdout.String(), ep)
 	r.stderr = normaliseStderr(tw.normalise(side, st.twinStep, stderr.String(), ep))
 	return r
+}
+
+// settle waits until out has stopped growing for a moment (or until
+// deadline): Done may hold in the middle of a record, when the key's line of
+// a fields-format event is printed and the lines after it are not yet.
+func settle(out *lockedBuffer, deadline time.Time) {
+	const quiet = 100 * time.Millisecond
+	last, since := out.String(), time.Now()
+	for time.Since(since) < quiet && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		if cur := out.String(); cur != last {
+			last, since = cur, time.Now()
+		}
+	}
 }
 
 // untilCount is done once s appears n times in the output.
