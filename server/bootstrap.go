@@ -152,7 +152,13 @@ func (s *Server) planJoin(self *membership.Member, local []*membership.Member, r
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(remoteURLs))*fetchMembersTimeout)
 	defer cancel()
-	resp, err := transport.FetchMembers(ctx, remoteURLs, s.peerClientTLS(), s.lg)
+	// A peer that has not yet applied the `member add` (a follower a
+	// moment behind the member that answered it) does not list this
+	// member: ask the next one rather than refuse a valid join.
+	listsSelf := func(resp *pb.MemberListResponse) bool {
+		return slices.ContainsFunc(resp.GetMembers(), func(m *pb.Member) bool { return slices.Equal(fromProto(m).PeerURLs, self.PeerURLs) })
+	}
+	resp, err := transport.FetchMembersWhere(ctx, remoteURLs, listsSelf, s.peerClientTLS(), s.lg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot fetch cluster info from peer urls: %w", err)
 	}

@@ -416,20 +416,38 @@ type TLSFor func(host string) *tls.Config
 // cluster ID and the members this way. Each URL gets a few seconds.
 // https:// URLs are dialled with tlsCfg (see Config.ClientTLS).
 func FetchMembers(ctx context.Context, urls []string, tlsCfg TLSFor, lg *zap.Logger) (*pb.MemberListResponse, error) {
+	return FetchMembersWhere(ctx, urls, nil, tlsCfg, lg)
+}
+
+// FetchMembersWhere is FetchMembers that goes on asking while the answers
+// do not satisfy want: it returns the first answer that does, or else the
+// first answer there was. A nil want takes the first answer.
+func FetchMembersWhere(ctx context.Context, urls []string, want func(*pb.MemberListResponse) bool, tlsCfg TLSFor, lg *zap.Logger) (*pb.MemberListResponse, error) {
 	if lg == nil {
 		lg = zap.NewNop()
 	}
+	var first *pb.MemberListResponse
 	var errs []error
 	for _, u := range urls {
 		resp, err := fetchMembers(ctx, u, tlsCfg)
-		if err == nil {
+		if err == nil && (want == nil || want(resp)) {
 			return resp, nil
 		}
-		lg.Warn("failed to get the member list from peer", zap.String("remote-peer-url", u), zap.Error(err))
-		errs = append(errs, fmt.Errorf("%s: %w", u, err))
+		if err == nil {
+			lg.Info("member list from peer is not the one wanted; asking the next peer", zap.String("remote-peer-url", u))
+			if first == nil {
+				first = resp
+			}
+		} else {
+			lg.Warn("failed to get the member list from peer", zap.String("remote-peer-url", u), zap.Error(err))
+			errs = append(errs, fmt.Errorf("%s: %w", u, err))
+		}
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	if first != nil {
+		return first, nil
 	}
 	return nil, fmt.Errorf("could not get the member list from any of the peer URLs %s: %w", strings.Join(urls, ","), errors.Join(errs...))
 }

@@ -749,6 +749,24 @@ func TestFetchMembersSkipsADeadURL(t *testing.T) {
 	}
 }
 
+func TestFetchMembersWhereAsksOnUntilAnAnswerFits(t *testing.T) {
+	behind, ahead := startNode(t, 2, nodeOpts{}), startNode(t, 3, nodeOpts{})
+	header := &pb.ResponseHeader{ClusterId: 0xc1, MemberId: 2, RaftTerm: 3}
+	behind.h.members = &pb.MemberListResponse{Header: header, Members: []*pb.Member{{ID: 2, PeerURLs: []string{behind.url}}}}
+	ahead.h.members = &pb.MemberListResponse{Header: header, Members: []*pb.Member{{ID: 2, PeerURLs: []string{behind.url}}, {ID: 4}}}
+	hasFour := func(r *pb.MemberListResponse) bool { return len(r.GetMembers()) == 2 }
+	urls := []string{"http://" + freeAddr(t), behind.url, ahead.url}
+	got, err := FetchMembersWhere(context.Background(), urls, hasFour, nil, zaptest.NewLogger(t))
+	if err != nil || !proto.Equal(got, ahead.h.members) {
+		t.Fatalf("FetchMembersWhere: got %v %v, want the answer that lists member 4: %v", got, err, ahead.h.members)
+	}
+	never := func(*pb.MemberListResponse) bool { return false }
+	got, err = FetchMembersWhere(context.Background(), urls, never, nil, zaptest.NewLogger(t))
+	if err != nil || !proto.Equal(got, behind.h.members) {
+		t.Fatalf("FetchMembersWhere with no fitting answer: got %v %v, want the first answer %v", got, err, behind.h.members)
+	}
+}
+
 func TestSendSkipsSelfAndUnknownPeersAndDoesNothingAfterStop(t *testing.T) {
 	a, b := startNode(t, 1, nodeOpts{}), startNode(t, 2, nodeOpts{})
 	a.tr.AddPeer(2, []string{b.url})
