@@ -79,7 +79,7 @@ func NewGRPCServer(m *member.Member, cfg GRPCConfig) *GRPCServer {
 	pb.RegisterMaintenanceServer(gs, &maintenanceServer{m: m, ids: ids})
 	pb.RegisterClusterServer(gs, &clusterServer{m: m, ids: ids})
 	pb.RegisterLeaseServer(gs, &leaseServer{m: m, ids: ids, lg: orNop(cfg.Logger)})
-	pb.RegisterWatchServer(gs, &watchServer{m: m, ids: ids, lg: cfg.Logger})
+	pb.RegisterWatchServer(gs, &watchServer{m: m, ids: ids, lg: cfg.Logger, mt: cfg.Metrics})
 	pb.RegisterAuthServer(gs, &authServer{m: m, ids: ids})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

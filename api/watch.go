@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/keeldb/keel/auth"
 	"github.com/keeldb/keel/member"
+	"github.com/keeldb/keel/metrics"
 	"github.com/keeldb/keel/watch"
 )
 
@@ -20,6 +22,7 @@ type watchServer struct {
 	m   *member.Member
 	ids *identitySource
 	lg  *zap.Logger
+	mt  *metrics.Metrics
 }
 
 // Watch serves one client watch stream: requests are read in one goroutine
@@ -46,10 +49,12 @@ func (s *watchServer) Watch(gs pb.Watch_WatchServer) error {
 		}
 	}()
 	send := func(r *pb.WatchResponse) error {
+		start := time.Now()
 		if err := gs.Send(r); err != nil {
 			s.lg.Debug("failed to send watch response to gRPC stream", zap.Error(err))
 			return errSendFailed{err}
 		}
+		s.mt.WatchSent(watchResponseKind(r), len(r.Events), time.Since(start))
 		return nil
 	}
 	for {
@@ -74,6 +79,19 @@ func (s *watchServer) Watch(gs pb.Watch_WatchServer) error {
 		}
 		// The hub stopped: the member is shutting down.
 		return rpctypes.ErrGRPCStopped
+	}
+}
+
+// watchResponseKind tells the metrics what r is: events, a watcher created
+// or cancelled, or a progress notification (no events and nothing else).
+func watchResponseKind(r *pb.WatchResponse) metrics.WatchResponse {
+	switch {
+	case len(r.Events) > 0:
+		return metrics.WatchEvents
+	case r.Created || r.Canceled:
+		return metrics.WatchControl
+	default:
+		return metrics.WatchProgress
 	}
 }
 

@@ -50,6 +50,18 @@ var metricsFamilies = []string{
 	"etcd_server_client_requests_total", "etcd_server_request_duration_seconds",
 	"etcd_server_range_duration_seconds", "etcd_server_health_success", "etcd_server_health_failures",
 	"etcd_debugging_mvcc_events_total",
+	// Not in the mixin; keel has them too.
+	"etcd_server_feature_enabled", "etcd_server_learner_promote_successes", "etcd_debugging_auth_revision",
+	"etcd_disk_backend_snapshot_duration_seconds", "etcd_snap_fsync_duration_seconds",
+	"etcd_snap_db_save_total_duration_seconds", "etcd_snap_db_fsync_duration_seconds",
+	"etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+	"etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+	"etcd_debugging_mvcc_db_compaction_keys_total", "etcd_debugging_mvcc_db_compaction_last",
+	"etcd_debugging_mvcc_pending_events_total", "etcd_mvcc_db_open_read_transactions",
+	"etcd_debugging_server_watch_send_loop_control_stream_duration_seconds",
+	"etcd_debugging_server_watch_send_loop_progress_duration_seconds",
+	"etcd_debugging_server_watch_send_loop_watch_stream_duration_seconds",
+	"etcd_debugging_server_watch_send_loop_watch_stream_duration_per_event_seconds",
 }
 
 // lateInEtcd are the shapes, from etcd 3.7.3's source, of families etcd

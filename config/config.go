@@ -126,6 +126,9 @@ type Config struct {
 	// (--feature-gates=CompactHashCheck=true, --compact-hash-check-time).
 	CompactHashCheck     bool
 	CompactHashCheckTime time.Duration
+	// FeatureGates are the gates --feature-gates sets explicitly; Features
+	// resolves every gate etcd 3.7 knows.
+	FeatureGates map[string]bool
 
 	// AuthToken is the kind of auth token and its options (--auth-token):
 	// "simple" or "jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...".

@@ -216,6 +216,7 @@ func TestAllImplementedFlags(t *testing.T) {
 		CorruptCheckTime:       3 * time.Minute,
 		CompactHashCheck:       true,
 		CompactHashCheckTime:   30 * time.Second,
+		FeatureGates:           map[string]bool{"InitialCorruptCheck": true, "CompactHashCheck": true},
 		Discovery:              etcdDiscoveryDefaults,
 		Metrics:                "extensive",
 		ListenMetricsURLs:      urls(t, "http://127.0.0.1:0"),
@@ -587,5 +588,30 @@ func TestKubeadmStaticPodCommandLine(t *testing.T) {
 	}
 	if !c.InitialCorruptCheck {
 		t.Error("--feature-gates=InitialCorruptCheck=true did not turn the initial corruption check on")
+	}
+}
+
+func TestFeaturesResolveEveryGate(t *testing.T) {
+	c := parseOK(t, []string{"--feature-gates=AllAlpha=true,StopGRPCServiceOnDefrag=false"})
+	got := map[string]bool{}
+	for _, g := range c.Features() {
+		got[g.Name] = g.Enabled
+	}
+	want := map[string]bool{
+		"AllAlpha": true, "AllBeta": false,
+		"CompactHashCheck": true, "InitialCorruptCheck": true, // alpha, switched by AllAlpha
+		"StopGRPCServiceOnDefrag": false, // named: wins over AllAlpha
+		"FastLeaseKeepAlive":      true,  // beta, on by default
+	}
+	for name, on := range want {
+		if got[name] != on {
+			t.Errorf("%s enabled = %v, want %v", name, got[name], on)
+		}
+	}
+	if len(got) != len(etcdFeatureGates) {
+		t.Errorf("Features lists %d gates, want all %d", len(got), len(etcdFeatureGates))
+	}
+	if !c.InitialCorruptCheck || !c.CompactHashCheck {
+		t.Error("AllAlpha=true did not turn on the corruption checks keel acts on")
 	}
 }

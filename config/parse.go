@@ -452,6 +452,9 @@ func (p *parser) build() *Config {
 	gates := p.fs.Lookup("feature-gates").Value.(*recorded).Value.(*featureGatesValue)
 	c.InitialCorruptCheck = gates.enabled("InitialCorruptCheck")
 	c.CompactHashCheck = gates.enabled("CompactHashCheck")
+	if len(gates.set) > 0 {
+		c.FeatureGates = gates.Get().(map[string]bool)
+	}
 	c.CorruptCheckTime = p.value("corrupt-check-time").(time.Duration)
 	c.CompactHashCheckTime = p.value("compact-hash-check-time").(time.Duration)
 	c.AuthToken = p.str("auth-token")

@@ -320,6 +320,24 @@ func (v *featureGatesValue) Get() any {
 	return out
 }
 
+// FeatureGate is one feature gate of etcd's as a member has it.
+type FeatureGate struct {
+	Name    string
+	Stage   string // "alpha" or "beta"
+	Enabled bool
+}
+
+// Features returns every feature gate etcd 3.7 knows, sorted by name, on or
+// off as --feature-gates (c.FeatureGates) and the gates' defaults make it.
+func (c *Config) Features() []FeatureGate {
+	v := &featureGatesValue{set: c.FeatureGates}
+	gates := make([]FeatureGate, 0, len(etcdFeatureGates))
+	for _, name := range slices.Sorted(maps.Keys(etcdFeatureGates)) {
+		gates = append(gates, FeatureGate{Name: name, Stage: etcdFeatureGates[name].stage, Enabled: v.enabled(name)})
+	}
+	return gates
+}
+
 // enabled reports whether gate name is on: an explicit setting wins, then
 // AllAlpha or AllBeta for its maturity, then the gate's default.
 func (v *featureGatesValue) enabled(name string) bool {

@@ -206,6 +206,13 @@ func TestClusterLearnerJoinsAndIsPromoted(t *testing.T) {
 	}
 	_, err = cli.MemberPromote(ctx(t), add.Member.ID)
 	wantErr(t, err, rpctypes.ErrGRPCMemberNotLearner)
+	promotes := 0.0 // by whichever member led
+	for _, m := range c.Members[:3] {
+		promotes += value(scrape(t, m.Endpoint), "etcd_server_learner_promote_successes", nil)
+	}
+	if promotes != 1 {
+		t.Errorf("etcd_server_learner_promote_successes sums to %v over the voters, want 1", promotes)
+	}
 	// Once it has applied its promotion, it takes writes.
 	deadline = time.Now().Add(changeTimeout)
 	for {

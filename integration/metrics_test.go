@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -449,5 +450,97 @@ func TestMetricsPortServesTLSWithTheClientCertificates(t *testing.T) {
 	// The client port stays plain and serves /metrics too.
 	if fams := scrape(t, m.Endpoint); value(fams, "etcd_server_has_leader", nil) != 1 {
 		t.Error("etcd_server_has_leader is not 1 on the client port")
+	}
+}
+
+// TestMaintenanceMetricsMove checks the families of compaction, snapshots,
+// auth, watch streams and feature gates on one member: a compaction counts
+// the versions it removed, a client snapshot is timed, a user bumps the
+// auth revision and a watch event is timed in the send loop.
+func TestMaintenanceMetricsMove(t *testing.T) {
+	m := startMember(t)
+	cli := m.cli()
+	before := scrape(t, m.endpoint())
+	if v := value(before, "etcd_debugging_mvcc_db_compaction_last", nil); v != 0 {
+		t.Errorf("etcd_debugging_mvcc_db_compaction_last = %v before any compaction, want 0", v)
+	}
+	if v := value(before, "etcd_server_feature_enabled", map[string]string{"name": "InitialCorruptCheck", "stage": "ALPHA"}); v != 0 {
+		t.Errorf("etcd_server_feature_enabled{InitialCorruptCheck} = %v, want 0 (off by default)", v)
+	}
+	if v := value(before, "etcd_server_feature_enabled", map[string]string{"name": "FastLeaseKeepAlive", "stage": "BETA"}); v != 1 {
+		t.Errorf("etcd_server_feature_enabled{FastLeaseKeepAlive} = %v, want 1 (on by default)", v)
+	}
+
+	// Three versions of k and its tombstone: a compaction past the
+	// tombstone removes all four. (At the tombstone's own revision etcd
+	// would keep the tombstone until the next compaction.)
+	for _, v := range []string{"1", "2", "3"} {
+		put(t, cli, "k", v)
+	}
+	if _, err := cli.Delete(ctx(t), "k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx(t), put(t, cli, "z", "1"), clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Unix()
+	rc, err := cli.Snapshot(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	if _, err := cli.UserAdd(ctx(t), "metrics-user", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	wch := cli.Watch(wctx, "w")
+	put(t, cli, "w", "x")
+	if wr := <-wch; len(wr.Events) != 1 {
+		t.Fatalf("watch: %+v", wr)
+	}
+
+	// The compaction's last batch may be counted a moment after the
+	// compact call returns; poll for it.
+	var after map[string]*dto.MetricFamily
+	deadline := time.Now().Add(opTimeout)
+	for {
+		after = scrape(t, m.endpoint())
+		if value(after, "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds", nil) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval, bounded by the deadline
+	}
+	for name, want := range map[string]float64{
+		"etcd_debugging_mvcc_db_compaction_keys_total":                                  4,
+		"etcd_debugging_mvcc_db_compaction_total_duration_milliseconds":                 1,
+		"etcd_disk_backend_snapshot_duration_seconds":                                   1,
+		"etcd_debugging_auth_revision":                                                  2,
+		"etcd_debugging_server_watch_send_loop_watch_stream_duration_seconds":           1,
+		"etcd_debugging_server_watch_send_loop_watch_stream_duration_per_event_seconds": 1,
+	} {
+		if got := value(after, name, nil); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	for _, name := range []string{
+		"etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+		"etcd_debugging_server_watch_send_loop_control_stream_duration_seconds",
+	} {
+		if got := value(after, name, nil); got < 1 {
+			t.Errorf("%s counted %v, want at least 1", name, got)
+		}
+	}
+	if got := value(after, "etcd_debugging_mvcc_db_compaction_last", nil); got < float64(start-60) {
+		t.Errorf("etcd_debugging_mvcc_db_compaction_last = %v, want about %d", got, start)
+	}
+	for _, name := range []string{"etcd_mvcc_db_open_read_transactions", "etcd_debugging_mvcc_pending_events_total"} {
+		checkFamily(t, "member", after, name, metricFamily{gauge, nil})
+	}
+	if got := value(after, "etcd_debugging_mvcc_pending_events_total", nil); got != 0 {
+		t.Errorf("etcd_debugging_mvcc_pending_events_total = %v once the only event was received", got)
 	}
 }

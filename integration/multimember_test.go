@@ -121,6 +121,17 @@ func TestClusterLaggingFollowerCatchesUpFromASnapshot(t *testing.T) {
 	}
 	put(t, lag.Client, "after", "1") // and it takes writes
 	waitServes(t, lead, "after")
+	// The metrics saw it: the leader recorded Raft snapshots, the
+	// follower received and synced the state.
+	if v := value(scrape(t, lead.Endpoint), "etcd_snap_fsync_duration_seconds", nil); v < 1 {
+		t.Errorf("leader: etcd_snap_fsync_duration_seconds counted %v Raft snapshots after 200 writes at --snapshot-count 20", v)
+	}
+	lagged := scrape(t, lag.Endpoint)
+	for _, name := range []string{"etcd_snap_db_save_total_duration_seconds", "etcd_snap_db_fsync_duration_seconds"} {
+		if v := value(lagged, name, nil); v < 1 {
+			t.Errorf("follower: %s counted %v after catching up from a snapshot", name, v)
+		}
+	}
 }
 
 // TestClusterJoiningLearnerCatchesUpFromASnapshot adds a learner to a

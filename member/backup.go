@@ -32,6 +32,7 @@ func (m *Member) SaveSnapshot(ctx context.Context, w io.Writer) (snapshot.Info, 
 		m.lg.Warn("failed to send database snapshot to client", zap.Error(err))
 		return info, err
 	}
+	m.cfg.Metrics.BackendSnapshot(time.Since(start))
 	m.lg.Info("sent database snapshot to client", zap.Int64("total-bytes", info.Size),
 		zap.String("size", humanize.Bytes(uint64(info.Size))), zap.Int64("revision", info.Revision),
 		zap.Uint64("consistent-index", info.Applied), zap.Duration("took", time.Since(start)))

@@ -188,7 +188,11 @@ func (m *Member) PromoteOnLeader(ctx context.Context, id uint64) ([]*pb.Member, 
 	if err != nil {
 		return nil, err
 	}
-	return m.configure(ctx, &raftpb.ConfChange{Type: raftpb.ConfChangeType_ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id), Context: data})
+	members, err := m.configure(ctx, &raftpb.ConfChange{Type: raftpb.ConfChangeType_ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id), Context: data})
+	if err == nil {
+		m.cfg.Metrics.LearnerPromoted()
+	}
+	return members, err
 }
 
 // learnerReady checks, on the leader, that member id is a learner whose

@@ -639,9 +639,11 @@ func (m *Member) maybeSnapshot() error {
 	m.lg.Info("triggering snapshot", zap.String("local-member-id", idString(m.cfg.ID)),
 		zap.Uint64("local-member-applied-index", applied), zap.Uint64("local-member-snapshot-index", m.snapIndex),
 		zap.Uint64("local-member-snapshot-count", m.cfg.SnapshotCount))
+	start := time.Now()
 	if err := m.log.CreateSnapshot(applied, m.appliedTerm, m.log.ConfState(), compactTo); err != nil {
 		return err
 	}
+	m.cfg.Metrics.SnapshotSaved(time.Since(start))
 	m.snapIndex = applied
 	m.lg.Info("compacted Raft logs", zap.Uint64("compact-index", compactTo))
 	return nil

@@ -30,7 +30,11 @@ func (m *Member) startMetrics() {
 			self := m.cluster.Member(m.cfg.ID)
 			return self != nil && self.IsLearner
 		},
+		AuthRevision:  m.auth.Revision,
+		OpenReads:     m.kv.OpenReads,
+		PendingEvents: m.watch.PendingEvents,
 	})
+	m.kv.ObserveCompactions(mt)
 }
 
 // requestMetrics records a request of kind typ started at start, failed

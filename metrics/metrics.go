@@ -27,6 +27,16 @@ type Options struct {
 	// Extensive adds the grpc_server_handling_seconds histograms
 	// (--metrics extensive).
 	Extensive bool
+	// Features are the member's feature gates
+	// (etcd_server_feature_enabled).
+	Features []Feature
+}
+
+// Feature is one feature gate: its name, its maturity ("ALPHA", "BETA",
+// "GA" or "DEPRECATED", as etcd labels it) and whether it is on.
+type Feature struct {
+	Name, Stage string
+	Enabled     bool
 }
 
 // State reads what the scrape-time gauges report from a running member.
@@ -47,6 +57,13 @@ type State struct {
 	IsLearner func() bool
 	// Storage returns the storage engine's metrics (keel_storage_*).
 	Storage func() *pebble.Metrics
+	// AuthRevision returns the revision of the auth state.
+	AuthRevision func() uint64
+	// OpenReads returns the number of reads of the store in progress.
+	OpenReads func() int64
+	// PendingEvents returns the number of watch events queued and not yet
+	// sent.
+	PendingEvents func() int64
 }
 
 // Metrics are one member's metrics. Create with New; register the member's
@@ -112,6 +129,22 @@ type Metrics struct {
 
 	clientSent     prometheus.Counter
 	clientReceived prometheus.Counter
+
+	learnerPromotes prometheus.Counter
+	backendSnapshot prometheus.Histogram
+	snapSave        prometheus.Histogram
+	snapDBSave      prometheus.Histogram
+	snapDBFsync     prometheus.Histogram
+
+	compactionTotal prometheus.Histogram
+	compactionPause prometheus.Histogram
+	compactionKeys  prometheus.Counter
+	compactionLast  prometheus.Gauge
+
+	watchSendControl  prometheus.Histogram
+	watchSendProgress prometheus.Histogram
+	watchSendEvents   prometheus.Histogram
+	watchSendPerEvent prometheus.Histogram
 
 	grpc *grpcprom.ServerMetrics
 }
@@ -210,6 +243,15 @@ func New(opts Options) *Metrics {
 	m.reg.MustRegister(m.requestDuration, m.rangeDuration, m.clientRequests)
 	m.healthSuccess = counter("etcd", "server", "health_success", "/health checks that found the member healthy.")
 	m.healthFailed = counter("etcd", "server", "health_failures", "/health checks that found the member unhealthy.")
+	features := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "etcd", Subsystem: "server", Name: "feature_enabled",
+		Help: "1 for each feature gate that is on, 0 for each that is off, labelled with its name and maturity."}, []string{"name", "stage"})
+	for _, f := range opts.Features {
+		features.WithLabelValues(f.Name, f.Stage).Set(b2f(f.Enabled))
+	}
+	m.reg.MustRegister(features)
+	m.learnerPromotes = counter("etcd", "server", "learner_promote_successes", "Learners promoted by this member as leader.")
+	gaugeFunc("etcd_debugging", "auth", "revision", "The revision of the auth state.",
+		func(s *State) float64 { return float64(s.AuthRevision()) })
 
 	// Disk.
 	m.walFsync = histogram("etcd", "disk", "wal_fsync_duration_seconds",
@@ -224,6 +266,14 @@ func New(opts Options) *Metrics {
 	m.walWriteBytes = gauge("etcd", "disk", "wal_write_bytes_total", "Bytes of Raft log entries written since start.")
 	m.hashDuration = histogram("etcd", "mvcc", "hash_duration_seconds", "Time to hash the whole store.", prometheus.ExponentialBuckets(.01, 2, 15))
 	m.hashRevDuration = histogram("etcd", "mvcc", "hash_rev_duration_seconds", "Time to hash the key space at a revision.", prometheus.ExponentialBuckets(.01, 2, 15))
+	m.backendSnapshot = histogram("etcd", "disk", "backend_snapshot_duration_seconds",
+		"Time to write a whole snapshot of the state to a client (Maintenance.Snapshot).", prometheus.ExponentialBuckets(.01, 2, 17))
+	m.snapSave = histogram("etcd", "snap", "fsync_duration_seconds",
+		"Time to record a Raft snapshot and drop the log before it, synced.", diskBuckets)
+	m.snapDBSave = histogram("etcd", "snap", "db_save_total_duration_seconds",
+		"Time to receive and save the state sent by the leader in a Raft snapshot.", prometheus.ExponentialBuckets(.1, 2, 10))
+	m.snapDBFsync = histogram("etcd", "snap", "db_fsync_duration_seconds",
+		"Time to sync the state received from the leader to disk.", diskBuckets)
 
 	// MVCC.
 	gaugeFunc("etcd", "mvcc", "db_total_size_in_bytes", "Size of the database on disk, in bytes.",
@@ -246,6 +296,25 @@ func New(opts Options) *Metrics {
 	m.rangeTotal = counter("etcd", "mvcc", "range_total", "Range operations served.")
 	m.putSize = gauge("etcd_debugging", "mvcc", "total_put_size_in_bytes", "Bytes of keys and values put since start.")
 	m.events = counter("etcd_debugging", "mvcc", "events_total", "Events sent to watchers.")
+	gaugeFunc("etcd_debugging", "mvcc", "pending_events_total", "Watch events queued and not yet sent.",
+		func(s *State) float64 { return float64(s.PendingEvents()) })
+	gaugeFunc("etcd", "mvcc", "db_open_read_transactions", "Reads of the store in progress.",
+		func(s *State) float64 { return float64(s.OpenReads()) })
+	m.compactionTotal = histogram("etcd_debugging", "mvcc", "db_compaction_total_duration_milliseconds",
+		"Time a compaction took from start to end, in milliseconds.", prometheus.ExponentialBuckets(100, 2, 14))
+	m.compactionPause = histogram("etcd_debugging", "mvcc", "db_compaction_pause_duration_milliseconds",
+		"Time to commit one batch of a compaction's deletions, in milliseconds; writes commit after it.", prometheus.ExponentialBuckets(1, 2, 13))
+	m.compactionKeys = counter("etcd_debugging", "mvcc", "db_compaction_keys_total", "Versions of keys removed by compactions.")
+	m.compactionLast = gauge("etcd_debugging", "mvcc", "db_compaction_last", "Unix time the last compaction finished; 0 until one does after start.")
+
+	// Watch streams.
+	sendLoop := func(name, help string) prometheus.Histogram {
+		return histogram("etcd_debugging", "server", "watch_send_loop_"+name, help, prometheus.ExponentialBuckets(0.0001, 2, 20))
+	}
+	m.watchSendControl = sendLoop("control_stream_duration_seconds", "Time to send a watch stream's response that creates or cancels a watcher.")
+	m.watchSendProgress = sendLoop("progress_duration_seconds", "Time to send a watch stream's progress notification.")
+	m.watchSendEvents = sendLoop("watch_stream_duration_seconds", "Time to send a watch stream's response with events.")
+	m.watchSendPerEvent = sendLoop("watch_stream_duration_per_event_seconds", "Time to send a watch stream's response with events, divided by its events.")
 
 	// Peers.
 	m.peerSent = counterVec("peer_sent_bytes_total", "Bytes sent to each peer.", "To")
@@ -565,6 +634,83 @@ func (m *Metrics) PeerActive(local, remote uint64, up bool) {
 	m.activePeers.WithLabelValues(HexID(local), HexID(remote)).Set(b2f(up))
 	if !up {
 		m.disconnectedPeer.WithLabelValues(HexID(local), HexID(remote)).Inc()
+	}
+}
+
+// LearnerPromoted counts a learner this member promoted as leader.
+func (m *Metrics) LearnerPromoted() {
+	if m != nil {
+		m.learnerPromotes.Inc()
+	}
+}
+
+// BackendSnapshot records how long writing a snapshot for a client took.
+func (m *Metrics) BackendSnapshot(d time.Duration) {
+	if m != nil {
+		m.backendSnapshot.Observe(d.Seconds())
+	}
+}
+
+// SnapshotSaved records how long recording a Raft snapshot took.
+func (m *Metrics) SnapshotSaved(d time.Duration) {
+	if m != nil {
+		m.snapSave.Observe(d.Seconds())
+	}
+}
+
+// SnapshotReceived records how long receiving and saving the state of a
+// Raft snapshot from the leader took, and how long its sync took.
+func (m *Metrics) SnapshotReceived(total, sync time.Duration) {
+	if m != nil {
+		m.snapDBSave.Observe(total.Seconds())
+		m.snapDBFsync.Observe(sync.Seconds())
+	}
+}
+
+// CompactionBatch records the commit of one batch of a compaction.
+func (m *Metrics) CompactionBatch(commit time.Duration) {
+	if m != nil {
+		m.compactionPause.Observe(float64(commit) / float64(time.Millisecond))
+	}
+}
+
+// Compacted records a finished compaction that removed versions and took
+// took.
+func (m *Metrics) Compacted(versions int, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.compactionTotal.Observe(float64(took) / float64(time.Millisecond))
+	m.compactionKeys.Add(float64(versions))
+	m.compactionLast.Set(float64(time.Now().Unix()))
+}
+
+// WatchResponse is the kind of a watch stream's response.
+type WatchResponse int
+
+// The kinds of watch responses.
+const (
+	WatchControl  WatchResponse = iota // a watcher created or cancelled
+	WatchProgress                      // a progress notification
+	WatchEvents                        // events
+)
+
+// WatchSent records how long sending a watch response of kind k with
+// events events took.
+func (m *Metrics) WatchSent(k WatchResponse, events int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	switch k {
+	case WatchControl:
+		m.watchSendControl.Observe(d.Seconds())
+	case WatchProgress:
+		m.watchSendProgress.Observe(d.Seconds())
+	case WatchEvents:
+		m.watchSendEvents.Observe(d.Seconds())
+		if events > 0 {
+			m.watchSendPerEvent.Observe(d.Seconds() / float64(events))
+		}
 	}
 }
 

@@ -56,6 +56,13 @@ func TestNilMetricsHooksDoNothing(t *testing.T) {
 	m.PeerReceiveFailed(1)
 	m.PeerRTT(1, time.Millisecond)
 	m.PeerActive(1, 2, true)
+	m.LearnerPromoted()
+	m.BackendSnapshot(time.Millisecond)
+	m.SnapshotSaved(time.Millisecond)
+	m.SnapshotReceived(time.Second, time.Millisecond)
+	m.CompactionBatch(time.Millisecond)
+	m.Compacted(3, time.Second)
+	m.WatchSent(WatchEvents, 2, time.Millisecond)
 	m.SetState(State{})
 	m.SetMember(1, 1)
 	m.InitGRPC(nil)
@@ -156,5 +163,73 @@ func TestPeerGoingDownCountsADisconnection(t *testing.T) {
 	m.PeerKnown(1, 2, false)
 	if got := testutil.CollectAndCount(m.knownPeers); got != 0 {
 		t.Errorf("known_peers keeps %d series for a removed peer", got)
+	}
+}
+
+func TestFeatureGatesAreLabelled(t *testing.T) {
+	m := New(Options{Features: []Feature{{"CompactHashCheck", "ALPHA", true}, {"FastLeaseKeepAlive", "BETA", false}}})
+	want := `
+# HELP etcd_server_feature_enabled 1 for each feature gate that is on, 0 for each that is off, labelled with its name and maturity.
+# TYPE etcd_server_feature_enabled gauge
+etcd_server_feature_enabled{name="CompactHashCheck",stage="ALPHA"} 1
+etcd_server_feature_enabled{name="FastLeaseKeepAlive",stage="BETA"} 0
+`
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "etcd_server_feature_enabled"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCompactionsAreRecorded(t *testing.T) {
+	m := New(Options{})
+	m.CompactionBatch(3 * time.Millisecond)
+	m.CompactionBatch(5 * time.Millisecond)
+	before := time.Now().Unix()
+	m.Compacted(1500, 2*time.Second)
+	if got := testutil.ToFloat64(m.compactionKeys); got != 1500 {
+		t.Errorf("db_compaction_keys_total %v, want 1500", got)
+	}
+	if got := testutil.ToFloat64(m.compactionLast); got < float64(before) {
+		t.Errorf("db_compaction_last %v, before %d", got, before)
+	}
+	var pause, total dto.Metric
+	if err := m.compactionPause.Write(&pause); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.compactionTotal.Write(&total); err != nil {
+		t.Fatal(err)
+	}
+	if pause.GetHistogram().GetSampleCount() != 2 || pause.GetHistogram().GetSampleSum() != 8 {
+		t.Errorf("pause histogram: %d samples summing to %v ms, want 2 and 8", pause.GetHistogram().GetSampleCount(), pause.GetHistogram().GetSampleSum())
+	}
+	if total.GetHistogram().GetSampleSum() != 2000 {
+		t.Errorf("total duration %v ms, want 2000", total.GetHistogram().GetSampleSum())
+	}
+}
+
+func TestWatchSendsAreSortedByKind(t *testing.T) {
+	m := New(Options{})
+	m.WatchSent(WatchControl, 0, time.Millisecond)
+	m.WatchSent(WatchProgress, 0, time.Millisecond)
+	m.WatchSent(WatchEvents, 4, 8*time.Millisecond)
+	m.WatchSent(WatchEvents, 0, time.Millisecond) // no events: no per-event sample
+	for _, c := range []struct {
+		h    interface{ Write(*dto.Metric) error }
+		n    uint64
+		name string
+	}{{m.watchSendControl, 1, "control"}, {m.watchSendProgress, 1, "progress"}, {m.watchSendEvents, 2, "events"}, {m.watchSendPerEvent, 1, "per event"}} {
+		var d dto.Metric
+		if err := c.h.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		if got := d.GetHistogram().GetSampleCount(); got != c.n {
+			t.Errorf("%s: %d samples, want %d", c.name, got, c.n)
+		}
+	}
+	var per dto.Metric
+	if err := m.watchSendPerEvent.Write(&per); err != nil {
+		t.Fatal(err)
+	}
+	if got := per.GetHistogram().GetSampleSum(); got != 0.002 {
+		t.Errorf("per-event duration %v, want 0.002", got)
 	}
 }

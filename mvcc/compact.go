@@ -85,7 +85,7 @@ func (c *compactor) run() {
 		c.mu.Unlock()
 
 		start := time.Now()
-		err := c.compact(from, rev)
+		versions, err := c.compact(from, rev)
 		c.mu.Lock()
 		c.running = false
 		if err == nil {
@@ -108,7 +108,11 @@ func (c *compactor) run() {
 			// start; reads below rev already fail, so nothing is inconsistent.
 			c.s.lg.Warn("failed compaction", zap.Int64("compact-revision", rev), zap.Error(err))
 		default:
-			c.s.lg.Info("finished scheduled compaction", zap.Int64("compact-revision", rev), zap.Duration("took", time.Since(start)))
+			took := time.Since(start)
+			if o := c.s.observer.Load(); o != nil {
+				(*o).Compacted(versions, took)
+			}
+			c.s.lg.Info("finished scheduled compaction", zap.Int64("compact-revision", rev), zap.Duration("took", took))
 		}
 		if stopped {
 			return
@@ -131,15 +135,16 @@ func (c *compactor) isStopped() bool {
 // compact removes every version superseded at rev: for each key changed in
 // (from, rev], the newest version at or before rev stays (unless it is a
 // tombstone) and every older one goes. Keys not changed in that window were
-// already compacted by the compaction to from.
-func (c *compactor) compact(from, rev int64) error {
+// already compacted by the compaction to from. It returns the number of
+// versions it removed.
+func (c *compactor) compact(from, rev int64) (versions int, err error) {
 	db := c.s.db
 	logIt, err := db.NewIter(&pebble.IterOptions{
 		LowerBound: revLogKey(Revision{Main: from + 1}),
 		UpperBound: revLogKey(Revision{Main: rev + 1}),
 	})
 	if err != nil {
-		return err
+		return versions, err
 	}
 	defer logIt.Close()
 
@@ -155,7 +160,8 @@ func (c *compactor) compact(from, rev int64) error {
 		}
 	}()
 	flush := func() error {
-		if err := b.Commit(pebble.NoSync); err != nil {
+		versions += int(b.Count())
+		if err := c.commit(b, pebble.NoSync); err != nil {
 			return err
 		}
 		b.Reset()
@@ -170,7 +176,7 @@ func (c *compactor) compact(from, rev int64) error {
 	for valid := logIt.First(); valid; valid = logIt.Next() {
 		v, err := logIt.ValueAndErr()
 		if err != nil {
-			return err
+			return versions, err
 		}
 		key := v[1:]
 		if _, ok := seen[string(key)]; ok {
@@ -179,10 +185,10 @@ func (c *compactor) compact(from, rev int64) error {
 		seen[string(key)] = struct{}{}
 		if kvIt == nil {
 			if c.isStopped() {
-				return errStopped
+				return versions, errStopped
 			}
 			if kvIt, err = db.NewIter(&pebble.IterOptions{LowerBound: kvSpaceStart, UpperBound: kvSpaceEnd}); err != nil {
-				return err
+				return versions, err
 			}
 		}
 		prefix := appendKeyPrefix(nil, key)
@@ -191,37 +197,52 @@ func (c *compactor) compact(from, rev int64) error {
 		if ok {
 			val, err := kvIt.ValueAndErr()
 			if err != nil {
-				return err
+				return versions, err
 			}
 			if len(val) > 0 && val[0]&flagTombstone != 0 {
 				if err := b.Delete(kvIt.Key(), nil); err != nil {
-					return err
+					return versions, err
 				}
 			}
 			for kvIt.Next() && bytes.HasPrefix(kvIt.Key(), prefix) {
 				if err := b.Delete(kvIt.Key(), nil); err != nil {
-					return err
+					return versions, err
 				}
 			}
 		}
 		if err := kvIt.Error(); err != nil {
-			return err
+			return versions, err
 		}
 		if b.Count() >= compactionBatchLimit || len(seen) >= 8*compactionBatchLimit {
 			if err := flush(); err != nil {
-				return err
+				return versions, err
 			}
 		}
 	}
 	if err := logIt.Error(); err != nil {
-		return err
+		return versions, err
 	}
 	// The log below rev is no longer needed: nobody can read or watch there.
+	// Every deletion so far was a version; the range deletion and the
+	// record below are not.
+	versions += int(b.Count())
 	if err := b.DeleteRange([]byte{storage.PrefixRevLog}, revLogKey(Revision{Main: rev}), nil); err != nil {
-		return err
+		return versions, err
 	}
 	if err := putInt(b, keyFinishedCompact, rev); err != nil {
+		return versions, err
+	}
+	return versions, c.commit(b, pebble.Sync)
+}
+
+// commit commits one batch of a compaction and reports how long it took.
+func (c *compactor) commit(b *pebble.Batch, opts *pebble.WriteOptions) error {
+	start := time.Now()
+	if err := b.Commit(opts); err != nil {
 		return err
 	}
-	return b.Commit(pebble.Sync)
+	if o := c.s.observer.Load(); o != nil {
+		(*o).CompactionBatch(time.Since(start))
+	}
+	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -54,7 +55,27 @@ type Store struct {
 
 	// counts spares paginated ranges a recount of the rest of the range.
 	counts *countCache
+
+	openReads atomic.Int64 // ranges reading Pebble now
+	observer  atomic.Pointer[CompactionObserver]
 }
+
+// CompactionObserver learns how compactions go, for the metrics. Its
+// methods are called from the compaction's goroutine.
+type CompactionObserver interface {
+	// CompactionBatch reports the commit of one batch of a compaction's
+	// deletions, which writers' commits queue behind.
+	CompactionBatch(commit time.Duration)
+	// Compacted reports a finished compaction: the versions it removed and
+	// how long it took.
+	Compacted(versions int, took time.Duration)
+}
+
+// ObserveCompactions makes o learn about every compaction from now on.
+func (s *Store) ObserveCompactions(o CompactionObserver) { s.observer.Store(&o) }
+
+// OpenReads returns the number of ranges reading the store at this moment.
+func (s *Store) OpenReads() int64 { return s.openReads.Load() }
 
 // Open loads the store's revisions from db and resumes an interrupted
 // compaction in the background.
@@ -156,6 +177,8 @@ func (v *ReadView) Range(ctx context.Context, key, end []byte, ro RangeOptions) 
 	if err != nil {
 		return &RangeResult{Rev: v.rev}, err
 	}
+	v.s.openReads.Add(1)
+	defer v.s.openReads.Add(-1)
 	r, done := v.s.reader()
 	it, err := r.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: kvSpaceStart, UpperBound: kvSpaceEnd})
 	done()

@@ -180,6 +180,7 @@ func (t *Transport) serveSnapshot(ss grpc.ServerStream) (err error) {
 	index := m.GetSnapshot().GetMetadata().GetIndex()
 	lg = lg.With(zap.Uint64("snapshot-index", index))
 	lg.Info("receiving database snapshot")
+	start := time.Now()
 	if t.cfg.SnapshotDir == "" {
 		return status.Error(codes.Unavailable, "transport: this member has no snapshot directory")
 	}
@@ -233,9 +234,11 @@ func (t *Transport) serveSnapshot(ss grpc.ServerStream) (err error) {
 		return status.Errorf(codes.DataLoss, "transport: snapshot state does not verify (%d bytes received, %d sent, checksum match %t)",
 			size, want, bytes.Equal(sum, h.Sum(nil)))
 	}
+	syncStart := time.Now()
 	if err := f.Sync(); err != nil {
 		return status.Errorf(codes.Internal, "transport: sync snapshot file: %v", err)
 	}
+	synced := time.Since(syncStart)
 	cerr := f.Close()
 	f = nil
 	if cerr != nil {
@@ -249,6 +252,7 @@ func (t *Transport) serveSnapshot(ss grpc.ServerStream) (err error) {
 	if err := syncDir(t.cfg.SnapshotDir); err != nil {
 		return status.Errorf(codes.Internal, "transport: sync snapshot directory: %v", err)
 	}
+	t.cfg.Metrics.SnapshotReceived(time.Since(start), synced)
 	lg.Info("received and saved database snapshot", zap.Int64("snapshot-size", size), zap.String("path", path))
 	if err := t.h().ProcessSnapshot(ctx, m, path); err != nil {
 		return err

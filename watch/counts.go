@@ -7,3 +7,7 @@ func (h *Hub) Counts() (streams, watchers, slow int) {
 	defer h.mu.Unlock()
 	return len(h.streams), h.synced.n + len(h.unsynced), len(h.unsynced)
 }
+
+// PendingEvents returns the number of events queued on streams and not yet
+// taken to be sent to their clients.
+func (h *Hub) PendingEvents() int64 { return h.pendingEvents.Load() }

@@ -20,6 +20,7 @@ import (
 	"math"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -85,6 +86,10 @@ type Hub struct {
 	recentSize int // bytes of keys and values in recent
 	recentMax  int // recentEvents; smaller in tests
 	streams    map[*Stream]struct{}
+
+	// pendingEvents counts the events queued on streams and not yet taken
+	// to be sent.
+	pendingEvents atomic.Int64
 
 	kick  chan struct{}
 	stopc chan struct{}

@@ -375,3 +375,27 @@ func TestCoalesceMergesPerWatcherUpToControlResponses(t *testing.T) {
 		t.Fatal("merging changed events shared with another watcher")
 	}
 }
+
+func TestPendingEventsCountQueuedEventsUntilTakenOrClosed(t *testing.T) {
+	f := newFixture(t)
+	s := f.stream()
+	s.Create(&pb.WatchCreateRequest{Key: []byte("k"), RangeEnd: []byte("l")})
+	collect(t, s, func(rs []*pb.WatchResponse) bool { return len(rs) == 1 }) // created
+	f.batch(putTx("k1", "v"), putTx("k2", "v"))
+	f.batch(putTx("k3", "v"), putTx("x", "not watched"))
+	if got := f.hub.PendingEvents(); got != 3 {
+		t.Fatalf("PendingEvents = %d with three events queued, want 3", got)
+	}
+	collect(t, s, func(rs []*pb.WatchResponse) bool { return len(events(rs, 0)) == 3 })
+	if got := f.hub.PendingEvents(); got != 0 {
+		t.Fatalf("PendingEvents = %d once they were sent, want 0", got)
+	}
+	f.batch(putTx("k4", "v"))
+	if got := f.hub.PendingEvents(); got != 1 {
+		t.Fatalf("PendingEvents = %d, want 1", got)
+	}
+	s.Close() // the client went away: nobody sends it
+	if got := f.hub.PendingEvents(); got != 0 {
+		t.Fatalf("PendingEvents = %d after the stream closed, want 0", got)
+	}
+}

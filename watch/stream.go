@@ -43,11 +43,13 @@ type Stream struct {
 	nextID   int64
 	closed   bool
 
-	qmu      sync.Mutex
-	queue    []*pending
-	queued   int // event responses in queue
-	signalc  chan struct{}
-	progress *time.Ticker
+	qmu    sync.Mutex
+	queue  []*pending
+	queued int // event responses in queue
+	// queuedEvents is the number of events in queue (Hub.pendingEvents).
+	queuedEvents int
+	signalc      chan struct{}
+	progress     *time.Ticker
 }
 
 // pending is a response waiting in a stream's queue.
@@ -94,6 +96,11 @@ func (s *Stream) Close() {
 	s.hub.mu.Lock()
 	s.hub.closeStreamLocked(s)
 	s.hub.mu.Unlock()
+	// Nobody sends what is still queued.
+	s.qmu.Lock()
+	s.hub.pendingEvents.Add(-int64(s.queuedEvents))
+	s.queue, s.queued, s.queuedEvents = nil, 0, 0
+	s.qmu.Unlock()
 }
 
 // Create handles a watch create request as etcd does: the created response
@@ -254,6 +261,8 @@ func (s *Stream) pushEvents(w *watcher, evs []*event, rev int64) bool {
 	}
 	s.queue = append(s.queue, &pending{w: w, watchID: w.id, rev: rev, events: [][]*event{evs}})
 	s.queued++
+	s.queuedEvents += len(evs)
+	s.hub.pendingEvents.Add(int64(len(evs)))
 	s.qmu.Unlock()
 	w.sentEvents = true
 	s.signal()
@@ -278,8 +287,8 @@ func (s *Stream) Send(ctx context.Context, send func(*pb.WatchResponse) error) e
 	for {
 		s.qmu.Lock()
 		batch := s.queue
-		s.queue = nil
-		s.queued = 0
+		s.hub.pendingEvents.Add(-int64(s.queuedEvents))
+		s.queue, s.queued, s.queuedEvents = nil, 0, 0
 		s.qmu.Unlock()
 		if len(batch) > 0 {
 			// Room in the queue again: watchers of this stream that fell
