@@ -129,32 +129,27 @@ func (p *printer) authStatus(resp *clientv3.AuthStatusResponse) error {
 		p.printf("AuthRevision: %d\n", resp.AuthRevision)
 		return nil
 	}
-	return p.authRPC((*pb.AuthStatusResponse)(resp))
+	return p.response((*pb.AuthStatusResponse)(resp))
 }
 
-// authRPC prints an auth response in the json and protobuf formats, the
-// response as it is; the other formats are not supported, as in etcdctl.
-func (p *printer) authRPC(resp proto.Message) error {
-	switch p.format {
-	case formatJSON:
-		return p.json(resp)
-	case formatProtobuf:
-		return p.protobuf(resp)
-	}
-	return p.unsupported()
+// headedResponse is a response message that carries etcd's response header,
+// as all of them do.
+type headedResponse interface {
+	proto.Message
+	GetHeader() *pb.ResponseHeader
 }
 
 // authDone prints the result of a user or role change: the line done in
 // the simple format, the header alone in the fields format, the response in
 // json and protobuf.
-func (p *printer) authDone(done string, h *pb.ResponseHeader, resp proto.Message) error {
+func (p *printer) authDone(done string, resp headedResponse) error {
 	switch p.format {
 	case formatSimple:
 		p.println(done)
 	case formatFields:
-		p.fieldsHeader(h)
+		p.fieldsHeader(resp.GetHeader())
 	default:
-		return p.authRPC(resp)
+		return p.response(resp)
 	}
 	return nil
 }

@@ -386,12 +386,8 @@ func (p *printer) get(resp *clientv3.GetResponse, valueOnly bool) error {
 		}
 		p.printf("\"More\" : %v\n", resp.More)
 		p.printf("\"Count\" : %d\n", resp.Count)
-	case formatJSON:
-		return p.json((*pb.RangeResponse)(resp))
-	case formatProtobuf:
-		return p.protobuf((*pb.RangeResponse)(resp))
 	default:
-		return p.unsupported()
+		return p.response((*pb.RangeResponse)(resp))
 	}
 	return nil
 }
@@ -408,12 +404,8 @@ func (p *printer) put(resp *clientv3.PutResponse) error {
 		if resp.PrevKv != nil {
 			p.fieldsKV("Prev", resp.PrevKv)
 		}
-	case formatJSON:
-		return p.json((*pb.PutResponse)(resp))
-	case formatProtobuf:
-		return p.protobuf((*pb.PutResponse)(resp))
 	default:
-		return p.unsupported()
+		return p.response((*pb.PutResponse)(resp))
 	}
 	return nil
 }
@@ -431,12 +423,8 @@ func (p *printer) del(resp *clientv3.DeleteResponse) error {
 		for _, kv := range resp.PrevKvs {
 			p.fieldsKV("Prev", kv)
 		}
-	case formatJSON:
-		return p.json((*pb.DeleteRangeResponse)(resp))
-	case formatProtobuf:
-		return p.protobuf((*pb.DeleteRangeResponse)(resp))
 	default:
-		return p.unsupported()
+		return p.response((*pb.DeleteRangeResponse)(resp))
 	}
 	return nil
 }

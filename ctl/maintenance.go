@@ -86,12 +86,8 @@ func (p *printer) alarms(resp *pb.AlarmResponse) error {
 		for _, a := range resp.Alarms {
 			p.printf("\"MemberID\" : %s\n\"AlarmType\" : %s\n\n", p.id(a.MemberID), a.Alarm)
 		}
-	case formatJSON:
-		return p.json(resp)
-	case formatProtobuf:
-		return p.protobuf(resp)
 	default:
-		return p.unsupported()
+		return p.response(resp)
 	}
 	return nil
 }
@@ -211,12 +207,8 @@ func (p *printer) moveLeader(leader, target uint64, resp *clientv3.MoveLeaderRes
 	switch p.format {
 	case formatSimple:
 		p.printf("Leadership transferred from %x to %x\n", leader, target)
-	case formatJSON:
-		return p.json((*pb.MoveLeaderResponse)(resp))
-	case formatProtobuf:
-		return p.protobuf((*pb.MoveLeaderResponse)(resp))
 	default:
-		return p.unsupported()
+		return p.response((*pb.MoveLeaderResponse)(resp))
 	}
 	return nil
 }

@@ -37,8 +37,7 @@ func roleAddCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthRoleAddResponse)(resp)
-		return p.authDone(fmt.Sprintf("Role %s created", args[0]), r.Header, r)
+		return p.authDone(fmt.Sprintf("Role %s created", args[0]), (*pb.AuthRoleAddResponse)(resp))
 	})
 	return cmd
 }
@@ -53,8 +52,7 @@ func roleDeleteCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthRoleDeleteResponse)(resp)
-		return p.authDone(fmt.Sprintf("Role %s deleted", args[0]), r.Header, r)
+		return p.authDone(fmt.Sprintf("Role %s deleted", args[0]), (*pb.AuthRoleDeleteResponse)(resp))
 	})
 	return cmd
 }
@@ -150,8 +148,7 @@ func roleGrantPermissionCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthRoleGrantPermissionResponse)(resp)
-		return p.authDone(fmt.Sprintf("Role %s updated", args[0]), r.Header, r)
+		return p.authDone(fmt.Sprintf("Role %s updated", args[0]), (*pb.AuthRoleGrantPermissionResponse)(resp))
 	})
 	return cmd
 }
@@ -176,9 +173,8 @@ func roleRevokePermissionCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthRoleRevokePermissionResponse)(resp)
 		// The key as given, not as sent: an empty one stays empty.
-		return p.authDone(revokedLine(args[0], args[1], end), r.Header, r)
+		return p.authDone(revokedLine(args[0], args[1], end), (*pb.AuthRoleRevokePermissionResponse)(resp))
 	})
 	return cmd
 }
@@ -208,7 +204,7 @@ func (p *printer) roleList(resp *clientv3.AuthRoleListResponse) error {
 		}
 		p.println()
 	default:
-		return p.authRPC((*pb.AuthRoleListResponse)(resp))
+		return p.response((*pb.AuthRoleListResponse)(resp))
 	}
 	return nil
 }
@@ -226,7 +222,7 @@ func (p *printer) roleGet(role string, resp *clientv3.AuthRoleGetResponse) error
 			p.printf("\"RangeEnd\" : %q\n", perm.RangeEnd)
 		}
 	default:
-		return p.authRPC((*pb.AuthRoleGetResponse)(resp))
+		return p.response((*pb.AuthRoleGetResponse)(resp))
 	}
 	return nil
 }

@@ -117,8 +117,7 @@ func userAddCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthUserAddResponse)(resp)
-		return p.authDone(fmt.Sprintf("User %s created", name), r.Header, r)
+		return p.authDone(fmt.Sprintf("User %s created", name), (*pb.AuthUserAddResponse)(resp))
 	})
 	return cmd
 }
@@ -133,8 +132,7 @@ func userDeleteCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthUserDeleteResponse)(resp)
-		return p.authDone(fmt.Sprintf("User %s deleted", args[0]), r.Header, r)
+		return p.authDone(fmt.Sprintf("User %s deleted", args[0]), (*pb.AuthUserDeleteResponse)(resp))
 	})
 	return cmd
 }
@@ -175,7 +173,7 @@ func userGetCommand(g *globals) *cobra.Command {
 
 func (p *printer) userGet(name string, resp *clientv3.AuthUserGetResponse) error {
 	if p.format != formatSimple {
-		return p.authRPC((*pb.AuthUserGetResponse)(resp))
+		return p.response((*pb.AuthUserGetResponse)(resp))
 	}
 	p.printf("User: %s\nRoles:", name)
 	for _, role := range resp.Roles {
@@ -196,7 +194,7 @@ func userListCommand(g *globals) *cobra.Command {
 			return err
 		}
 		if p.format != formatSimple {
-			return p.authRPC((*pb.AuthUserListResponse)(resp))
+			return p.response((*pb.AuthUserListResponse)(resp))
 		}
 		for _, u := range resp.Users {
 			p.println(u)
@@ -226,8 +224,7 @@ func userPasswdCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthUserChangePasswordResponse)(resp)
-		return p.authDone("Password updated", r.Header, r)
+		return p.authDone("Password updated", (*pb.AuthUserChangePasswordResponse)(resp))
 	})
 	return cmd
 }
@@ -242,8 +239,7 @@ func userGrantRoleCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthUserGrantRoleResponse)(resp)
-		return p.authDone(fmt.Sprintf("Role %s is granted to user %s", args[1], args[0]), r.Header, r)
+		return p.authDone(fmt.Sprintf("Role %s is granted to user %s", args[1], args[0]), (*pb.AuthUserGrantRoleResponse)(resp))
 	})
 	return cmd
 }
@@ -258,8 +254,7 @@ func userRevokeRoleCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthUserRevokeRoleResponse)(resp)
-		return p.authDone(fmt.Sprintf("Role %s is revoked from user %s", args[1], args[0]), r.Header, r)
+		return p.authDone(fmt.Sprintf("Role %s is revoked from user %s", args[1], args[0]), (*pb.AuthUserRevokeRoleResponse)(resp))
 	})
 	return cmd
 }
