@@ -32,7 +32,7 @@ func roleAddCommand(g *globals) *cobra.Command {
 		Use:   "add <role name>",
 		Short: "Creates a role",
 	}
-	cmd.RunE = g.authCall(nArgs(1, "role add command requires role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(1, "role add command requires role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.RoleAdd(ctx, args[0])
 		if err != nil {
 			return err
@@ -47,7 +47,7 @@ func roleDeleteCommand(g *globals) *cobra.Command {
 		Use:   "delete <role name>",
 		Short: "Removes a role",
 	}
-	cmd.RunE = g.authCall(nArgs(1, "role delete command requires role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(1, "role delete command requires role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.RoleDelete(ctx, args[0])
 		if err != nil {
 			return err
@@ -62,7 +62,7 @@ func roleGetCommand(g *globals) *cobra.Command {
 		Use:   "get <role name>",
 		Short: "Prints a role's permissions",
 	}
-	cmd.RunE = g.authCall(nArgs(1, "role get command requires role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(1, "role get command requires role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.RoleGet(ctx, args[0])
 		if err != nil {
 			return err
@@ -77,7 +77,7 @@ func roleListCommand(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "Prints the names of the roles",
 	}
-	cmd.RunE = g.authCall(nArgs(0, "role list command requires no arguments"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(0, "role list command requires no arguments"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.RoleList(ctx)
 		if err != nil {
 			return err
@@ -143,7 +143,7 @@ func roleGrantPermissionCommand(g *globals) *cobra.Command {
 		key, end, err = o.keys(args[2:])
 		return err
 	}
-	cmd.RunE = g.authCall(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.RoleGrantPermission(ctx, args[0], key, end, perm)
 		if err != nil {
 			return err
@@ -168,7 +168,7 @@ func roleRevokePermissionCommand(g *globals) *cobra.Command {
 		key, end, err = o.keys(args[1:])
 		return err
 	}
-	cmd.RunE = g.authCall(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.RoleRevokePermission(ctx, args[0], key, end)
 		if err != nil {
 			return err

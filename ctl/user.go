@@ -112,7 +112,7 @@ func userAddCommand(g *globals) *cobra.Command {
 		name, password, err = o.credentials(g, args[0])
 		return err
 	}
-	cmd.RunE = g.authCall(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
 		resp, err := c.UserAddWithOptions(ctx, name, password, &clientv3.UserAddOptions{NoPassword: o.noPassword})
 		if err != nil {
 			return err
@@ -127,7 +127,7 @@ func userDeleteCommand(g *globals) *cobra.Command {
 		Use:   "delete <user name>",
 		Short: "Removes a user",
 	}
-	cmd.RunE = g.authCall(nArgs(1, "user delete command requires user name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(1, "user delete command requires user name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.UserDelete(ctx, args[0])
 		if err != nil {
 			return err
@@ -144,7 +144,7 @@ func userGetCommand(g *globals) *cobra.Command {
 		Short: "Prints a user's roles",
 	}
 	cmd.Flags().BoolVar(&detail, "detail", false, "also print the permissions of each role")
-	cmd.RunE = g.authCall(nArgs(1, "user get command requires user name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(1, "user get command requires user name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		name := args[0]
 		resp, err := c.UserGet(ctx, name)
 		if err != nil {
@@ -188,7 +188,7 @@ func userListCommand(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "Prints the names of the users",
 	}
-	cmd.RunE = g.authCall(nArgs(0, "user list command requires no arguments"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(0, "user list command requires no arguments"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.UserList(ctx)
 		if err != nil {
 			return err
@@ -219,7 +219,7 @@ func userPasswdCommand(g *globals) *cobra.Command {
 		password, err = g.readPassword(args[0], interactive)
 		return err
 	}
-	cmd.RunE = g.authCall(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.UserChangePassword(ctx, args[0], password)
 		if err != nil {
 			return err
@@ -234,7 +234,7 @@ func userGrantRoleCommand(g *globals) *cobra.Command {
 		Use:   "grant-role <user name> <role name>",
 		Short: "Gives a user a role",
 	}
-	cmd.RunE = g.authCall(nArgs(2, "user grant command requires user name and role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(2, "user grant command requires user name and role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.UserGrantRole(ctx, args[0], args[1])
 		if err != nil {
 			return err
@@ -249,7 +249,7 @@ func userRevokeRoleCommand(g *globals) *cobra.Command {
 		Use:   "revoke-role <user name> <role name>",
 		Short: "Takes a role away from a user",
 	}
-	cmd.RunE = g.authCall(nArgs(2, "user revoke-role requires user name and role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(2, "user revoke-role requires user name and role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.UserRevokeRole(ctx, args[0], args[1])
 		if err != nil {
 			return err
