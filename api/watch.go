@@ -66,19 +66,9 @@ func (s *watchServer) Watch(gs pb.Watch_WatchServer) error {
 		if errors.As(err, &sf) {
 			return sf.err
 		}
-		select {
-		case rerr := <-recvErr:
-			if errors.Is(rerr, context.Canceled) {
-				return rpctypes.ErrGRPCWatchCanceled
-			}
-			return rerr
-		default:
-		}
-		if gs.Context().Err() != nil {
-			return rpctypes.ErrGRPCWatchCanceled
-		}
-		// The hub stopped: the member is shutting down.
-		return rpctypes.ErrGRPCStopped
+		// The receiving side failed, the client went away, or the hub
+		// stopped because the member is shutting down.
+		return watch.EndError(gs.Context(), recvErr)
 	}
 }
 

@@ -169,18 +169,7 @@ func (wp *watchProxy) Watch(gs pb.Watch_WatchServer) error {
 				return err
 			}
 		case <-ctx.Done():
-			select {
-			case err := <-recvErr:
-				if errors.Is(err, context.Canceled) {
-					return rpctypes.ErrGRPCWatchCanceled
-				}
-				return err
-			default:
-			}
-			if gs.Context().Err() != nil {
-				return rpctypes.ErrGRPCWatchCanceled
-			}
-			return rpctypes.ErrGRPCStopped
+			return watch.EndError(gs.Context(), recvErr)
 		case <-wp.p.ctx.Done():
 			return rpctypes.ErrGRPCStopped
 		}

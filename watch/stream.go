@@ -326,6 +326,29 @@ func (s *Stream) Send(ctx context.Context, send func(*pb.WatchResponse) error) e
 
 var errStreamClosed = errors.New("watch stream closed")
 
+// EndError is what a gRPC Watch service returns, with etcd's codes, when
+// its stream ends other than by a failed send: the error of the goroutine
+// that receives the client's requests when it failed (recvErr holds it
+// then; a cancellation reads as the watch canceled), the watch canceled
+// when the client's context is done, and otherwise the server stopped (the
+// member or the proxy is shutting down). It does not wait: a receiving
+// goroutine that has not failed yet counts as not failed. The member's
+// Watch service (api) and the proxy's (grpcproxy) both end with it.
+func EndError(client context.Context, recvErr <-chan error) error {
+	select {
+	case err := <-recvErr:
+		if errors.Is(err, context.Canceled) {
+			return rpctypes.ErrGRPCWatchCanceled
+		}
+		return err
+	default:
+	}
+	if client.Err() != nil {
+		return rpctypes.ErrGRPCWatchCanceled
+	}
+	return rpctypes.ErrGRPCStopped
+}
+
 // coalesce merges the queued event responses of each watcher into the
 // earliest one, without copying events, so that a stream that fell behind sends one response per
 // watcher instead of one per watcher and batch. It never merges across a
