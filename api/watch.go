@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"io"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -66,19 +65,9 @@ func (s *watchServer) Watch(gs pb.Watch_WatchServer) error {
 		if errors.As(err, &sf) {
 			return sf.err
 		}
-		select {
-		case rerr := <-recvErr:
-			if errors.Is(rerr, context.Canceled) {
-				return rpctypes.ErrGRPCWatchCanceled
-			}
-			return rerr
-		default:
-		}
-		if gs.Context().Err() != nil {
-			return rpctypes.ErrGRPCWatchCanceled
-		}
-		// The hub stopped: the member is shutting down.
-		return rpctypes.ErrGRPCStopped
+		// The receiving side failed, the client went away, or the hub
+		// stopped because the member is shutting down.
+		return watch.EndError(gs.Context(), recvErr)
 	}
 }
 
@@ -104,36 +93,14 @@ func (e errSendFailed) Error() string { return e.err.Error() }
 // closes its side (nil) or the stream fails. A create the client may not
 // read is refused with etcd's reason.
 func (s *watchServer) recvWatchRequests(ctx context.Context, gs pb.Watch_WatchServer, ws *watch.Stream) error {
-	for {
-		req, err := gs.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
+	create := func(r *pb.WatchCreateRequest) {
+		if reason := s.watchRefusal(ctx, r); reason != "" {
+			ws.Refuse(reason)
+			return
 		}
-		if err != nil {
-			return err
-		}
-		switch u := req.RequestUnion.(type) {
-		case *pb.WatchRequest_CreateRequest:
-			if u.CreateRequest == nil {
-				break
-			}
-			if reason := s.watchRefusal(ctx, u.CreateRequest); reason != "" {
-				ws.Refuse(reason)
-				break
-			}
-			ws.Create(u.CreateRequest)
-		case *pb.WatchRequest_CancelRequest:
-			if u.CancelRequest != nil {
-				ws.Cancel(u.CancelRequest.WatchId)
-			}
-		case *pb.WatchRequest_ProgressRequest:
-			if u.ProgressRequest != nil {
-				ws.RequestProgress()
-			}
-		}
-		// Unknown request kinds are ignored, as etcd does, rather than
-		// ending every watcher of the stream.
+		ws.Create(r)
 	}
+	return watch.RecvRequests(gs, create, ws.Cancel, ws.RequestProgress)
 }
 
 // watchRefusal is the cancel reason etcd gives a watch create the client

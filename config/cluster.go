@@ -28,7 +28,7 @@ func parseInitialCluster(s string) (map[string][]url.URL, error) {
 	}
 	m := make(map[string][]url.URL, len(raw))
 	for _, name := range sortedKeys(raw) {
-		us, err := parseURLList(raw[name])
+		us, err := ParseURLList(raw[name])
 		if err != nil {
 			return nil, err
 		}

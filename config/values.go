@@ -47,16 +47,17 @@ type recordedBool struct{ recorded }
 
 func (*recordedBool) IsBoolFlag() bool { return true }
 
-// parseURLs parses a comma-separated list of URLs with etcd's rules (the rules
-// of types.NewURLs): each element is trimmed; the scheme is http, https, unix
-// or unixs; an http(s) URL has a host:port and no path. The result is sorted
-// by the URLs' string form, as etcd sorts it.
+// parseURLs is ParseURLList over a comma-separated list.
 func parseURLs(s string) ([]url.URL, error) {
-	return parseURLList(strings.Split(s, ","))
+	return ParseURLList(strings.Split(s, ","))
 }
 
-// parseURLList is parseURLs over a list that is already split.
-func parseURLList(parts []string) ([]url.URL, error) {
+// ParseURLList parses URLs with etcd's rules (the rules of types.NewURLs):
+// each element is trimmed; the scheme is http, https, unix or unixs; an
+// http(s) URL has a host:port and no path. The result is sorted by the
+// URLs' string form, as etcd sorts it. The flags' URL lists and the peer
+// URLs of a member to add (membership.ParsePeerURLs) are checked with it.
+func ParseURLList(parts []string) ([]url.URL, error) {
 	out := make([]url.URL, 0, len(parts))
 	for _, in := range parts {
 		in = strings.TrimSpace(in)

@@ -25,43 +25,12 @@ func authCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{cmd}
 }
 
-// authCall is the body of a user, role or auth command. prepare checks the
-// arguments and reads what etcdctl reads before it connects (a new user's
-// password); then call makes the command's requests within one
-// --command-timeout and prints the result.
-func (g *globals) authCall(prepare func(args []string) error, call func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error) func(*cobra.Command, []string) error {
-	return g.run(func(cmd *cobra.Command, args []string) error {
-		if err := prepare(args); err != nil {
-			return err
-		}
-		p, c, err := g.connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := g.commandContext()
-		defer cancel()
-		return call(ctx, p, c, args)
-	})
-}
-
-// nArgs is a prepare for authCall: exactly n arguments, else the error
-// need, with etcdctl's exit code.
-func nArgs(n int, need string) func([]string) error {
-	return func(args []string) error {
-		if len(args) != n {
-			return badArgs("%s", need)
-		}
-		return nil
-	}
-}
-
 func authEnableCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "enable",
 		Short: "Turns authentication on (the root user must exist)",
 	}
-	cmd.RunE = g.authCall(nArgs(0, "auth enable command does not accept any arguments"),
+	cmd.RunE = g.call(nArgs(0, "auth enable command does not accept any arguments"),
 		func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
 			if err := enableAuth(ctx, c); err != nil {
 				return err
@@ -96,7 +65,7 @@ func authDisableCommand(g *globals) *cobra.Command {
 		Use:   "disable",
 		Short: "Turns authentication off (root only)",
 	}
-	cmd.RunE = g.authCall(nArgs(0, "auth disable command does not accept any arguments"),
+	cmd.RunE = g.call(nArgs(0, "auth disable command does not accept any arguments"),
 		func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
 			if _, err := c.AuthDisable(ctx); err != nil {
 				return err
@@ -112,7 +81,7 @@ func authStatusCommand(g *globals) *cobra.Command {
 		Use:   "status",
 		Short: "Tells whether authentication is on, and the auth revision",
 	}
-	cmd.RunE = g.authCall(nArgs(0, "auth status command does not accept any arguments"),
+	cmd.RunE = g.call(nArgs(0, "auth status command does not accept any arguments"),
 		func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
 			resp, err := c.AuthStatus(ctx)
 			if err != nil {
@@ -129,32 +98,27 @@ func (p *printer) authStatus(resp *clientv3.AuthStatusResponse) error {
 		p.printf("AuthRevision: %d\n", resp.AuthRevision)
 		return nil
 	}
-	return p.authRPC((*pb.AuthStatusResponse)(resp))
+	return p.response((*pb.AuthStatusResponse)(resp))
 }
 
-// authRPC prints an auth response in the json and protobuf formats, the
-// response as it is; the other formats are not supported, as in etcdctl.
-func (p *printer) authRPC(resp proto.Message) error {
-	switch p.format {
-	case formatJSON:
-		return p.json(resp)
-	case formatProtobuf:
-		return p.protobuf(resp)
-	}
-	return p.unsupported()
+// headedResponse is a response message that carries etcd's response header,
+// as all of them do.
+type headedResponse interface {
+	proto.Message
+	GetHeader() *pb.ResponseHeader
 }
 
 // authDone prints the result of a user or role change: the line done in
 // the simple format, the header alone in the fields format, the response in
 // json and protobuf.
-func (p *printer) authDone(done string, h *pb.ResponseHeader, resp proto.Message) error {
+func (p *printer) authDone(done string, resp headedResponse) error {
 	switch p.format {
 	case formatSimple:
 		p.println(done)
 	case formatFields:
-		p.fieldsHeader(h)
+		p.fieldsHeader(resp.GetHeader())
 	default:
-		return p.authRPC(resp)
+		return p.response(resp)
 	}
 	return nil
 }

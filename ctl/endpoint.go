@@ -122,19 +122,41 @@ func (set endpointSet) visit(fn func(c *clientv3.Client, ep string) (done bool, 
 	return nil
 }
 
-// query visits every endpoint with get, which asks it for its <what> (its
-// "status", its "hash"). An endpoint get fails on is reported on errw and
-// skipped; the last such failure is returned as failed. err stops the
-// command: a client that cannot be made.
-func (set endpointSet) query(errw io.Writer, what string, get func(c *clientv3.Client, ep string) error) (failed, err error) {
+// queryEndpoints is the body of endpoint status and hashkv. It asks each
+// endpoint of the command (targets) for its <what> (its "status", its
+// "hash") with get, each within --command-timeout (envCommandContext), and
+// prints the answers with print. An endpoint get fails on is reported on
+// standard error and left out; the last such failure is returned as failed.
+// err stops the command before anything is printed (the settings, the
+// endpoints, a client that cannot be made), or is print's.
+func queryEndpoints[R any](g *globals, cluster bool, what string,
+	get func(ctx context.Context, c *clientv3.Client, ep string) (R, error),
+	print func(*printer, []R) error,
+) (failed, err error) {
+	p, err := g.printer()
+	if err != nil {
+		return nil, err
+	}
+	set, err := g.targets(cluster)
+	if err != nil {
+		return nil, err
+	}
+	var list []R
 	err = set.visit(func(c *clientv3.Client, ep string) (bool, error) {
-		if gerr := get(c, ep); gerr != nil {
-			fmt.Fprintf(errw, "Failed to get the %s of endpoint %s (%v)\n", what, ep, gerr)
+		ctx, cancel := g.envCommandContext()
+		defer cancel()
+		if r, gerr := get(ctx, c, ep); gerr != nil {
+			fmt.Fprintf(g.stdio.Err, "Failed to get the %s of endpoint %s (%v)\n", what, ep, gerr)
 			failed = gerr
+		} else {
+			list = append(list, r)
 		}
 		return false, nil
 	})
-	return failed, err
+	if err != nil {
+		return nil, err
+	}
+	return failed, print(p, list)
 }
 
 // epHealth is the health of one endpoint, as endpoint health prints it.
@@ -290,34 +312,14 @@ whether it is a learner, Raft term, Raft index, applied index, errors and
 downgrade state. Use -w table for a readable layout.`,
 	}
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		p, err := g.printer()
-		if err != nil {
-			return err
-		}
-		set, err := g.targets(*cluster)
-		if err != nil {
-			return err
-		}
-		var list []epStatus
-		failed, err := set.query(g.stdio.Err, "status", func(c *clientv3.Client, ep string) error {
-			ctx, cancel := g.envCommandContext()
-			defer cancel()
+		failed, err := queryEndpoints(g, *cluster, "status", func(ctx context.Context, c *clientv3.Client, ep string) (epStatus, error) {
 			resp, err := c.Status(ctx, ep)
-			if err == nil {
-				list = append(list, epStatus{ep, resp})
-			}
-			return err
-		})
-		if err != nil {
-			return err
+			return epStatus{ep, resp}, err
+		}, (*printer).endpointStatus)
+		if err == nil && failed != nil {
+			err = withCode(ExitError, errSilent)
 		}
-		if err := p.endpointStatus(list); err != nil {
-			return err
-		}
-		if failed != nil {
-			return withCode(ExitError, errSilent)
-		}
-		return nil
+		return err
 	})
 	return cmd
 }
@@ -399,28 +401,11 @@ func endpointHashKVCommand(g *globals, cluster *bool) *cobra.Command {
 	}
 	cmd.PersistentFlags().Int64Var(&rev, "rev", 0, "hash the history up to this revision (0: all of it)")
 	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		p, err := g.printer()
-		if err != nil {
-			return err
-		}
-		set, err := g.targets(*cluster)
-		if err != nil {
-			return err
-		}
-		var list []epHashKV
-		failed, err := set.query(g.stdio.Err, "hash", func(c *clientv3.Client, ep string) error {
-			ctx, cancel := g.envCommandContext()
-			defer cancel()
+		failed, err := queryEndpoints(g, *cluster, "hash", func(ctx context.Context, c *clientv3.Client, ep string) (epHashKV, error) {
 			resp, err := c.HashKV(ctx, ep, rev)
-			if err == nil {
-				list = append(list, epHashKV{ep, resp})
-			}
-			return err
-		})
+			return epHashKV{ep, resp}, err
+		}, (*printer).endpointHashKV)
 		if err != nil {
-			return err
-		}
-		if err := p.endpointHashKV(list); err != nil {
 			return err
 		}
 		return failed

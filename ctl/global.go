@@ -200,6 +200,65 @@ func (g *globals) connect() (*printer, *clientv3.Client, error) {
 	return p, c, nil
 }
 
+// callBody is the part of a simple command that runs connected (see call):
+// it makes the command's requests through c within ctx and prints the
+// result with p.
+type callBody func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error
+
+// call is the body of a simple command, one that makes its requests over
+// one client. prepare checks the arguments and reads what etcdctl reads
+// before it connects (a new user's password, ...); nil checks nothing. Then
+// call connects (connect: a bad -w fails here, before any request) and runs
+// do within one --command-timeout (commandContext). A format the command
+// cannot print fails only after the request is made, as in etcdctl.
+//
+// The error do returns ends keelctl with its exit code (exitCode: ExitError
+// unless the error carries another), so do returns a failed request's error
+// as etcdctl reports it: as it is, wrapped in the command's words, or with
+// withCode.
+func (g *globals) call(prepare func(args []string) error, do callBody) func(*cobra.Command, []string) error {
+	return g.callWithin(g.commandContext, prepare, do)
+}
+
+// callWithin is call with the context of the requests from newCtx rather
+// than commandContext: envCommandContext where etcdctl reads
+// ETCDCTL_COMMAND_TIMEOUT first, noTimeout where it sets no timeout.
+func (g *globals) callWithin(newCtx func() (context.Context, context.CancelFunc), prepare func(args []string) error, do callBody) func(*cobra.Command, []string) error {
+	return g.run(func(cmd *cobra.Command, args []string) error {
+		if prepare != nil {
+			if err := prepare(args); err != nil {
+				return err
+			}
+		}
+		p, c, err := g.connect()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := newCtx()
+		defer cancel()
+		return do(ctx, p, c, args)
+	})
+}
+
+// noTimeout is the context of the requests etcdctl makes without a timeout
+// (txn, lease timetolive, list and keep-alive): they wait until they end or
+// keelctl is stopped.
+func noTimeout() (context.Context, context.CancelFunc) {
+	return context.Background(), func() {}
+}
+
+// nArgs is a prepare for call: exactly n arguments, else the error need,
+// with etcdctl's exit code.
+func nArgs(n int, need string) func([]string) error {
+	return func(args []string) error {
+		if len(args) != n {
+			return badArgs("%s", need)
+		}
+		return nil
+	}
+}
+
 func newClient(cfg clientv3.Config) (*clientv3.Client, error) {
 	c, err := clientv3.New(cfg)
 	if err != nil {

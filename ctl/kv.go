@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -94,16 +95,13 @@ func getCommand(g *globals) *cobra.Command {
 		GroupID: groupKV,
 	}
 	o.register(cmd.Flags())
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		key, opts, err := o.op(args)
-		if err != nil {
-			return err
-		}
-		p, c, err := g.connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
+	var key string
+	var opts []clientv3.OpOption
+	prepare := func(args []string) (err error) {
+		key, opts, err = o.op(args)
+		return err
+	}
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
 		// Checked once connected, as in etcdctl.
 		if o.countOnly && p.format != formatFields {
 			return badArgs("--count-only is only for `--write-out=fields`")
@@ -111,9 +109,8 @@ func getCommand(g *globals) *cobra.Command {
 		if o.valueOnly && p.format != formatSimple {
 			return badArgs("print-value-only is only for `--write-out=simple`")
 		}
-		ctx, cancel := g.commandContext()
-		defer cancel()
 		var resp *clientv3.GetResponse
+		var err error
 		if o.stream {
 			var stream clientv3.GetStreamChan
 			if stream, err = c.GetStream(ctx, key, opts...); err == nil {
@@ -202,18 +199,13 @@ func putCommand(g *globals) *cobra.Command {
 		GroupID: groupKV,
 	}
 	o.register(cmd.Flags())
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		key, value, opts, err := o.op(g.stdio.In, args)
-		if err != nil {
-			return err
-		}
-		p, c, err := g.connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := g.commandContext()
-		defer cancel()
+	var key, value string
+	var opts []clientv3.OpOption
+	prepare := func(args []string) (err error) {
+		key, value, opts, err = o.op(g.stdio.In, args)
+		return err
+	}
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
 		resp, err := c.Put(ctx, key, value, opts...)
 		if err != nil {
 			return err
@@ -320,18 +312,13 @@ func delCommand(g *globals) *cobra.Command {
 		GroupID: groupKV,
 	}
 	o.register(cmd.Flags())
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		key, opts, err := o.op(g.stdio.Err, args)
-		if err != nil {
-			return err
-		}
-		p, c, err := g.connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := g.commandContext()
-		defer cancel()
+	var key string
+	var opts []clientv3.OpOption
+	prepare := func(args []string) (err error) {
+		key, opts, err = o.op(g.stdio.Err, args)
+		return err
+	}
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
 		resp, err := c.Delete(ctx, key, opts...)
 		if err != nil {
 			return err
@@ -386,12 +373,8 @@ func (p *printer) get(resp *clientv3.GetResponse, valueOnly bool) error {
 		}
 		p.printf("\"More\" : %v\n", resp.More)
 		p.printf("\"Count\" : %d\n", resp.Count)
-	case formatJSON:
-		return p.json((*pb.RangeResponse)(resp))
-	case formatProtobuf:
-		return p.protobuf((*pb.RangeResponse)(resp))
 	default:
-		return p.unsupported()
+		return p.response((*pb.RangeResponse)(resp))
 	}
 	return nil
 }
@@ -408,12 +391,8 @@ func (p *printer) put(resp *clientv3.PutResponse) error {
 		if resp.PrevKv != nil {
 			p.fieldsKV("Prev", resp.PrevKv)
 		}
-	case formatJSON:
-		return p.json((*pb.PutResponse)(resp))
-	case formatProtobuf:
-		return p.protobuf((*pb.PutResponse)(resp))
 	default:
-		return p.unsupported()
+		return p.response((*pb.PutResponse)(resp))
 	}
 	return nil
 }
@@ -431,12 +410,8 @@ func (p *printer) del(resp *clientv3.DeleteResponse) error {
 		for _, kv := range resp.PrevKvs {
 			p.fieldsKV("Prev", kv)
 		}
-	case formatJSON:
-		return p.json((*pb.DeleteRangeResponse)(resp))
-	case formatProtobuf:
-		return p.protobuf((*pb.DeleteRangeResponse)(resp))
 	default:
-		return p.unsupported()
+		return p.response((*pb.DeleteRangeResponse)(resp))
 	}
 	return nil
 }

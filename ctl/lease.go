@@ -32,21 +32,17 @@ func leaseGrantCommand(g *globals) *cobra.Command {
 		Use:   "grant <ttl>",
 		Short: "Creates a lease that expires after <ttl> seconds",
 	}
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+	var ttl int64
+	prepare := func(args []string) (err error) {
 		if len(args) != 1 {
 			return badArgs("lease grant command needs TTL argument")
 		}
-		ttl, err := strconv.ParseInt(args[0], 10, 64)
-		if err != nil {
+		if ttl, err = strconv.ParseInt(args[0], 10, 64); err != nil {
 			return badArgs("bad TTL (%w)", err)
 		}
-		p, c, err := g.connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := g.commandContext()
-		defer cancel()
+		return nil
+	}
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
 		resp, err := c.Grant(ctx, ttl)
 		if err != nil {
 			return fmt.Errorf("failed to grant lease (%w)", err)
@@ -61,18 +57,8 @@ func leaseRevokeCommand(g *globals) *cobra.Command {
 		Use:   "revoke <leaseID>",
 		Short: "Ends a lease now, removing the keys attached to it",
 	}
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		id, err := leaseIDArg(args, "lease revoke command needs 1 argument")
-		if err != nil {
-			return err
-		}
-		p, c, err := g.connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := g.commandContext()
-		defer cancel()
+	var id clientv3.LeaseID
+	cmd.RunE = g.call(leaseIDArg(&id, "lease revoke command needs 1 argument"), func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
 		resp, err := c.Revoke(ctx, id)
 		if err != nil {
 			return fmt.Errorf("failed to revoke lease (%w)", err)
@@ -82,6 +68,9 @@ func leaseRevokeCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
+// The commands below make their requests without a timeout and report a
+// failed one as a connection error, as etcdctl does.
+
 func leaseTimeToLiveCommand(g *globals) *cobra.Command {
 	var keys bool
 	cmd := &cobra.Command{
@@ -89,23 +78,14 @@ func leaseTimeToLiveCommand(g *globals) *cobra.Command {
 		Short: "Tells how long a lease has left",
 	}
 	cmd.Flags().BoolVar(&keys, "keys", false, "also print the keys the lease holds")
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		id, err := leaseIDArg(args, "lease timetolive command needs lease ID as argument")
-		if err != nil {
-			return err
-		}
-		p, c, err := g.connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
+	var id clientv3.LeaseID
+	prepare := leaseIDArg(&id, "lease timetolive command needs lease ID as argument")
+	cmd.RunE = g.callWithin(noTimeout, prepare, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
 		var opts []clientv3.LeaseOption
 		if keys {
 			opts = append(opts, clientv3.WithAttachedKeys())
 		}
-		// As etcdctl: no --command-timeout here, and a failure is reported
-		// as a connection error.
-		resp, err := c.TimeToLive(context.Background(), id, opts...)
+		resp, err := c.TimeToLive(ctx, id, opts...)
 		if err != nil {
 			return withCode(ExitBadConnection, err)
 		}
@@ -119,13 +99,8 @@ func leaseListCommand(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "Prints the IDs of the current leases",
 	}
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		p, c, err := g.connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		resp, err := c.Leases(context.Background())
+	cmd.RunE = g.callWithin(noTimeout, nil, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
+		resp, err := c.Leases(ctx)
 		if err != nil {
 			return withCode(ExitBadConnection, err)
 		}
@@ -141,32 +116,26 @@ func leaseKeepAliveCommand(g *globals) *cobra.Command {
 		Short: "Keeps a lease from expiring until interrupted",
 	}
 	cmd.Flags().BoolVar(&once, "once", false, "renew a single time, then stop")
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		id, err := leaseIDArg(args, "lease keep-alive command needs lease ID as argument")
+	var id clientv3.LeaseID
+	prepare := leaseIDArg(&id, "lease keep-alive command needs lease ID as argument")
+	cmd.RunE = g.callWithin(noTimeout, prepare, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
+		if !once {
+			return keepAlive(ctx, c, p, id)
+		}
+		resp, err := c.KeepAliveOnce(ctx, id)
 		if err != nil {
-			return err
+			return withCode(ExitBadConnection, err)
 		}
-		p, c, err := g.connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		if once {
-			resp, err := c.KeepAliveOnce(context.Background(), id)
-			if err != nil {
-				return withCode(ExitBadConnection, err)
-			}
-			return p.leaseKeepAlive(resp)
-		}
-		return keepAlive(c, p, id)
+		return p.leaseKeepAlive(resp)
 	})
 	return cmd
 }
 
-// keepAlive renews lease id until it expires or is revoked, printing each
-// renewal. It runs until then or until keelctl is stopped by a signal.
-func keepAlive(c *clientv3.Client, p *printer, id clientv3.LeaseID) error {
-	respc, err := c.KeepAlive(context.Background(), id)
+// keepAlive renews lease id within ctx until it expires or is revoked,
+// printing each renewal. It runs until then or until keelctl is stopped by
+// a signal.
+func keepAlive(ctx context.Context, c *clientv3.Client, p *printer, id clientv3.LeaseID) error {
+	respc, err := c.KeepAlive(ctx, id)
 	if err != nil {
 		return withCode(ExitBadConnection, err)
 	}
@@ -296,11 +265,15 @@ func (p *printer) leaseList(resp *clientv3.LeaseLeasesResponse) error {
 	return nil
 }
 
-// leaseIDArg reads the one lease ID argument of revoke, timetolive and
-// keep-alive; need is the command's message when there is not exactly one.
-func leaseIDArg(args []string, need string) (clientv3.LeaseID, error) {
-	if len(args) != 1 {
-		return 0, badArgs("%s", need)
+// leaseIDArg is a prepare for call: it reads the one lease ID argument of
+// revoke, timetolive and keep-alive into id; need is the command's message
+// when there is not exactly one.
+func leaseIDArg(id *clientv3.LeaseID, need string) func(args []string) error {
+	return func(args []string) (err error) {
+		if len(args) != 1 {
+			return badArgs("%s", need)
+		}
+		*id, err = parseLeaseID(args[0], "lease ID arg")
+		return err
 	}
-	return parseLeaseID(args[0], "lease ID arg")
 }

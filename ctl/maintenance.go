@@ -26,15 +26,12 @@ func alarmListCommand(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "Prints the alarms in force",
 	}
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		if len(args) != 0 {
-			return badArgs("alarm list command accepts no arguments")
+	cmd.RunE = g.call(nArgs(0, "alarm list command accepts no arguments"), func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
+		resp, err := c.AlarmList(ctx)
+		if err != nil {
+			return err
 		}
-		return alarmCall(g, func(c *clientv3.Client) (*clientv3.AlarmResponse, error) {
-			ctx, cancel := g.commandContext()
-			defer cancel()
-			return c.AlarmList(ctx)
-		})
+		return p.alarms((*pb.AlarmResponse)(resp))
 	})
 	return cmd
 }
@@ -44,34 +41,16 @@ func alarmDisarmCommand(g *globals) *cobra.Command {
 		Use:   "disarm",
 		Short: "Clears every alarm",
 	}
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		if len(args) != 0 {
-			return badArgs("alarm disarm command accepts no arguments")
+	cmd.RunE = g.call(nArgs(0, "alarm disarm command accepts no arguments"), func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
+		// An empty member and alarm: the client disarms each raised alarm
+		// in turn.
+		resp, err := c.AlarmDisarm(ctx, &clientv3.AlarmMember{})
+		if err != nil {
+			return err
 		}
-		return alarmCall(g, func(c *clientv3.Client) (*clientv3.AlarmResponse, error) {
-			ctx, cancel := g.commandContext()
-			defer cancel()
-			// An empty member and alarm: the client disarms each raised
-			// alarm in turn.
-			return c.AlarmDisarm(ctx, &clientv3.AlarmMember{})
-		})
+		return p.alarms((*pb.AlarmResponse)(resp))
 	})
 	return cmd
-}
-
-// alarmCall connects, makes one alarm request and prints the alarms it
-// returns.
-func alarmCall(g *globals, call func(*clientv3.Client) (*clientv3.AlarmResponse, error)) error {
-	p, c, err := g.connect()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	resp, err := call(c)
-	if err != nil {
-		return err
-	}
-	return p.alarms((*pb.AlarmResponse)(resp))
 }
 
 func (p *printer) alarms(resp *pb.AlarmResponse) error {
@@ -86,12 +65,8 @@ func (p *printer) alarms(resp *pb.AlarmResponse) error {
 		for _, a := range resp.Alarms {
 			p.printf("\"MemberID\" : %s\n\"AlarmType\" : %s\n\n", p.id(a.MemberID), a.Alarm)
 		}
-	case formatJSON:
-		return p.json(resp)
-	case formatProtobuf:
-		return p.protobuf(resp)
 	default:
-		return p.unsupported()
+		return p.response(resp)
 	}
 	return nil
 }
@@ -211,12 +186,8 @@ func (p *printer) moveLeader(leader, target uint64, resp *clientv3.MoveLeaderRes
 	switch p.format {
 	case formatSimple:
 		p.printf("Leadership transferred from %x to %x\n", leader, target)
-	case formatJSON:
-		return p.json((*pb.MoveLeaderResponse)(resp))
-	case formatProtobuf:
-		return p.protobuf((*pb.MoveLeaderResponse)(resp))
 	default:
-		return p.unsupported()
+		return p.response((*pb.MoveLeaderResponse)(resp))
 	}
 	return nil
 }

@@ -35,7 +35,8 @@ func memberAddCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&o.peerURLs, "peer-urls", "", "where the other members reach the new one (comma separated URLs)")
 	cmd.Flags().BoolVar(&o.learner, "learner", false, "join as a learner, which follows the log but does not vote")
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+	var urls []string
+	prepare := func(args []string) error {
 		if len(args) == 0 {
 			return badArgs("member name not provided")
 		}
@@ -51,50 +52,35 @@ func memberAddCommand(g *globals) *cobra.Command {
 		if o.peerURLs == "" {
 			return badArgs("member peer urls not provided")
 		}
-		urls := strings.Split(o.peerURLs, ",")
-		add := func(c *clientv3.Client, ctx context.Context) (*clientv3.MemberAddResponse, error) {
-			if o.learner {
-				return c.MemberAddAsLearner(ctx, urls)
-			}
-			return c.MemberAdd(ctx, urls)
+		urls = strings.Split(o.peerURLs, ",")
+		return nil
+	}
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+		add := c.MemberAdd
+		if o.learner {
+			add = c.MemberAddAsLearner
 		}
-		return memberCall(g, add, func(p *printer, resp *clientv3.MemberAddResponse) error {
-			return p.memberAdd(resp, args[0], o.peerURLs)
-		})
+		resp, err := add(ctx, urls)
+		if err != nil {
+			return err
+		}
+		return p.memberAdd(resp, args[0], o.peerURLs)
 	})
 	return cmd
 }
 
-// memberCall connects, makes one membership request within
-// --command-timeout and prints its response. The output format is checked
-// before the request; a format the command cannot print fails only after the
-// request is made, as in etcdctl.
-func memberCall[R any](g *globals, call func(*clientv3.Client, context.Context) (R, error), print func(*printer, R) error) error {
-	p, c, err := g.connect()
-	if err != nil {
-		return err
+// memberIDArg is a prepare for call: it reads the one argument of remove,
+// update and promote, a member ID in hexadecimal, into id.
+func memberIDArg(id *uint64) func(args []string) error {
+	return func(args []string) (err error) {
+		if len(args) != 1 {
+			return badArgs("member ID is not provided")
+		}
+		if *id, err = strconv.ParseUint(args[0], 16, 64); err != nil {
+			return badArgs("bad member ID arg (%w), expecting ID in Hex", err)
+		}
+		return nil
 	}
-	defer c.Close()
-	ctx, cancel := g.commandContext()
-	resp, err := call(c, ctx)
-	cancel()
-	if err != nil {
-		return err
-	}
-	return print(p, resp)
-}
-
-// parseMemberID reads the one argument of remove, update and promote: a member
-// ID in hexadecimal.
-func parseMemberID(args []string) (uint64, error) {
-	if len(args) != 1 {
-		return 0, badArgs("member ID is not provided")
-	}
-	id, err := strconv.ParseUint(args[0], 16, 64)
-	if err != nil {
-		return 0, badArgs("bad member ID arg (%w), expecting ID in Hex", err)
-	}
-	return id, nil
 }
 
 func memberRemoveCommand(g *globals) *cobra.Command {
@@ -102,16 +88,13 @@ func memberRemoveCommand(g *globals) *cobra.Command {
 		Use:   "remove <memberID>",
 		Short: "Takes a member out of the cluster",
 	}
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		id, err := parseMemberID(args)
+	var id uint64
+	cmd.RunE = g.call(memberIDArg(&id), func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
+		resp, err := c.MemberRemove(ctx, id)
 		if err != nil {
 			return err
 		}
-		return memberCall(g, func(c *clientv3.Client, ctx context.Context) (*clientv3.MemberRemoveResponse, error) {
-			return c.MemberRemove(ctx, id)
-		}, func(p *printer, resp *clientv3.MemberRemoveResponse) error {
-			return p.memberChange("removed from", id, (*pb.MemberRemoveResponse)(resp), resp.Header, resp.Members)
-		})
+		return p.memberChange("removed from", id, (*pb.MemberRemoveResponse)(resp), resp.Header, resp.Members)
 	})
 	return cmd
 }
@@ -123,20 +106,22 @@ func memberUpdateCommand(g *globals) *cobra.Command {
 		Short: "Changes where the other members reach a member",
 	}
 	cmd.Flags().StringVar(&peerURLs, "peer-urls", "", "the member's new peer addresses (comma separated URLs)")
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		id, err := parseMemberID(args)
-		if err != nil {
+	var id uint64
+	prepare := func(args []string) error {
+		if err := memberIDArg(&id)(args); err != nil {
 			return err
 		}
 		if peerURLs == "" {
 			return badArgs("member peer urls not provided")
 		}
-		urls := strings.Split(peerURLs, ",")
-		return memberCall(g, func(c *clientv3.Client, ctx context.Context) (*clientv3.MemberUpdateResponse, error) {
-			return c.MemberUpdate(ctx, id, urls)
-		}, func(p *printer, resp *clientv3.MemberUpdateResponse) error {
-			return p.memberChange("updated in", id, (*pb.MemberUpdateResponse)(resp), resp.Header, resp.Members)
-		})
+		return nil
+	}
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
+		resp, err := c.MemberUpdate(ctx, id, strings.Split(peerURLs, ","))
+		if err != nil {
+			return err
+		}
+		return p.memberChange("updated in", id, (*pb.MemberUpdateResponse)(resp), resp.Header, resp.Members)
 	})
 	return cmd
 }
@@ -146,16 +131,13 @@ func memberPromoteCommand(g *globals) *cobra.Command {
 		Use:   "promote <memberID>",
 		Short: "Turns a caught-up learner into a voting member",
 	}
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		id, err := parseMemberID(args)
+	var id uint64
+	cmd.RunE = g.call(memberIDArg(&id), func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
+		resp, err := c.MemberPromote(ctx, id)
 		if err != nil {
 			return err
 		}
-		return memberCall(g, func(c *clientv3.Client, ctx context.Context) (*clientv3.MemberPromoteResponse, error) {
-			return c.MemberPromote(ctx, id)
-		}, func(p *printer, resp *clientv3.MemberPromoteResponse) error {
-			return p.memberChange("promoted in", id, (*pb.MemberPromoteResponse)(resp), resp.Header, resp.Members)
-		})
+		return p.memberChange("promoted in", id, (*pb.MemberPromoteResponse)(resp), resp.Header, resp.Members)
 	})
 	return cmd
 }
@@ -170,16 +152,19 @@ one comma-separated line: ID, started or unstarted, name, peer URLs, client
 URLs, and whether it is a learner. Use -w table for a readable layout.`,
 	}
 	cmd.Flags().StringVar(&consistency, "consistency", "l", "l asks the leader (up to date), s the local member (may lag)")
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+	var opts []clientv3.OpOption
+	prepare := func([]string) (err error) {
 		// A bad value is reported as etcdctl does: by the value of get's
 		// --consistency, always its default "l" in a member list command.
-		opts, err := consistencyOpts(consistency, "l")
+		opts, err = consistencyOpts(consistency, "l")
+		return err
+	}
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
+		resp, err := c.MemberList(ctx, opts...)
 		if err != nil {
 			return err
 		}
-		return memberCall(g, func(c *clientv3.Client, ctx context.Context) (*clientv3.MemberListResponse, error) {
-			return c.MemberList(ctx, opts...)
-		}, (*printer).memberList)
+		return p.memberList(resp)
 	})
 	return cmd
 }

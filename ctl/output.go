@@ -72,6 +72,20 @@ func (p *printer) protobuf(m proto.Message) error {
 	return err
 }
 
+// response prints resp as it is in the json and protobuf formats; the other
+// formats are not supported, as in etcdctl. It is the json and protobuf
+// output of the commands that print their request's response (get, put,
+// del, alarm, move-leader, auth, user, role).
+func (p *printer) response(resp proto.Message) error {
+	switch p.format {
+	case formatJSON:
+		return p.json(resp)
+	case formatProtobuf:
+		return p.protobuf(resp)
+	}
+	return p.unsupported()
+}
+
 // str renders a key or value for the simple and fields formats: as is, or as
 // \xNN escapes for --hex.
 func (p *printer) str(b []byte) string {

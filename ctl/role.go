@@ -32,13 +32,12 @@ func roleAddCommand(g *globals) *cobra.Command {
 		Use:   "add <role name>",
 		Short: "Creates a role",
 	}
-	cmd.RunE = g.authCall(nArgs(1, "role add command requires role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(1, "role add command requires role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.RoleAdd(ctx, args[0])
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthRoleAddResponse)(resp)
-		return p.authDone(fmt.Sprintf("Role %s created", args[0]), r.Header, r)
+		return p.authDone(fmt.Sprintf("Role %s created", args[0]), (*pb.AuthRoleAddResponse)(resp))
 	})
 	return cmd
 }
@@ -48,13 +47,12 @@ func roleDeleteCommand(g *globals) *cobra.Command {
 		Use:   "delete <role name>",
 		Short: "Removes a role",
 	}
-	cmd.RunE = g.authCall(nArgs(1, "role delete command requires role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(1, "role delete command requires role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.RoleDelete(ctx, args[0])
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthRoleDeleteResponse)(resp)
-		return p.authDone(fmt.Sprintf("Role %s deleted", args[0]), r.Header, r)
+		return p.authDone(fmt.Sprintf("Role %s deleted", args[0]), (*pb.AuthRoleDeleteResponse)(resp))
 	})
 	return cmd
 }
@@ -64,7 +62,7 @@ func roleGetCommand(g *globals) *cobra.Command {
 		Use:   "get <role name>",
 		Short: "Prints a role's permissions",
 	}
-	cmd.RunE = g.authCall(nArgs(1, "role get command requires role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(1, "role get command requires role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.RoleGet(ctx, args[0])
 		if err != nil {
 			return err
@@ -79,7 +77,7 @@ func roleListCommand(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "Prints the names of the roles",
 	}
-	cmd.RunE = g.authCall(nArgs(0, "role list command requires no arguments"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(0, "role list command requires no arguments"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.RoleList(ctx)
 		if err != nil {
 			return err
@@ -145,13 +143,12 @@ func roleGrantPermissionCommand(g *globals) *cobra.Command {
 		key, end, err = o.keys(args[2:])
 		return err
 	}
-	cmd.RunE = g.authCall(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.RoleGrantPermission(ctx, args[0], key, end, perm)
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthRoleGrantPermissionResponse)(resp)
-		return p.authDone(fmt.Sprintf("Role %s updated", args[0]), r.Header, r)
+		return p.authDone(fmt.Sprintf("Role %s updated", args[0]), (*pb.AuthRoleGrantPermissionResponse)(resp))
 	})
 	return cmd
 }
@@ -171,14 +168,13 @@ func roleRevokePermissionCommand(g *globals) *cobra.Command {
 		key, end, err = o.keys(args[1:])
 		return err
 	}
-	cmd.RunE = g.authCall(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.RoleRevokePermission(ctx, args[0], key, end)
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthRoleRevokePermissionResponse)(resp)
 		// The key as given, not as sent: an empty one stays empty.
-		return p.authDone(revokedLine(args[0], args[1], end), r.Header, r)
+		return p.authDone(revokedLine(args[0], args[1], end), (*pb.AuthRoleRevokePermissionResponse)(resp))
 	})
 	return cmd
 }
@@ -208,7 +204,7 @@ func (p *printer) roleList(resp *clientv3.AuthRoleListResponse) error {
 		}
 		p.println()
 	default:
-		return p.authRPC((*pb.AuthRoleListResponse)(resp))
+		return p.response((*pb.AuthRoleListResponse)(resp))
 	}
 	return nil
 }
@@ -226,7 +222,7 @@ func (p *printer) roleGet(role string, resp *clientv3.AuthRoleGetResponse) error
 			p.printf("\"RangeEnd\" : %q\n", perm.RangeEnd)
 		}
 	default:
-		return p.authRPC((*pb.AuthRoleGetResponse)(resp))
+		return p.response((*pb.AuthRoleGetResponse)(resp))
 	}
 	return nil
 }

@@ -36,15 +36,8 @@ command's arguments and flags.`,
 		GroupID: groupKV,
 	}
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "ask for each block of the transaction in turn")
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
-		if len(args) != 0 {
-			return badArgs("txn command does not accept argument")
-		}
-		p, c, err := g.connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
+	prepare := nArgs(0, "txn command does not accept argument")
+	cmd.RunE = g.callWithin(noTimeout, prepare, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
 		r := &txnReader{g: g, lines: bufio.NewReader(g.stdio.In)}
 		prompt := func(s string) {
 			if interactive {
@@ -66,7 +59,7 @@ command's arguments and flags.`,
 		if err != nil {
 			return err
 		}
-		resp, err := c.Txn(context.Background()).If(cmps...).Then(then...).Else(els...).Commit()
+		resp, err := c.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
 		if err != nil {
 			return err
 		}
@@ -395,25 +388,19 @@ func compactionCommand(g *globals) *cobra.Command {
 		GroupID: groupKV,
 	}
 	cmd.Flags().BoolVar(&physical, "physical", false, "return only once the old revisions are gone from disk")
-	cmd.RunE = g.run(func(cmd *cobra.Command, args []string) error {
+	var rev int64
+	prepare := func(args []string) (err error) {
 		if len(args) != 1 {
 			return badArgs("compaction command needs 1 argument")
 		}
-		rev, err := strconv.ParseInt(args[0], 10, 64)
-		if err != nil {
-			return err
-		}
+		rev, err = strconv.ParseInt(args[0], 10, 64)
+		return err
+	}
+	cmd.RunE = g.callWithin(g.envCommandContext, prepare, func(ctx context.Context, _ *printer, c *clientv3.Client, _ []string) error {
 		var opts []clientv3.CompactOption
 		if physical {
 			opts = append(opts, clientv3.WithCompactPhysical())
 		}
-		_, c, err := g.connect()
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := g.envCommandContext()
-		defer cancel()
 		if _, err := c.Compact(ctx, rev, opts...); err != nil {
 			return err
 		}

@@ -112,13 +112,12 @@ func userAddCommand(g *globals) *cobra.Command {
 		name, password, err = o.credentials(g, args[0])
 		return err
 	}
-	cmd.RunE = g.authCall(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, _ []string) error {
 		resp, err := c.UserAddWithOptions(ctx, name, password, &clientv3.UserAddOptions{NoPassword: o.noPassword})
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthUserAddResponse)(resp)
-		return p.authDone(fmt.Sprintf("User %s created", name), r.Header, r)
+		return p.authDone(fmt.Sprintf("User %s created", name), (*pb.AuthUserAddResponse)(resp))
 	})
 	return cmd
 }
@@ -128,13 +127,12 @@ func userDeleteCommand(g *globals) *cobra.Command {
 		Use:   "delete <user name>",
 		Short: "Removes a user",
 	}
-	cmd.RunE = g.authCall(nArgs(1, "user delete command requires user name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(1, "user delete command requires user name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.UserDelete(ctx, args[0])
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthUserDeleteResponse)(resp)
-		return p.authDone(fmt.Sprintf("User %s deleted", args[0]), r.Header, r)
+		return p.authDone(fmt.Sprintf("User %s deleted", args[0]), (*pb.AuthUserDeleteResponse)(resp))
 	})
 	return cmd
 }
@@ -146,7 +144,7 @@ func userGetCommand(g *globals) *cobra.Command {
 		Short: "Prints a user's roles",
 	}
 	cmd.Flags().BoolVar(&detail, "detail", false, "also print the permissions of each role")
-	cmd.RunE = g.authCall(nArgs(1, "user get command requires user name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(1, "user get command requires user name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		name := args[0]
 		resp, err := c.UserGet(ctx, name)
 		if err != nil {
@@ -175,7 +173,7 @@ func userGetCommand(g *globals) *cobra.Command {
 
 func (p *printer) userGet(name string, resp *clientv3.AuthUserGetResponse) error {
 	if p.format != formatSimple {
-		return p.authRPC((*pb.AuthUserGetResponse)(resp))
+		return p.response((*pb.AuthUserGetResponse)(resp))
 	}
 	p.printf("User: %s\nRoles:", name)
 	for _, role := range resp.Roles {
@@ -190,13 +188,13 @@ func userListCommand(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "Prints the names of the users",
 	}
-	cmd.RunE = g.authCall(nArgs(0, "user list command requires no arguments"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(0, "user list command requires no arguments"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.UserList(ctx)
 		if err != nil {
 			return err
 		}
 		if p.format != formatSimple {
-			return p.authRPC((*pb.AuthUserListResponse)(resp))
+			return p.response((*pb.AuthUserListResponse)(resp))
 		}
 		for _, u := range resp.Users {
 			p.println(u)
@@ -221,13 +219,12 @@ func userPasswdCommand(g *globals) *cobra.Command {
 		password, err = g.readPassword(args[0], interactive)
 		return err
 	}
-	cmd.RunE = g.authCall(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(prepare, func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.UserChangePassword(ctx, args[0], password)
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthUserChangePasswordResponse)(resp)
-		return p.authDone("Password updated", r.Header, r)
+		return p.authDone("Password updated", (*pb.AuthUserChangePasswordResponse)(resp))
 	})
 	return cmd
 }
@@ -237,13 +234,12 @@ func userGrantRoleCommand(g *globals) *cobra.Command {
 		Use:   "grant-role <user name> <role name>",
 		Short: "Gives a user a role",
 	}
-	cmd.RunE = g.authCall(nArgs(2, "user grant command requires user name and role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(2, "user grant command requires user name and role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.UserGrantRole(ctx, args[0], args[1])
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthUserGrantRoleResponse)(resp)
-		return p.authDone(fmt.Sprintf("Role %s is granted to user %s", args[1], args[0]), r.Header, r)
+		return p.authDone(fmt.Sprintf("Role %s is granted to user %s", args[1], args[0]), (*pb.AuthUserGrantRoleResponse)(resp))
 	})
 	return cmd
 }
@@ -253,13 +249,12 @@ func userRevokeRoleCommand(g *globals) *cobra.Command {
 		Use:   "revoke-role <user name> <role name>",
 		Short: "Takes a role away from a user",
 	}
-	cmd.RunE = g.authCall(nArgs(2, "user revoke-role requires user name and role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
+	cmd.RunE = g.call(nArgs(2, "user revoke-role requires user name and role name as its argument"), func(ctx context.Context, p *printer, c *clientv3.Client, args []string) error {
 		resp, err := c.UserRevokeRole(ctx, args[0], args[1])
 		if err != nil {
 			return err
 		}
-		r := (*pb.AuthUserRevokeRoleResponse)(resp)
-		return p.authDone(fmt.Sprintf("Role %s is revoked from user %s", args[1], args[0]), r.Header, r)
+		return p.authDone(fmt.Sprintf("Role %s is revoked from user %s", args[1], args[0]), (*pb.AuthUserRevokeRoleResponse)(resp))
 	})
 	return cmd
 }

@@ -3,7 +3,6 @@ package grpcproxy
 import (
 	"context"
 	"errors"
-	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -169,48 +168,21 @@ func (wp *watchProxy) Watch(gs pb.Watch_WatchServer) error {
 				return err
 			}
 		case <-ctx.Done():
-			select {
-			case err := <-recvErr:
-				if errors.Is(err, context.Canceled) {
-					return rpctypes.ErrGRPCWatchCanceled
-				}
-				return err
-			default:
-			}
-			if gs.Context().Err() != nil {
-				return rpctypes.ErrGRPCWatchCanceled
-			}
-			return rpctypes.ErrGRPCStopped
+			return watch.EndError(gs.Context(), recvErr)
 		case <-wp.p.ctx.Done():
 			return rpctypes.ErrGRPCStopped
 		}
 	}
 }
 
+// recvLoop serves the client's requests until the client closes its side
+// (nil) or the stream fails.
 func (s *wstream) recvLoop(gs pb.Watch_WatchServer) error {
-	for {
-		req, err := gs.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		switch u := req.RequestUnion.(type) {
-		case *pb.WatchRequest_CreateRequest:
-			if u.CreateRequest != nil {
-				s.create(gs.Context(), u.CreateRequest)
-			}
-		case *pb.WatchRequest_CancelRequest:
-			if u.CancelRequest != nil {
-				s.cancelWatch(gs.Context(), u.CancelRequest.WatchId)
-			}
-		case *pb.WatchRequest_ProgressRequest:
-			if u.ProgressRequest != nil {
-				s.requestProgress()
-			}
-		}
-	}
+	streamCtx := gs.Context()
+	return watch.RecvRequests(gs,
+		func(r *pb.WatchCreateRequest) { s.create(streamCtx, r) },
+		func(id int64) { s.cancelWatch(streamCtx, id) },
+		s.requestProgress)
 }
 
 // send queues r for the client; false when the stream is gone.

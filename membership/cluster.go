@@ -13,8 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -25,6 +23,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/keeldb/keel/config"
 	"github.com/keeldb/keel/storage"
 )
 
@@ -123,34 +122,20 @@ func ClusterID(members []*Member) uint64 {
 }
 
 // ParsePeerURLs checks peer URLs as etcd checks those of a member to add
-// and returns them trimmed and sorted: at least one; scheme http, https,
-// unix or unixs; http(s) URLs with host:port and no path.
+// and returns them trimmed and sorted: at least one, each valid by
+// config.ParseURLList's rules.
 func ParsePeerURLs(in []string) ([]string, error) {
 	if len(in) == 0 {
 		return nil, errors.New("no valid URLs given")
 	}
-	out := make([]string, len(in))
-	for i, s := range in {
-		s = strings.TrimSpace(s)
-		u, err := url.Parse(s)
-		if err != nil {
-			return nil, err
-		}
-		switch u.Scheme {
-		case "http", "https":
-			if _, _, err := net.SplitHostPort(u.Host); err != nil {
-				return nil, fmt.Errorf(`URL address does not have the form "host:port": %s`, s)
-			}
-			if u.Path != "" {
-				return nil, fmt.Errorf("URL must not contain a path: %s", s)
-			}
-		case "unix", "unixs":
-		default:
-			return nil, fmt.Errorf("URL scheme must be http, https, unix, or unixs: %s", s)
-		}
-		out[i] = u.String()
+	us, err := config.ParseURLList(in)
+	if err != nil {
+		return nil, err
 	}
-	sort.Strings(out)
+	out := make([]string, len(us))
+	for i := range us {
+		out[i] = us[i].String()
+	}
 	return out, nil
 }
 

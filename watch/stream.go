@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -325,6 +326,61 @@ func (s *Stream) Send(ctx context.Context, send func(*pb.WatchResponse) error) e
 }
 
 var errStreamClosed = errors.New("watch stream closed")
+
+// RecvRequests reads a Watch service's client requests from gs until the
+// client closes its side (nil) or the stream fails (its error), and hands
+// each to create, cancel or progress by its kind. A request of a kind it
+// does not know, or without its body, is ignored, as etcd does, rather than
+// ending every watcher of the stream. The member's Watch service (api) and
+// the proxy's (grpcproxy) both read their streams with it.
+func RecvRequests(gs pb.Watch_WatchServer, create func(*pb.WatchCreateRequest), cancel func(watchID int64), progress func()) error {
+	for {
+		req, err := gs.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch u := req.RequestUnion.(type) {
+		case *pb.WatchRequest_CreateRequest:
+			if u.CreateRequest != nil {
+				create(u.CreateRequest)
+			}
+		case *pb.WatchRequest_CancelRequest:
+			if u.CancelRequest != nil {
+				cancel(u.CancelRequest.WatchId)
+			}
+		case *pb.WatchRequest_ProgressRequest:
+			if u.ProgressRequest != nil {
+				progress()
+			}
+		}
+	}
+}
+
+// EndError is what a gRPC Watch service returns, with etcd's codes, when
+// its stream ends other than by a failed send: the error of the goroutine
+// that receives the client's requests when it failed (recvErr holds it
+// then; a cancellation reads as the watch canceled), the watch canceled
+// when the client's context is done, and otherwise the server stopped (the
+// member or the proxy is shutting down). It does not wait: a receiving
+// goroutine that has not failed yet counts as not failed. The member's
+// Watch service (api) and the proxy's (grpcproxy) both end with it.
+func EndError(client context.Context, recvErr <-chan error) error {
+	select {
+	case err := <-recvErr:
+		if errors.Is(err, context.Canceled) {
+			return rpctypes.ErrGRPCWatchCanceled
+		}
+		return err
+	default:
+	}
+	if client.Err() != nil {
+		return rpctypes.ErrGRPCWatchCanceled
+	}
+	return rpctypes.ErrGRPCStopped
+}
 
 // coalesce merges the queued event responses of each watcher into the
 // earliest one, without copying events, so that a stream that fell behind sends one response per
