@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -48,23 +49,46 @@ func Start(t testing.TB) *Server {
 		t.Fatal("dnstest: no port free for both UDP and TCP")
 	}
 	s.Addr = pc.LocalAddr().String()
-	udp := &dns.Server{PacketConn: pc, Handler: s}
-	tcp := &dns.Server{Listener: l, Handler: s}
+	// Shutdown of a server that has not started yet does nothing, and the
+	// server would then serve for ever: Start returns only once both run.
+	started := make(chan struct{}, 2)
+	notify := func() { started <- struct{}{} }
+	udp := &dns.Server{PacketConn: pc, Handler: s, NotifyStartedFunc: notify}
+	tcp := &dns.Server{Listener: l, Handler: s, NotifyStartedFunc: notify}
 	var wg sync.WaitGroup
+	errs := make(chan error, 2)
 	for _, srv := range []*dns.Server{udp, tcp} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			srv.ActivateAndServe()
+			if err := srv.ActivateAndServe(); err != nil {
+				errs <- err
+			}
 		}()
 	}
 	t.Cleanup(func() {
 		udp.Shutdown()
 		tcp.Shutdown()
+		// A server that never started ends when its socket closes.
+		pc.Close()
+		l.Close()
 		wg.Wait()
 	})
+	timeout := time.After(startTimeout)
+	for range 2 {
+		select {
+		case <-started:
+		case err := <-errs:
+			t.Fatalf("dnstest: %v", err)
+		case <-timeout:
+			t.Fatalf("dnstest: the server did not start within %v", startTimeout)
+		}
+	}
 	return s
 }
+
+// startTimeout bounds the wait for the servers to start.
+const startTimeout = 30 * time.Second
 
 // AddSRV adds an SRV record for name (e.g. "_etcd-server._tcp.keel.test.")
 // pointing at target:port. Each record of a name gets the next priority,
