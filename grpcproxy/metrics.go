@@ -1,6 +1,7 @@
 package grpcproxy
 
 import (
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -14,6 +15,10 @@ type Metrics struct {
 	// etcd exports the hit and miss counts as gauges; so does keel.
 	cacheHits   prometheus.Gauge
 	cacheMisses prometheus.Gauge
+	// GRPC counts the calls and messages of the proxy's gRPC server
+	// (grpc_server_*, etcd's labels): add its interceptors to the server
+	// and initialise it once the services are registered.
+	GRPC *grpcprom.ServerMetrics
 }
 
 func newMetrics() *Metrics {
@@ -21,22 +26,23 @@ func newMetrics() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		eventsCoalescing: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "etcd", Subsystem: "grpc_proxy", Name: "events_coalescing_total",
-			Help: "Total number of events coalescing",
+			Help: "Upstream watch events handed to more than one client watcher.",
 		}),
 		cacheKeys: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "etcd", Subsystem: "grpc_proxy", Name: "cache_keys_total",
-			Help: "Total number of keys/ranges cached",
+			Help: "Range responses held in the proxy's cache.",
 		}),
 		cacheHits: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "etcd", Subsystem: "grpc_proxy", Name: "cache_hits_total",
-			Help: "Total number of cache hits",
+			Help: "Serializable ranges answered from the proxy's cache.",
 		}),
 		cacheMisses: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "etcd", Subsystem: "grpc_proxy", Name: "cache_misses_total",
-			Help: "Total number of cache misses",
+			Help: "Serializable ranges the proxy's cache could not answer.",
 		}),
 	}
-	m.Registry.MustRegister(m.eventsCoalescing, m.cacheKeys, m.cacheHits, m.cacheMisses,
+	m.GRPC = grpcprom.NewServerMetrics()
+	m.Registry.MustRegister(m.eventsCoalescing, m.cacheKeys, m.cacheHits, m.cacheMisses, m.GRPC,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -52,7 +58,7 @@ func (m *Metrics) registerProxy(p *Proxy) {
 	m.Registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "etcd", Subsystem: "grpc_proxy", Name: "watchers_coalescing_total",
-			Help: "Total number of current watchers coalescing",
+			Help: "Client watchers now sharing an upstream watcher with another.",
 		}, watch(func(s WatchStats) float64 { return float64(s.Downstream - s.Upstream) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "keel_grpc_proxy_watchers", Help: "Client watchers the proxy serves.",

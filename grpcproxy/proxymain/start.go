@@ -163,6 +163,7 @@ func Start(f Flags, lg *zap.Logger) (_ *Server, err error) {
 
 	s.grpc = grpc.NewServer(s.grpcOptions()...)
 	s.proxy.Register(s.grpc)
+	s.proxy.Metrics().GRPC.InitializeMetrics(s.grpc)
 
 	l, err := net.Listen("tcp", f.ListenAddr)
 	if err != nil {
@@ -380,6 +381,10 @@ func (s *Server) grpcOptions() []grpc.ServerOption {
 	if f.GRPCKeepAliveInterval > 0 || f.GRPCKeepAliveTimeout > 0 {
 		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{Time: f.GRPCKeepAliveInterval, Timeout: f.GRPCKeepAliveTimeout}))
 	}
+	// The metrics first, so that every call counts (grpc_server_* on
+	// /proxy/metrics, as etcd's proxy).
+	gm := s.proxy.Metrics().GRPC
+	opts = append(opts, grpc.ChainUnaryInterceptor(gm.UnaryServerInterceptor()), grpc.ChainStreamInterceptor(gm.StreamServerInterceptor()))
 	if f.EnableGRPCLogging {
 		opts = append(opts, grpc.ChainUnaryInterceptor(s.logUnary), grpc.ChainStreamInterceptor(s.logStream))
 	}

@@ -106,8 +106,9 @@ func TestStartServesGRPCAndHTTPOnTheListenAddress(t *testing.T) {
 			}
 		}
 		if code, body := get(t, hc, base+"/proxy/metrics"); code != 200 || !strings.Contains(body, "etcd_grpc_proxy_cache_hits_total") ||
-			!strings.Contains(body, "etcd_grpc_proxy_watchers_coalescing_total") {
-			t.Errorf("GET %s/proxy/metrics: %d, no proxy metrics", base, code)
+			!strings.Contains(body, "etcd_grpc_proxy_watchers_coalescing_total") ||
+			!strings.Contains(body, `grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1`) {
+			t.Errorf("GET %s/proxy/metrics: %d, no proxy metrics or no count of the put:\n%s", base, code, body)
 		}
 		// /metrics is the cluster's, passed on.
 		want, _ := get(t, hc, m.Endpoint+"/metrics")
