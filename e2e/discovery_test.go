@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,46 +10,13 @@ import (
 
 	"github.com/keeldb/keel/discovery"
 	"github.com/keeldb/keel/internal/dnstest"
-	"github.com/keeldb/keel/internal/keelbin"
 )
 
 // startKeel starts a keel process named name with args after --name and
 // --data-dir, and env added to a clean environment.
 func startKeel(t *testing.T, name, dataDir string, env []string, args ...string) *proc {
 	t.Helper()
-	logPath := filepath.Join(filepath.Dir(dataDir), fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano()))
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lt := &logTail{ready: make(chan struct{})}
-	lt.LineWriter = keelbin.LineWriter{W: f, Line: lt.line}
-	cmd := exec.Command(keelbin.Path(t), append([]string{"--name", name, "--data-dir", dataDir,
-		"--heartbeat-interval", "50", "--election-timeout", "500"}, args...)...)
-	cmd.Env = append(cleanEnv(), env...)
-	cmd.Stdout, cmd.Stderr = lt, lt
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatal(err)
-	}
-	p := &proc{spec: memberSpec{name: name, dataDir: dataDir}, cmd: cmd, log: lt, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", filepath.Base(logPath), lt.tail())
-		}
-	})
-	return p
+	return startProc(t, memberSpec{name: name, dataDir: dataDir}, env, args...)
 }
 
 // waitExit waits for p to exit on its own and returns its exit code.

@@ -91,6 +91,18 @@ type proc struct {
 // start starts the member; waitReady waits until it serves.
 func start(t *testing.T, spec memberSpec) *proc {
 	t.Helper()
+	return startProc(t, spec, nil,
+		"--listen-client-urls", spec.clientURL(), "--advertise-client-urls", spec.clientURL(),
+		"--listen-peer-urls", spec.peerURL(), "--initial-advertise-peer-urls", spec.peerURL(),
+		"--initial-cluster", spec.initialCluster, "--initial-cluster-token", spec.token)
+}
+
+// startProc starts a keel process for spec with --name, --data-dir, short
+// Raft timeouts and args, and env added to a clean environment. Its log
+// goes to a file beside the data dir, whose last lines a failed test shows;
+// t's cleanup kills it if it still runs.
+func startProc(t *testing.T, spec memberSpec, env []string, args ...string) *proc {
+	t.Helper()
 	logDir := filepath.Dir(spec.dataDir)
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -102,13 +114,9 @@ func start(t *testing.T, spec memberSpec) *proc {
 	}
 	lt := &logTail{ready: make(chan struct{})}
 	lt.LineWriter = keelbin.LineWriter{W: f, Line: lt.line}
-	cmd := exec.Command(keelbin.Path(t),
-		"--name", spec.name, "--data-dir", spec.dataDir,
-		"--listen-client-urls", spec.clientURL(), "--advertise-client-urls", spec.clientURL(),
-		"--listen-peer-urls", spec.peerURL(), "--initial-advertise-peer-urls", spec.peerURL(),
-		"--initial-cluster", spec.initialCluster, "--initial-cluster-token", spec.token,
-		"--heartbeat-interval", "50", "--election-timeout", "500")
-	cmd.Env = cleanEnv()
+	cmd := exec.Command(keelbin.Path(t), append([]string{"--name", spec.name, "--data-dir", spec.dataDir,
+		"--heartbeat-interval", "50", "--election-timeout", "500"}, args...)...)
+	cmd.Env = append(cleanEnv(), env...)
 	cmd.Stdout, cmd.Stderr = lt, lt
 	if err := cmd.Start(); err != nil {
 		f.Close()
