@@ -91,17 +91,9 @@ func TestNoSpaceAlarmRefusesWritesButNotReadsOrDeletes(t *testing.T) {
 func TestAlarmsSurviveRestart(t *testing.T) {
 	t.Parallel()
 	m := startMember(t)
-	cli := m.cli()
-	st, err := cli.Status(ctx(t), m.endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mc := pb.NewMaintenanceClient(cli.ActiveConnection())
-	if _, err := mc.Alarm(ctx(t), &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: st.Header.MemberId, Alarm: pb.AlarmType_CORRUPT}); err != nil {
-		t.Fatal(err)
-	}
+	raiseAlarm(t, m, pb.AlarmType_CORRUPT)
 	m.restart(t)
-	cli = m.cli()
+	cli := m.cli()
 	if _, err := cli.Put(ctx(t), "k", "v"); !errors.Is(err, rpctypes.ErrCorrupt) {
 		t.Fatalf("put under CORRUPT after restart: %v, want %v", err, rpctypes.ErrCorrupt)
 	}
@@ -127,5 +119,27 @@ func TestHTTPHeadersAsEtcd(t *testing.T) {
 	}
 	if code, _, _ := httpDo(t, m, http.MethodOptions, "/health"); code != http.StatusOK {
 		t.Errorf("OPTIONS /health: %d", code)
+	}
+}
+
+// raiseAlarm raises alarm on m for m itself, as the member would;
+// disarmAlarm disarms it.
+func raiseAlarm(t *testing.T, m *member, alarm pb.AlarmType) {
+	t.Helper()
+	alarmAction(t, m, pb.AlarmRequest_ACTIVATE, alarm)
+}
+
+// disarmAlarm: see raiseAlarm.
+func disarmAlarm(t *testing.T, m *member, alarm pb.AlarmType) {
+	t.Helper()
+	alarmAction(t, m, pb.AlarmRequest_DEACTIVATE, alarm)
+}
+
+func alarmAction(t *testing.T, m *member, action pb.AlarmRequest_AlarmAction, alarm pb.AlarmType) {
+	t.Helper()
+	mc := pb.NewMaintenanceClient(m.cli().ActiveConnection())
+	req := &pb.AlarmRequest{Action: action, MemberID: identityOf(t, m).member, Alarm: alarm}
+	if _, err := mc.Alarm(ctx(t), req); err != nil {
+		t.Fatalf("%v %v: %v", action, alarm, err)
 	}
 }

@@ -803,11 +803,7 @@ func TestLeaseGrantRefusedUnderNoSpaceAlarm(t *testing.T) {
 	cli := m.cli()
 	l := grant(t, cli, 60)
 	put(t, cli, "k", "v", clientv3.WithLease(l)) // rev 2
-	memberID := identityOf(t, m).member
-	mc := pb.NewMaintenanceClient(cli.ActiveConnection())
-	if _, err := mc.Alarm(ctx(t), &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: memberID, Alarm: pb.AlarmType_NOSPACE}); err != nil {
-		t.Fatal(err)
-	}
+	raiseAlarm(t, m, pb.AlarmType_NOSPACE)
 	_, err := cli.Grant(ctx(t), 60)
 	wantErr(t, err, rpctypes.ErrGRPCNoSpace)
 	if ka, err := cli.KeepAliveOnce(ctx(t), l); err != nil || ka.TTL != 60 {
@@ -817,8 +813,6 @@ func TestLeaseGrantRefusedUnderNoSpaceAlarm(t *testing.T) {
 	if got := revoke(t, cli, l); got != 3 {
 		t.Fatalf("revoke under NOSPACE: revision %d, want 3", got)
 	}
-	if _, err := mc.Alarm(ctx(t), &pb.AlarmRequest{Action: pb.AlarmRequest_DEACTIVATE, MemberID: memberID, Alarm: pb.AlarmType_NOSPACE}); err != nil {
-		t.Fatal(err)
-	}
+	disarmAlarm(t, m, pb.AlarmType_NOSPACE)
 	wantLeaseIDs(t, cli, grant(t, cli, 60))
 }

@@ -74,15 +74,7 @@ func TestLivezReadyzOnAHealthyMember(t *testing.T) {
 func TestProbesUnderAlarms(t *testing.T) {
 	t.Parallel()
 	m := startMember(t)
-	cli := m.cli()
-	st, err := cli.Status(ctx(t), m.endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mc := pb.NewMaintenanceClient(cli.ActiveConnection())
-	if _, err := mc.Alarm(ctx(t), &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: st.Header.MemberId, Alarm: pb.AlarmType_NOSPACE}); err != nil {
-		t.Fatal(err)
-	}
+	raiseAlarm(t, m, pb.AlarmType_NOSPACE)
 	checkProbes(t, m, []probeCase{
 		{"/readyz?verbose", 200, "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\n[+]non_learner ok\nok\n"},
 		{"/health", 503, "{\"health\":\"false\",\"reason\":\"ALARM NOSPACE\"}\n"},
@@ -91,9 +83,7 @@ func TestProbesUnderAlarms(t *testing.T) {
 	if code != 200 || body != `{"health":"true","reason":""}` {
 		t.Errorf("/health?exclude=NOSPACE: %d %q", code, body)
 	}
-	if _, err := mc.Alarm(ctx(t), &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: st.Header.MemberId, Alarm: pb.AlarmType_CORRUPT}); err != nil {
-		t.Fatal(err)
-	}
+	raiseAlarm(t, m, pb.AlarmType_CORRUPT)
 	corrupt := "[-]data_corruption failed: alarm activated: CORRUPT\n[+]serializable_read ok\n[+]linearizable_read ok\n[+]non_learner ok\n\n"
 	checkProbes(t, m, []probeCase{
 		{"/livez?verbose", 200, "[+]serializable_read ok\nok\n"},
