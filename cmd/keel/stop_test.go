@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,37 +17,23 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/keeldb/keel/internal/keelbin"
 	"github.com/keeldb/keel/internal/keeltest"
 )
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
+func TestMain(m *testing.M) {
+	code := m.Run()
+	keelbin.Cleanup()
+	os.Exit(code)
+}
 
-// keelBinary builds cmd/keel once per test binary.
+// keelBinary is cmd/keel built once per test binary (internal/keelbin).
 func keelBinary(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "keelbin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "keel")
-		if out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
-			buildErr = err
-			t.Logf("%s", out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("build keel: %v", buildErr)
-	}
-	return builtBin
+	return keelbin.Path(t)
 }
 
 // logRecords reads a JSON-lines log file.
