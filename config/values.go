@@ -244,21 +244,21 @@ func (ignoredValue) IsBoolFlag() bool { return true }
 // explicitly.
 type gateSpec struct {
 	def   bool
-	stage string // "alpha" or "beta"
+	stage string // "ALPHA" or "BETA", as etcd labels its metric
 }
 
 var etcdFeatureGates = map[string]gateSpec{
-	"AllAlpha":                     {false, "alpha"},
-	"AllBeta":                      {false, "beta"},
-	"CompactHashCheck":             {false, "alpha"},
-	"FastLeaseKeepAlive":           {true, "beta"},
-	"InitialCorruptCheck":          {false, "alpha"},
-	"LeaseCheckpoint":              {false, "alpha"},
-	"LeaseCheckpointPersist":       {false, "alpha"},
-	"PriorityRequest":              {false, "alpha"},
-	"SetMemberLocalAddr":           {false, "alpha"},
-	"StopGRPCServiceOnDefrag":      {false, "alpha"},
-	"TxnModeWriteWithSharedBuffer": {true, "beta"},
+	"AllAlpha":                     {false, "ALPHA"},
+	"AllBeta":                      {false, "BETA"},
+	"CompactHashCheck":             {false, "ALPHA"},
+	"FastLeaseKeepAlive":           {true, "BETA"},
+	"InitialCorruptCheck":          {false, "ALPHA"},
+	"LeaseCheckpoint":              {false, "ALPHA"},
+	"LeaseCheckpointPersist":       {false, "ALPHA"},
+	"PriorityRequest":              {false, "ALPHA"},
+	"SetMemberLocalAddr":           {false, "ALPHA"},
+	"StopGRPCServiceOnDefrag":      {false, "ALPHA"},
+	"TxnModeWriteWithSharedBuffer": {true, "BETA"},
 }
 
 // keelFeatureGates are the gates keel acts on; setting any other is
@@ -324,7 +324,7 @@ func (v *featureGatesValue) Get() any {
 // FeatureGate is one feature gate of etcd's as a member has it.
 type FeatureGate struct {
 	Name    string
-	Stage   string // "alpha" or "beta"
+	Stage   string // "ALPHA" or "BETA"
 	Enabled bool
 }
 
@@ -346,7 +346,7 @@ func (v *featureGatesValue) enabled(name string) bool {
 		return b
 	}
 	spec := etcdFeatureGates[name]
-	all := map[string]string{"alpha": "AllAlpha", "beta": "AllBeta"}[spec.stage]
+	all := map[string]string{"ALPHA": "AllAlpha", "BETA": "AllBeta"}[spec.stage]
 	if b, ok := v.set[all]; ok {
 		return b
 	}

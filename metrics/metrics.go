@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/keeldb/keel/config"
 	"github.com/keeldb/keel/version"
 )
 
@@ -29,14 +30,7 @@ type Options struct {
 	Extensive bool
 	// Features are the member's feature gates
 	// (etcd_server_feature_enabled).
-	Features []Feature
-}
-
-// Feature is one feature gate: its name, its maturity ("ALPHA", "BETA",
-// "GA" or "DEPRECATED", as etcd labels it) and whether it is on.
-type Feature struct {
-	Name, Stage string
-	Enabled     bool
+	Features []config.FeatureGate
 }
 
 // State reads what the scrape-time gauges report from a running member.

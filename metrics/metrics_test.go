@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/keeldb/keel/config"
 )
 
 func TestTwoMembersInOneProcessDoNotShare(t *testing.T) {
@@ -167,7 +169,7 @@ func TestPeerGoingDownCountsADisconnection(t *testing.T) {
 }
 
 func TestFeatureGatesAreLabelled(t *testing.T) {
-	m := New(Options{Features: []Feature{{"CompactHashCheck", "ALPHA", true}, {"FastLeaseKeepAlive", "BETA", false}}})
+	m := New(Options{Features: []config.FeatureGate{{Name: "CompactHashCheck", Stage: "ALPHA", Enabled: true}, {Name: "FastLeaseKeepAlive", Stage: "BETA"}}})
 	want := `
 # HELP etcd_server_feature_enabled 1 for each feature gate that is on, 0 for each that is off, labelled with its name and maturity.
 # TYPE etcd_server_feature_enabled gauge

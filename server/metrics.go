@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,11 +21,7 @@ var errNoClientTLSForMetrics = errors.New("client TLS key/cert (--cert-file, --k
 
 // newMetrics creates the member's metrics (--metrics).
 func (s *Server) newMetrics() {
-	var features []metrics.Feature
-	for _, g := range s.cfg.Features() {
-		features = append(features, metrics.Feature{Name: g.Name, Stage: strings.ToUpper(g.Stage), Enabled: g.Enabled})
-	}
-	s.metrics = metrics.New(metrics.Options{Extensive: s.cfg.Metrics == "extensive", Features: features})
+	s.metrics = metrics.New(metrics.Options{Extensive: s.cfg.Metrics == "extensive", Features: s.cfg.Features()})
 }
 
 // withMetrics serves /metrics in front of the client port's other HTTP
