@@ -114,7 +114,8 @@ expect "mirrored keys" $'/copy/pods/default/p1\n/copy/pods/default/p2\n/copy/pod
 
 echo "--- check perf (cut short with SIGINT; the verdict is still printed)"
 out=$(timeout -s INT 5 "$CTL" check perf --load s --prefix /s6-perf/ 2>/dev/null || true)
-expect_match "check perf" '(PASS|FAIL): Throughput is [0-9]+ writes/s' "$out"
+# A slow machine gets etcdctl's other wording: "FAIL: Throughput too low: N writes/s".
+expect_match "check perf" '(PASS: Throughput is|FAIL: Throughput too low:) [0-9]+ writes/s' "$out"
 expect_match "check perf verdict" $'\n(PASS|FAIL)$' "$out"
 expect "check perf cleaned up" 0 "$(ctl get /s6-perf/ --prefix --count-only -w fields | sed -n 's/"Count" : //p')"
 
