@@ -99,9 +99,17 @@ func (s *Stream) Close() {
 	s.hub.mu.Unlock()
 	// Nobody sends what is still queued.
 	s.qmu.Lock()
+	s.takeQueueLocked()
+	s.qmu.Unlock()
+}
+
+// takeQueueLocked empties the queue and returns what it held, taking its
+// events off the hub's pending count. Called with qmu held.
+func (s *Stream) takeQueueLocked() []*pending {
+	q := s.queue
 	s.hub.pendingEvents.Add(-int64(s.queuedEvents))
 	s.queue, s.queued, s.queuedEvents = nil, 0, 0
-	s.qmu.Unlock()
+	return q
 }
 
 // Create handles a watch create request as etcd does: the created response
@@ -287,9 +295,7 @@ func (s *Stream) signal() {
 func (s *Stream) Send(ctx context.Context, send func(*pb.WatchResponse) error) error {
 	for {
 		s.qmu.Lock()
-		batch := s.queue
-		s.hub.pendingEvents.Add(-int64(s.queuedEvents))
-		s.queue, s.queued, s.queuedEvents = nil, 0, 0
+		batch := s.takeQueueLocked()
 		s.qmu.Unlock()
 		if len(batch) > 0 {
 			// Room in the queue again: watchers of this stream that fell
